@@ -1,0 +1,19 @@
+//! sea-orm models of the gateway's tables, and nothing else.
+//!
+//! Every encrypted column (`access_token`, `refresh_token`, `client_secret`,
+//! `pkce_verifier`, the key canary) has a `*_key_id` column beside it naming the
+//! key that sealed it, so re-encryption finds rows under old keys with a query.
+//! The values themselves are Fernet tokens; see `gateway::crypto` for the envelope
+//! inside them. No model here is ever serialised to an HTTP client.
+
+pub mod gateway_metadata;
+pub mod oauth_credentials;
+pub mod oauth_providers;
+pub mod oauth_sessions;
+
+pub mod prelude {
+    pub use super::gateway_metadata::Entity as GatewayMetadata;
+    pub use super::oauth_credentials::Entity as OauthCredentials;
+    pub use super::oauth_providers::Entity as OauthProviders;
+    pub use super::oauth_sessions::Entity as OauthSessions;
+}

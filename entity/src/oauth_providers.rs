@@ -1,0 +1,45 @@
+//! `oauth_providers`: one row per OAuth provider the gateway can talk to.
+//! Built-in providers configured from the environment are upserted at start so
+//! that credentials and sessions can reference them.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "oauth_providers")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub client_id: String,
+    /// Fernet token (encrypted client secret).
+    #[sea_orm(column_type = "Text")]
+    pub client_secret: String,
+    pub client_secret_key_id: String,
+    pub auth_url: Option<String>,
+    pub token_url: Option<String>,
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub scopes: Option<Json>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::oauth_credentials::Entity")]
+    Credentials,
+    #[sea_orm(has_many = "super::oauth_sessions::Entity")]
+    Sessions,
+}
+
+impl Related<super::oauth_credentials::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Credentials.def()
+    }
+}
+
+impl Related<super::oauth_sessions::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Sessions.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,48 @@
+//! `oauth_sessions`: one row per authorization flow a caller started.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "oauth_sessions")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub profile_id: String,
+    pub provider_id: String,
+    /// The OAuth `state`: random, single-use.
+    #[sea_orm(unique)]
+    pub state: String,
+    /// `pending`, `completed` or `failed`.
+    pub status: String,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub redirect_after: Option<String>,
+    pub expires_at: DateTimeUtc,
+    pub created_at: DateTimeUtc,
+    /// Fernet token (encrypted PKCE code verifier).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub pkce_verifier: Option<String>,
+    pub pkce_verifier_key_id: Option<String>,
+    /// The scopes this flow asked for.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub scopes: Option<Json>,
+    pub failure_reason: Option<String>,
+    pub completed_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::oauth_providers::Entity",
+        from = "Column::ProviderId",
+        to = "super::oauth_providers::Column::Id"
+    )]
+    Provider,
+}
+
+impl Related<super::oauth_providers::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Provider.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,196 @@
+//! The `gateway` command line. `gateway` alone serves.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::config::Settings;
+use crate::startup::{self, Application, StartOptions};
+use crate::store::Store;
+use crate::{shutdown, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "mcp-auth-gateway: OAuth credentials for every MCP server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve {
+        /// Do not apply pending migrations at start.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply, roll back or list schema migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Encryption and API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// Apply every pending migration (the default).
+    Up,
+    /// Roll back migrations.
+    Down {
+        /// How many to roll back (all when omitted).
+        #[arg(long)]
+        steps: Option<u32>,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration; exit non-zero on any problem.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Print a new key: a Fernet encryption key, or with --api-key an API key.
+    Generate {
+        #[arg(long)]
+        api_key: bool,
+    },
+    /// Show which key ids seal how many stored values.
+    Status,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve { no_migrate: false }) {
+        Command::Keys {
+            action: KeysAction::Generate { api_key },
+        } => {
+            let key = if api_key {
+                crate::crypto::key::generate_api_key()
+            } else {
+                crate::crypto::key::generate_fernet_key()
+            };
+            println!("{}", key.expose_secret());
+            Ok(())
+        }
+        Command::Config {
+            action: ConfigAction::Check,
+        } => {
+            let settings = Settings::from_env()?;
+            // Deriving the keys proves the key inputs are usable, not just well-formed.
+            if settings.keys.primary.is_some() {
+                startup::keyring(&settings).await?;
+            }
+            println!(
+                "configuration OK: environment={}, database={:?}, public URL {}",
+                settings.environment.as_str(),
+                settings.database.backend,
+                settings.http.public_base_url
+            );
+            Ok(())
+        }
+        Command::Migrate { action } => {
+            let settings = load_with_logs()?;
+            let store = startup::connect(&settings).await?;
+            match action.unwrap_or(MigrateAction::Up) {
+                MigrateAction::Up => {
+                    store.migrate_up().await?;
+                    println!("migrations applied");
+                }
+                MigrateAction::Down { steps } => {
+                    store.migrate_down(steps).await?;
+                    println!("migrations rolled back");
+                }
+                MigrateAction::Status => print_status(&store).await?,
+            }
+            store.close().await;
+            Ok(())
+        }
+        Command::Keys {
+            action: KeysAction::Status,
+        } => {
+            let settings = load_with_logs()?;
+            let keyring = startup::keyring(&settings).await?;
+            let store = startup::connect(&settings).await?;
+            let usage = store.key_usage().await?;
+            println!("primary key id: {}", keyring.primary_id());
+            for id in keyring.key_ids() {
+                println!("  {id}  configured  {} values", usage.total(id.as_str()));
+            }
+            for (id, n) in usage.unknown_to(&keyring) {
+                println!("  {id}  NOT CONFIGURED  {n} values");
+            }
+            store.close().await;
+            Ok(())
+        }
+        Command::Serve { no_migrate } => {
+            let settings = load_with_logs()?;
+            let app = Application::build(
+                settings,
+                StartOptions {
+                    migrate: !no_migrate,
+                },
+            )
+            .await?;
+            app.run_until(async {
+                let which = shutdown::signal().await;
+                tracing::info!(signal = which, "shutting down: draining in-flight requests");
+            })
+            .await?;
+            tracing::info!("gateway stopped");
+            Ok(())
+        }
+    }
+}
+
+fn load_with_logs() -> anyhow::Result<Settings> {
+    let settings = Settings::from_env()?;
+    // A second init (never in the binary) is harmless.
+    let _ = telemetry::init(&settings.log);
+    Ok(settings)
+}
+
+async fn print_status(store: &Store) -> anyhow::Result<()> {
+    for (name, applied) in store.migration_status().await? {
+        println!("{} {name}", if applied { "applied" } else { "pending" });
+    }
+    Ok(())
+}

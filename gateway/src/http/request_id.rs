@@ -1,0 +1,75 @@
+//! The request id: accepted from `X-Request-Id` when it is sane, generated
+//! otherwise, echoed in the response header, attached to the request's span,
+//! and readable by error bodies through a task-local.
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const MAX_LEN: usize = 128;
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served, if any.
+pub fn current() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// Accept ids made of safe, visible characters only, so they can be logged
+/// and echoed without escaping.
+fn accept(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= MAX_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| s.to_owned())
+}
+
+pub async fn middleware(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&HEADER)
+        .and_then(accept)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route);
+    let header = HeaderValue::from_str(&id).ok();
+    let mut response = REQUEST_ID
+        .scope(id, next.run(request))
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "request completed"));
+    if let Some(header) = header {
+        response.headers_mut().insert(HEADER.clone(), header);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_safe_ids_are_accepted() {
+        assert_eq!(
+            accept(&HeaderValue::from_static("abc-123_x.y:z")).as_deref(),
+            Some("abc-123_x.y:z")
+        );
+        assert_eq!(accept(&HeaderValue::from_static("has space")), None);
+        assert_eq!(accept(&HeaderValue::from_static("<script>")), None);
+        assert_eq!(
+            accept(&HeaderValue::from_str(&"a".repeat(129)).unwrap()),
+            None
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! `GET /health`: the design document's health answer.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::health::Report;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HealthResponse {
+    /// `healthy`, or `degraded` when the database or encryption fails.
+    pub status: &'static str,
+    /// `connected` or `disconnected`.
+    pub database: &'static str,
+    /// `operational` or `failed` (a real encrypt/decrypt round trip).
+    pub encryption: &'static str,
+    pub version: &'static str,
+    pub timestamp: DateTime<Utc>,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/health", get(health))
+}
+
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses(
+        (status = 200, description = "Healthy", body = HealthResponse),
+        (status = 503, description = "Degraded: the database is unreachable or encryption fails", body = HealthResponse),
+    ))]
+pub async fn health(State(state): State<AppState>) -> Response {
+    let report: Report = state.health().await;
+    let status = if report.healthy() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = HealthResponse {
+        status: if report.healthy() {
+            "healthy"
+        } else {
+            "degraded"
+        },
+        database: if report.database_ok {
+            "connected"
+        } else {
+            "disconnected"
+        },
+        encryption: if report.encryption_ok {
+            "operational"
+        } else {
+            "failed"
+        },
+        version: env!("CARGO_PKG_VERSION"),
+        timestamp: report.checked_at,
+    };
+    (status, Json(body)).into_response()
+}

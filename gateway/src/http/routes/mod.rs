@@ -1,0 +1,3 @@
+//! One module per group of endpoints.
+
+pub mod health;

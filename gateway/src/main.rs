@@ -1,0 +1,5 @@
+//! The `gateway` binary: everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    gateway::cli::main()
+}

@@ -1,0 +1,298 @@
+//! Start-up: from validated [`Settings`] to a bound, ready [`Application`].
+//!
+//! Order matters and each step can refuse to go on, with the fix in the error:
+//! resolve secrets (generating development ones), derive keys, connect,
+//! migrate, check that the configured keys can read what is stored, bind.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+
+use crate::app::AppState;
+use crate::clock::Clock;
+use crate::config::{ConfigErrors, Environment, Settings, vars};
+use crate::crypto::{self, CryptoError, Key, KeyError, Keyring};
+use crate::store::keys::{Canary, CanaryError};
+use crate::store::{Store, StoreError};
+
+/// How long start-up keeps retrying an unreachable database.
+const DB_CONNECT_PATIENCE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("{variable}: {source}. Fix: set it to a key from `gateway keys generate`.")]
+    Key { variable: String, source: KeyError },
+    #[error("the encryption keys are misconfigured: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("could not write the development secret {path}: {source}")]
+    DevSecret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "the configured encryption keys cannot read this database: the key canary was sealed by key id \
+         {stored_key_id}, which matches no configured key. Fix: configure that key again \
+         (AUTH_GATEWAY_ENCRYPTION_KEY or AUTH_GATEWAY_ROTATION_KEYS); if it is lost, stored tokens cannot be recovered"
+    )]
+    CanaryUnreadable { stored_key_id: String },
+    #[error("{}", missing_keys_message(.0))]
+    MissingKeys(BTreeMap<String, u64>),
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+fn missing_keys_message(missing: &BTreeMap<String, u64>) -> String {
+    let total: u64 = missing.values().sum();
+    let list: Vec<String> = missing
+        .iter()
+        .map(|(id, n)| format!("{id} ({n} values)"))
+        .collect();
+    format!(
+        "{total} stored values are sealed under key ids that no configured key matches: {}. \
+         Fix: put the removed key back in AUTH_GATEWAY_ROTATION_KEYS, run `gateway reencrypt`, \
+         and remove it only once `gateway keys status` shows 0 values under it",
+        list.join(", ")
+    )
+}
+
+impl From<CanaryError> for StartupError {
+    fn from(err: CanaryError) -> Self {
+        match err {
+            CanaryError::Unreadable { stored_key_id } => Self::CanaryUnreadable { stored_key_id },
+            CanaryError::Store(e) => Self::Store(e),
+        }
+    }
+}
+
+/// What start-up may skip.
+#[derive(Clone, Copy, Debug)]
+pub struct StartOptions {
+    /// Apply pending migrations before serving (`gateway serve --no-migrate` turns it off).
+    pub migrate: bool,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self { migrate: true }
+    }
+}
+
+/// Builds the keyring, generating a development key file when none is set.
+pub async fn keyring(settings: &Settings) -> Result<Keyring, StartupError> {
+    let primary = match &settings.keys.primary {
+        Some(key) => key.clone(),
+        None => dev_secret(
+            settings,
+            "encryption.key",
+            vars::ENCRYPTION_KEY,
+            crypto::key::generate_fernet_key,
+        )?,
+    };
+    let keys = settings.keys.clone();
+    // PBKDF2 with 600 000 iterations is deliberately slow: keep it off the runtime's threads.
+    let derived = tokio::task::spawn_blocking(move || {
+        let salt = keys.salt.as_ref();
+        let primary = Key::parse(&primary, salt).map_err(|source| StartupError::Key {
+            variable: vars::ENCRYPTION_KEY.to_owned(),
+            source,
+        })?;
+        let rotation = keys
+            .rotation
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                Key::parse(k, salt).map_err(|source| StartupError::Key {
+                    variable: format!("{} (entry {})", vars::ROTATION_KEYS, i + 1),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, StartupError>(Keyring::new(primary, rotation)?)
+    })
+    .await
+    .map_err(|e| {
+        StartupError::Store(StoreError::Corrupt(format!(
+            "key derivation task failed: {e}"
+        )))
+    })??;
+    Ok(derived)
+}
+
+/// The API key's SHA-256 digest; the key itself is dropped here.
+pub fn api_key_digest(settings: &Settings) -> Result<[u8; 32], StartupError> {
+    let key = match &settings.api_key {
+        Some(key) => key.clone(),
+        None => dev_secret(
+            settings,
+            "api-key",
+            vars::API_KEY,
+            crypto::key::generate_api_key,
+        )?,
+    };
+    Ok(crate::http::auth::digest(key.expose_secret().as_bytes()))
+}
+
+/// Reads `<data_dir>/<file>`, creating it (mode 0600) with `generate()` on
+/// first use. Development only: configuration refuses to get here otherwise.
+fn dev_secret(
+    settings: &Settings,
+    file: &str,
+    variable: &str,
+    generate: fn() -> SecretString,
+) -> Result<SecretString, StartupError> {
+    debug_assert_eq!(settings.environment, Environment::Development);
+    let path = settings.data_dir.join(file);
+    let wrap = |source| StartupError::DevSecret {
+        path: path.clone(),
+        source,
+    };
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let trimmed = existing.trim();
+        if !trimmed.is_empty() {
+            tracing::warn!(path = %path.display(), "{variable} is not set: using the development secret in this file");
+            return Ok(SecretString::from(trimmed.to_owned()));
+        }
+    }
+    std::fs::create_dir_all(&settings.data_dir).map_err(wrap)?;
+    let secret = generate();
+    write_private(&path, secret.expose_secret()).map_err(wrap)?;
+    tracing::warn!(
+        path = %path.display(),
+        "{variable} is not set: GENERATED a development secret into this file (mode 0600). \
+         Keep it: what it protects is unreadable without it. Set {variable} in production."
+    );
+    Ok(secret)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+/// Connects, retrying an unreachable database for a while (a database
+/// container may start after the gateway).
+pub async fn connect(settings: &Settings) -> Result<Store, StartupError> {
+    let deadline = tokio::time::Instant::now() + DB_CONNECT_PATIENCE;
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match Store::connect(&settings.database).await {
+            Ok(store) => return Ok(store),
+            Err(StoreError::Unavailable(err)) if tokio::time::Instant::now() + wait < deadline => {
+                tracing::warn!(error = %err, retry_in_ms = wait.as_millis() as u64, "database unreachable, retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(4));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// Refuses to go on when stored values need a key that is not configured.
+pub async fn check_keys(
+    store: &Store,
+    keyring: &Keyring,
+    clock: &Clock,
+) -> Result<(), StartupError> {
+    match store.check_canary(keyring, clock.now()).await? {
+        Canary::Created => {
+            tracing::info!(primary_key_id = %keyring.primary_id(), "key canary written")
+        }
+        Canary::Readable { key_id } => tracing::debug!(%key_id, "key canary readable"),
+    }
+    let missing = store.key_usage().await?.unknown_to(keyring);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(StartupError::MissingKeys(missing))
+    }
+}
+
+/// A bound gateway, ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, options: StartOptions) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, options, Clock::system()).await
+    }
+
+    pub async fn build_with_clock(
+        settings: Settings,
+        options: StartOptions,
+        clock: Clock,
+    ) -> Result<Self, StartupError> {
+        let keyring = keyring(&settings).await?;
+        let api_key_digest = api_key_digest(&settings)?;
+        let store = connect(&settings).await?;
+        if options.migrate {
+            store.migrate_up().await?;
+        }
+        check_keys(&store, &keyring, &clock).await?;
+
+        let addr = SocketAddr::new(settings.http.host, settings.http.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let state = AppState {
+            store,
+            keyring: Arc::new(keyring),
+            clock,
+            api_key_digest,
+        };
+        tracing::info!(
+            address = %listener.local_addr().unwrap_or(addr),
+            public_url = %settings.http.public_base_url,
+            environment = settings.environment.as_str(),
+            backend = ?settings.database.backend,
+            "gateway ready"
+        );
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let store = self.state.store.clone();
+        let router = crate::http::router(self.state);
+        let result = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        store.close().await;
+        result
+    }
+}

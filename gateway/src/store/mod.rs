@@ -1,0 +1,185 @@
+//! Persistence: the only module that speaks sea-orm.
+//!
+//! [`Store`] wraps one connection pool (PostgreSQL in production, an embedded
+//! SQLite file by default) and exposes what the rest of the gateway needs as
+//! plain async functions over our own types. Submodules group them by table.
+
+pub mod keys;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr};
+use secrecy::ExposeSecret;
+
+use crate::config::{Backend, DatabaseSettings};
+
+/// How long a health probe waits for the database.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request waits for a pooled connection before giving up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite waits this long for a writer's lock before reporting busy.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now (connection refused, pool
+    /// exhausted, connection dropped). Callers may retry.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] DbErr),
+    #[error("database error")]
+    Db(#[source] DbErr),
+    #[error("could not prepare the SQLite directory {path}")]
+    SqliteDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl From<DbErr> for StoreError {
+    fn from(err: DbErr) -> Self {
+        if is_unavailable(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Db(err)
+        }
+    }
+}
+
+fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(
+                e.as_ref(),
+                Sqlx::Io(_)
+                    | Sqlx::Tls(_)
+                    | Sqlx::PoolTimedOut
+                    | Sqlx::PoolClosed
+                    | Sqlx::WorkerCrashed
+            ) || is_admin_shutdown(e)
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL's "terminating connection due to administrator command" and
+/// "database does not allow connections" (SQLSTATE 57P01, 55000 on connect).
+fn is_admin_shutdown(err: &sea_orm::sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code.starts_with("57P") || code == "08006" || code == "08003")
+}
+
+/// The connection pool and which backend it talks to.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens the pool. On SQLite, creates the file's directory first and uses
+    /// WAL so readers never wait for the writer.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let url = settings.url.expose_secret();
+        if settings.backend == Backend::Sqlite {
+            ensure_sqlite_dir(url)?;
+        }
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true)
+                    .create_if_missing(true)
+            });
+        match settings.backend {
+            Backend::Postgres => opts.max_connections(16).min_connections(1),
+            Backend::Sqlite => opts.max_connections(8).min_connections(1),
+        };
+        let db = Database::connect(opts).await?;
+        Ok(Self {
+            db,
+            backend: settings.backend,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate_up(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Rolls back the last `steps` migrations (all of them when `None`).
+    pub async fn migrate_down(&self, steps: Option<u32>) -> Result<(), StoreError> {
+        Migrator::down(&self.db, steps).await?;
+        Ok(())
+    }
+
+    /// (name, applied) for every migration this build knows.
+    pub async fn migration_status(&self) -> Result<Vec<(String, bool)>, StoreError> {
+        let pending: Vec<String> = Migrator::get_pending_migrations(&self.db)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        Ok(Migrator::migrations()
+            .iter()
+            .map(|m| (m.name().to_owned(), !pending.iter().any(|p| p == m.name())))
+            .collect())
+    }
+
+    /// One round trip, bounded by [`PING_TIMEOUT`].
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match tokio::time::timeout(PING_TIMEOUT, self.db.execute_unprepared("SELECT 1")).await {
+            Ok(result) => result.map(|_| ()).map_err(StoreError::from),
+            Err(_) => Err(StoreError::Unavailable(DbErr::ConnectionAcquire(
+                sea_orm::ConnAcquireErr::Timeout,
+            ))),
+        }
+    }
+
+    pub async fn close(self) {
+        // Errors on close only mean the pool was already gone.
+        let _ = self.db.close().await;
+    }
+}
+
+/// `sqlite://./data/gateway.db?mode=rwc` → creates `./data`.
+fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    match std::path::Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::SqliteDir {
+                path: dir.display().to_string(),
+                source,
+            })
+        }
+        _ => Ok(()),
+    }
+}

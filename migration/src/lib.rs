@@ -1,0 +1,19 @@
+//! Schema migrations. One set serves PostgreSQL and SQLite: tables are built with
+//! sea-query, which renders each backend's dialect; the few PostgreSQL-only
+//! constraints (the email CHECK) are added with raw SQL behind a backend test,
+//! and the gateway validates the same rule in code for both backends.
+//!
+//! Every migration has a `down` that undoes exactly its `up`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_create_tables::Migration)]
+    }
+}
