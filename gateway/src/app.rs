@@ -15,6 +15,8 @@ pub struct AppState {
     pub clock: Clock,
     /// SHA-256 of the API key; the key itself is not kept.
     pub api_key_digest: [u8; 32],
+    /// Where users reach this gateway; connect links and redirect URIs start here.
+    pub public_url: url::Url,
 }
 
 impl AppState {

@@ -119,11 +119,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if settings.keys.primary.is_some() {
                 startup::keyring(&settings).await?;
             }
+            let public = settings.http.public_base_url.as_ref().map_or_else(
+                || "derived from HOST and PORT".to_owned(),
+                ToString::to_string,
+            );
             println!(
-                "configuration OK: environment={}, database={:?}, public URL {}",
+                "configuration OK: environment={}, database={:?}, public URL {public}",
                 settings.environment.as_str(),
                 settings.database.backend,
-                settings.http.public_base_url
             );
             Ok(())
         }
@@ -163,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { no_migrate } => {
             let settings = load_with_logs()?;
+            let signal = shutdown::install()?;
             let app = Application::build(
                 settings,
                 StartOptions {
@@ -171,7 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             app.run_until(async {
-                let which = shutdown::signal().await;
+                let which = signal.await;
                 tracing::info!(signal = which, "shutting down: draining in-flight requests");
             })
             .await?;

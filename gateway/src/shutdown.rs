@@ -1,25 +1,18 @@
 //! The one shutdown signal: SIGINT (Ctrl-C) or SIGTERM.
 
-/// Resolves when the process is asked to stop, and says which signal it was.
-pub async fn signal() -> &'static str {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+use std::future::Future;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Registers for SIGINT and SIGTERM *now* (so a signal sent right after
+/// start-up is not lost); the future resolves with the signal's name.
+pub fn install() -> std::io::Result<impl Future<Output = &'static str> + Send> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => "SIGINT",
-        () = terminate => "SIGTERM",
-    }
+    })
 }

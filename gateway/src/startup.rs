@@ -255,15 +255,26 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let public_url = settings.http.public_url(bound).map_err(|e| {
+            ConfigErrors::single(crate::config::ConfigError::new(
+                vars::PUBLIC_BASE_URL,
+                format!("cannot be derived ({e})"),
+                "set PUBLIC_BASE_URL",
+            ))
+        })?;
         let state = AppState {
             store,
             keyring: Arc::new(keyring),
             clock,
             api_key_digest,
+            public_url,
         };
         tracing::info!(
-            address = %listener.local_addr().unwrap_or(addr),
-            public_url = %settings.http.public_base_url,
+            address = %bound,
+            public_url = %state.public_url,
             environment = settings.environment.as_str(),
             backend = ?settings.database.backend,
             "gateway ready"

@@ -93,9 +93,26 @@ pub struct KeySettings {
 pub struct HttpSettings {
     pub host: IpAddr,
     pub port: u16,
-    /// The gateway's public base URL: links handed to users and OAuth
-    /// redirect URIs are built on it.
-    pub public_base_url: Url,
+    /// The gateway's public base URL as configured: links handed to users and
+    /// OAuth redirect URIs are built on it. See [`HttpSettings::public_url`].
+    pub public_base_url: Option<Url>,
+}
+
+impl HttpSettings {
+    /// The configured public URL, or in development `http://<host>:<port>`
+    /// of the address actually bound (which matters when `PORT=0`).
+    pub fn public_url(&self, bound: std::net::SocketAddr) -> Result<Url, url::ParseError> {
+        if let Some(url) = &self.public_base_url {
+            return Ok(url.clone());
+        }
+        let host = match bound.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => "localhost".to_owned(),
+            IpAddr::V6(v6) if v6.is_unspecified() => "localhost".to_owned(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
+        };
+        Url::parse(&format!("http://{host}:{}/", bound.port()))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -202,7 +219,7 @@ impl Settings {
             "a port number from 0 to 65535",
             &mut errs,
         );
-        let public_base_url = parse_public_url(src, host, port, environment, &mut errs);
+        let public_base_url = parse_public_url(src, environment, &mut errs);
 
         let session_minutes = src.number(
             vars::SESSION_EXPIRY_MINUTES,
@@ -228,20 +245,11 @@ impl Settings {
         let (
             Some(host),
             Some(port),
-            Some(public_base_url),
             Some(session_minutes),
             Some(buffer_seconds),
             Some(database),
             Some(log),
-        ) = (
-            host,
-            port,
-            public_base_url,
-            session_minutes,
-            buffer_seconds,
-            database,
-            log,
-        )
+        ) = (host, port, session_minutes, buffer_seconds, database, log)
         else {
             return Err(errs);
         };
@@ -370,10 +378,10 @@ fn check_key_form(
     }
 }
 
+/// The explicit `PUBLIC_BASE_URL`, if any (development derives one from the
+/// bound address instead).
 fn parse_public_url(
     src: &Source,
-    host: Option<IpAddr>,
-    port: Option<u16>,
     environment: Environment,
     errs: &mut ConfigErrors,
 ) -> Option<Url> {
@@ -387,17 +395,9 @@ fn parse_public_url(
             );
             return None;
         }
-        None => {
-            let host = match host? {
-                IpAddr::V4(v4) if v4.is_unspecified() => "localhost".to_owned(),
-                IpAddr::V6(v6) if v6.is_unspecified() => "localhost".to_owned(),
-                IpAddr::V6(v6) => format!("[{v6}]"),
-                ip => ip.to_string(),
-            };
-            format!("http://{host}:{}", port?)
-        }
+        None => return None,
     };
-    let url = match Url::parse(raw.trim()) {
+    let mut url = match Url::parse(raw.trim()) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
         _ => {
             errs.push(
@@ -421,6 +421,11 @@ fn parse_public_url(
             "has a query or fragment",
             "use a plain base URL such as https://auth.example.com/gateway",
         );
+    }
+    // A trailing slash makes relative joins ("auth/callback/google") keep the path.
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
     }
     Some(url)
 }

@@ -27,8 +27,13 @@ fn nothing_set_means_development_on_embedded_sqlite() {
     assert!(settings.keys.primary.is_none());
     assert!(settings.api_key.is_none());
     assert_eq!(settings.http.port, 8000);
+    assert_eq!(settings.http.public_base_url, None);
     assert_eq!(
-        settings.http.public_base_url.as_str(),
+        settings
+            .http
+            .public_url("127.0.0.1:8000".parse().unwrap())
+            .unwrap()
+            .as_str(),
         "http://127.0.0.1:8000/"
     );
     assert_eq!(settings.session_expiry, Duration::from_secs(15 * 60));
@@ -196,6 +201,16 @@ fn no_error_ever_prints_a_secret() {
     for (_, secret) in secrets {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
+}
+
+#[test]
+fn public_urls_keep_their_path_for_relative_links() {
+    let settings = parse(&[("PUBLIC_BASE_URL", "https://example.com/gateway")]).unwrap();
+    let url = settings.http.public_base_url.unwrap();
+    assert_eq!(
+        url.join("auth/callback/google").unwrap().as_str(),
+        "https://example.com/gateway/auth/callback/google"
+    );
 }
 
 #[test]

@@ -1,0 +1,217 @@
+//! The `gateway` binary itself: the README's run command on a bare machine,
+//! `config check`, `keys generate`, `migrate`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gateway");
+
+/// A command with an empty environment (but PATH), run in `dir`.
+fn gateway(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir);
+    cmd
+}
+
+#[test]
+fn with_no_configuration_at_all_it_serves_health_on_embedded_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    // PORT=0 only so parallel tests do not fight over 8000.
+    let mut child = KillOnDrop(
+        gateway(dir.path())
+            .env("PORT", "0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut log = String::new();
+    let address = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no 'gateway ready' line within 60 s; log so far:\n{log}"));
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("gateway ready") {
+            let start = line.find("address=").unwrap() + "address=".len();
+            break line[start..].split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    assert!(
+        log.contains("GENERATED"),
+        "the generated key must be announced loudly:\n{log}"
+    );
+
+    let body: serde_json::Value = reqwest::blocking::get(format!("http://{address}/health"))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(body["status"], "healthy");
+    assert!(dir.path().join("data/gateway.db").exists());
+    for secret in ["data/encryption.key", "data/api-key"] {
+        let meta = std::fs::metadata(dir.path().join(secret)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600,
+            "{secret}"
+        );
+        let contents = std::fs::read_to_string(dir.path().join(secret)).unwrap();
+        assert!(
+            !log.contains(contents.trim()),
+            "{secret} leaked into the log"
+        );
+    }
+
+    // Graceful shutdown on SIGTERM.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_with_timeout(&mut child.0, Duration::from_secs(20));
+    assert!(exit.success(), "exit status {exit:?}");
+}
+
+/// Kills the child if the test fails before it ends the child itself, so a
+/// failed test never leaves a gateway running (and holding the test's pipes).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn config_check_names_every_problem_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gateway(dir.path())
+        .args(["config", "check"])
+        .env("ENVIRONMENT", "production")
+        .env("AUTH_GATEWAY_ENCRYPTION_KEY", "my-secret-passphrase")
+        .env("AUTH_GATEWAY_API_KEY", "short-secret")
+        .env("PORT", "http")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    for variable in [
+        "AUTH_GATEWAY_ENCRYPTION_KEY",
+        "AUTH_GATEWAY_API_KEY",
+        "DATABASE_URL",
+        "PORT",
+        "PUBLIC_BASE_URL",
+    ] {
+        assert!(
+            stderr.contains(variable),
+            "{variable} not named in:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("my-secret-passphrase") && !stderr.contains("short-secret"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn config_check_passes_a_good_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gateway(dir.path())
+        .args(["config", "check"])
+        .env("AUTH_GATEWAY_ENCRYPTION_KEY", "a passphrase")
+        .env("AUTH_GATEWAY_ENCRYPTION_KEY_SALT", "a salt")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .contains("configuration OK")
+    );
+}
+
+#[test]
+fn keys_generate_prints_fernet_and_api_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let fernet = gateway(dir.path())
+        .args(["keys", "generate"])
+        .output()
+        .unwrap();
+    let fernet = String::from_utf8(fernet.stdout).unwrap();
+    assert!(
+        gateway::crypto::Key::is_fernet_key(fernet.trim()),
+        "{fernet}"
+    );
+
+    let api = gateway(dir.path())
+        .args(["keys", "generate", "--api-key"])
+        .output()
+        .unwrap();
+    let api = String::from_utf8(api.stdout).unwrap();
+    assert_eq!(api.trim().len(), 64, "{api}");
+}
+
+#[test]
+fn migrate_applies_and_reports_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = gateway(dir.path()).arg("migrate").output().unwrap();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let status = gateway(dir.path())
+        .args(["migrate", "status"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(status.stdout).unwrap();
+    assert!(
+        stdout.contains("applied m20261127_000001_create_tables"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("pending"), "{stdout}");
+
+    let down = gateway(dir.path())
+        .args(["migrate", "down"])
+        .output()
+        .unwrap();
+    assert!(down.status.success());
+    let status = gateway(dir.path())
+        .args(["migrate", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(status.stdout)
+            .unwrap()
+            .contains("pending m20261127_000001_create_tables")
+    );
+}

@@ -1,0 +1,13 @@
+//! The gateway's black-box tests: one binary, one module per behaviour.
+//! Each test gets its own gateway on port 0 and its own database (a SQLite
+//! file, or a PostgreSQL database with a random name that is dropped after).
+
+// Test code: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod cli;
+mod health;
+mod keys;
+mod migrations;
