@@ -34,6 +34,11 @@ pub struct Model {
     pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// A replica holds the right to refresh this credential until then.
+    pub refresh_lease_until: Option<DateTimeUtc>,
+    pub refresh_lease_owner: Option<String>,
+    /// When the user last completed an authorization for this credential.
+    pub authorized_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,6 +20,22 @@ pub struct Model {
     pub scopes: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// `google`, `microsoft`, `meta` or `generic`.
+    pub kind: String,
+    pub revocation_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    /// Extra authorization parameters, as `[[name, value], ...]`.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub auth_params: Option<Json>,
+    pub pkce: bool,
+    /// `client_secret_basic` or `client_secret_post`.
+    pub client_auth: String,
+    /// `required`, `optional` or `off`.
+    pub identity_check: String,
+    pub login_hint: bool,
+    pub redirect_uri: Option<String>,
+    /// `env` (configured by environment variables, synced at start) or `cli`.
+    pub source: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

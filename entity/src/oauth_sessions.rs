@@ -27,6 +27,14 @@ pub struct Model {
     pub scopes: Option<Json>,
     pub failure_reason: Option<String>,
     pub completed_at: Option<DateTimeUtc>,
+    /// The opaque id in the connect link handed to the user.
+    pub connect_id: Option<String>,
+    /// When the connect link was opened (it works once).
+    pub link_used_at: Option<DateTimeUtc>,
+    /// When the provider's redirect arrived (a state is used once).
+    pub callback_at: Option<DateTimeUtc>,
+    /// SHA-256 of the sorted requested scopes, for finding a retried flow.
+    pub scopes_hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

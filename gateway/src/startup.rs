@@ -14,10 +14,17 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
-use crate::app::AppState;
+use actix::Actor;
+
+use crate::actors::ActorSystem;
+use crate::actors::registry::TokenRegistry;
+use crate::actors::session::SessionActor;
+use crate::app::{AppState, Deps, Tuning};
 use crate::clock::Clock;
 use crate::config::{ConfigErrors, Environment, Settings, vars};
 use crate::crypto::{self, CryptoError, Key, KeyError, Keyring};
+use crate::events::Events;
+use crate::oauth::{OAuthClient, Providers};
 use crate::store::keys::{Canary, CanaryError};
 use crate::store::{Store, StoreError};
 
@@ -52,6 +59,8 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("could not start: {0}")]
+    Actors(String),
 }
 
 fn missing_keys_message(missing: &BTreeMap<String, u64>) -> String {
@@ -231,6 +240,14 @@ pub async fn check_keys(
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    actors: ActorSystem,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How long a replica may hold a refresh lease: every attempt of one refresh
+/// (3 × the provider timeout, plus backoff) fits inside it.
+fn refresh_lease(provider_timeout: Duration) -> Duration {
+    provider_timeout * 3 + Duration::from_secs(10)
 }
 
 impl Application {
@@ -243,13 +260,26 @@ impl Application {
         options: StartOptions,
         clock: Clock,
     ) -> Result<Self, StartupError> {
-        let keyring = keyring(&settings).await?;
+        let keyring = Arc::new(keyring(&settings).await?);
         let api_key_digest = api_key_digest(&settings)?;
         let store = connect(&settings).await?;
         if options.migrate {
             store.migrate_up().await?;
         }
         check_keys(&store, &keyring, &clock).await?;
+
+        // Providers from the environment get a row, so credentials can reference them.
+        for provider in &settings.providers {
+            store
+                .upsert_provider(provider, &keyring, clock.now())
+                .await?;
+        }
+        let providers = Arc::new(Providers::new(
+            settings.providers.clone(),
+            store.clone(),
+            keyring.clone(),
+        ));
+        providers.reload().await?;
 
         let addr = SocketAddr::new(settings.http.host, settings.http.port);
         let listener = TcpListener::bind(addr)
@@ -265,21 +295,69 @@ impl Application {
                 "set PUBLIC_BASE_URL",
             ))
         })?;
-        let state = AppState {
-            store,
-            keyring: Arc::new(keyring),
-            clock,
-            api_key_digest,
+
+        let instance_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let events = Events::new(store.clone(), &instance_id);
+        let oauth = OAuthClient::new(settings.provider_timeout)
+            .map_err(|e| StartupError::Actors(e.to_string()))?;
+        let tuning = Tuning {
             public_url,
+            session_expiry: settings.session_expiry,
+            refresh_buffer: settings.token_refresh_buffer,
+            redirect_hosts: settings.redirect_hosts.clone(),
+            refresh_lease: refresh_lease(settings.provider_timeout),
+            lock_wait: settings.provider_timeout + Duration::from_secs(5),
+            provider_timeout: settings.provider_timeout,
+            actor_idle: settings.token_actor_idle,
+        };
+        let deps = Deps {
+            store,
+            keyring,
+            providers,
+            oauth,
+            events: events.clone(),
+            clock,
+            tuning: Arc::new(tuning),
+            instance_id,
+            runtime: tokio::runtime::Handle::current(),
+        };
+
+        let actors = ActorSystem::start(settings.actor_threads)
+            .map_err(|e| StartupError::Actors(e.to_string()))?;
+        let tokens = TokenRegistry::new(deps.clone(), actors.arbiters().to_vec());
+        let session_deps = deps.clone();
+        let first_arbiter = actors
+            .arbiters()
+            .first()
+            .ok_or_else(|| StartupError::Actors("no arbiter".into()))?;
+        let sessions =
+            SessionActor::start_in_arbiter(first_arbiter, move |_| SessionActor::new(session_deps));
+        let background = vec![
+            events.spawn_listener(),
+            tokens.spawn_invalidator(),
+            SessionActor::spawn_relay(&deps, sessions.clone()),
+        ];
+
+        let state = AppState {
+            deps,
+            tokens,
+            sessions,
+            api_key_digest,
         };
         tracing::info!(
             address = %bound,
-            public_url = %state.public_url,
+            public_url = %state.deps.tuning.public_url,
             environment = settings.environment.as_str(),
             backend = ?settings.database.backend,
+            providers = ?state.deps.providers.ids(),
             "gateway ready"
         );
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            actors,
+            background,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -290,19 +368,30 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves until `shutdown` resolves, then drains in-flight requests and
+    /// stops the actors.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let store = self.state.store.clone();
-        let router = crate::http::router(self.state);
+        let Self {
+            listener,
+            state,
+            actors,
+            background,
+        } = self;
+        let store = state.deps.store.clone();
+        let router = crate::http::router(state);
         let result = axum::serve(
-            self.listener,
+            listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await;
+        for task in background {
+            task.abort();
+        }
+        actors.stop().await;
         store.close().await;
         result
     }

@@ -9,6 +9,7 @@
 //! keys is start-up's job ([`crate::startup`]).
 
 mod errors;
+pub mod providers;
 mod source;
 
 use std::net::IpAddr;
@@ -39,6 +40,12 @@ pub mod vars {
     pub const LOG_LEVEL: &str = "LOG_LEVEL";
     pub const LOG_FORMAT: &str = "LOG_FORMAT";
     pub const DATA_DIR: &str = "DATA_DIR";
+    pub const REDIRECT_HOSTS: &str = "AUTH_GATEWAY_REDIRECT_HOSTS";
+    pub const PROVIDER_TIMEOUT_SECONDS: &str = "PROVIDER_TIMEOUT_SECONDS";
+    pub const TOKEN_ACTOR_IDLE_MINUTES: &str = "TOKEN_ACTOR_IDLE_MINUTES";
+    pub const ACTOR_THREADS: &str = "ACTOR_THREADS";
+    pub const METRICS_ADDR: &str = "METRICS_ADDR";
+    pub const METRICS_BEARER_TOKEN: &str = "METRICS_BEARER_TOKEN";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +141,26 @@ pub struct Settings {
     pub token_refresh_buffer: Duration,
     pub log: LogSettings,
     pub data_dir: PathBuf,
+    /// OAuth providers configured by environment variables.
+    pub providers: Vec<crate::oauth::ProviderConfig>,
+    /// Hosts that `redirect_after` may point at (empty: none).
+    pub redirect_hosts: Vec<String>,
+    /// Timeout of one call to a provider.
+    pub provider_timeout: Duration,
+    /// A credential's actor stops after this long without use.
+    pub token_actor_idle: Duration,
+    /// Threads (actix arbiters) that run the token actors.
+    pub actor_threads: usize,
+    pub metrics: MetricsSettings,
+}
+
+/// Where `/metrics` is served and who may read it.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSettings {
+    /// A separate listener for `/metrics`; `None` serves it on the API port.
+    pub addr: Option<std::net::SocketAddr>,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub bearer_token: Option<SecretString>,
 }
 
 const MIN_PRODUCTION_API_KEY_LEN: usize = 32;
@@ -237,6 +264,48 @@ impl Settings {
         );
 
         let log = parse_log(src, environment, &mut errs);
+        let providers = providers::parse(src, environment, &mut errs);
+        let redirect_hosts = src
+            .get(vars::REDIRECT_HOSTS)
+            .map(|v| {
+                v.split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let provider_timeout = src.number(
+            vars::PROVIDER_TIMEOUT_SECONDS,
+            10,
+            1..=60,
+            "seconds",
+            &mut errs,
+        );
+        let actor_idle = src.number(
+            vars::TOKEN_ACTOR_IDLE_MINUTES,
+            30,
+            1..=1440,
+            "minutes",
+            &mut errs,
+        );
+        let default_threads =
+            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)) as u64;
+        let actor_threads = src.number(
+            vars::ACTOR_THREADS,
+            default_threads,
+            1..=64,
+            "threads",
+            &mut errs,
+        );
+        let metrics = MetricsSettings {
+            addr: src.parse_or(
+                vars::METRICS_ADDR,
+                None,
+                "a socket address such as 0.0.0.0:9100",
+                &mut errs,
+            ),
+            bearer_token: src.secret(vars::METRICS_BEARER_TOKEN, &mut errs),
+        };
 
         if !errs.is_empty() {
             return Err(errs);
@@ -249,7 +318,20 @@ impl Settings {
             Some(buffer_seconds),
             Some(database),
             Some(log),
-        ) = (host, port, session_minutes, buffer_seconds, database, log)
+            Some(provider_timeout),
+            Some(actor_idle),
+            Some(actor_threads),
+        ) = (
+            host,
+            port,
+            session_minutes,
+            buffer_seconds,
+            database,
+            log,
+            provider_timeout,
+            actor_idle,
+            actor_threads,
+        )
         else {
             return Err(errs);
         };
@@ -267,6 +349,12 @@ impl Settings {
             token_refresh_buffer: Duration::from_secs(buffer_seconds),
             log,
             data_dir,
+            providers,
+            redirect_hosts,
+            provider_timeout: Duration::from_secs(provider_timeout),
+            token_actor_idle: Duration::from_secs(actor_idle * 60),
+            actor_threads: usize::try_from(actor_threads).unwrap_or(2),
+            metrics,
         })
     }
 }

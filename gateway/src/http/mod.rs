@@ -1,12 +1,15 @@
 //! The HTTP API: routes, extractors, middleware and the error mapping.
-//! Nothing here touches the database: handlers call services or actors.
+//! Nothing here touches the database: handlers call actors or services.
 
 pub mod auth;
 pub mod error;
+pub mod extract;
+pub mod pages;
 pub mod request_id;
 pub mod routes;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 
 pub use error::ApiError;
@@ -17,8 +20,12 @@ use crate::app::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::router())
+        .merge(routes::auth::router())
+        .merge(routes::browser::router())
+        .merge(routes::docs::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn(request_id::middleware))
         .with_state(state)
 }

@@ -4,7 +4,11 @@
 //! SQLite file by default) and exposes what the rest of the gateway needs as
 //! plain async functions over our own types. Submodules group them by table.
 
+pub mod credentials;
 pub mod keys;
+pub mod notify;
+pub mod providers;
+pub mod sessions;
 
 use std::time::Duration;
 

@@ -1,3 +1,6 @@
 //! One module per group of endpoints.
 
+pub mod auth;
+pub mod browser;
+pub mod docs;
 pub mod health;

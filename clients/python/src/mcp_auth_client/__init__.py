@@ -1,0 +1,110 @@
+"""mcp-auth-client: OAuth tokens for MCP servers from the central auth gateway.
+
+The core (:class:`AuthClient`, :class:`SyncAuthClient`, the exceptions and models) needs
+only ``httpx``. The MCP integration (:func:`require_auth`, :class:`AuthRequiredException`)
+needs the ``mcp`` SDK (``pip install "mcp-auth-client[mcp]"``) and is imported on first
+use, so ``import mcp_auth_client`` never imports the MCP SDK by itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mcp_auth_client._version import __version__
+from mcp_auth_client.client import AuthClient
+from mcp_auth_client.exceptions import (
+    AuthGatewayError,
+    AuthorizationRequired,
+    AuthorizationTimeout,
+    AuthSessionFailed,
+    Busy,
+    Forbidden,
+    GatewayAuthError,
+    GatewayConnectionError,
+    GatewayTimeout,
+    InternalError,
+    InvalidEmail,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotAuthenticated,
+    NotFound,
+    PayloadTooLarge,
+    ProviderUnavailable,
+    RateLimited,
+    RefreshFailed,
+    RequestError,
+    RetryableError,
+    ScopeInsufficient,
+    ServiceUnavailable,
+    SessionNotFound,
+    Unauthorized,
+    UnexpectedResponse,
+    UnknownProvider,
+    UnsupportedMediaType,
+)
+from mcp_auth_client.models import AuthSession, ProviderGrant, RevokeResult, SessionStatus, TokenInfo
+from mcp_auth_client.sync import SyncAuthClient
+
+if TYPE_CHECKING:
+    from mcp_auth_client.decorators import require_auth
+    from mcp_auth_client.identity import IdentityError
+    from mcp_auth_client.mcp_errors import AuthRequiredException
+
+__all__ = [
+    "AuthClient",
+    "AuthGatewayError",
+    "AuthRequiredException",
+    "AuthSession",
+    "AuthSessionFailed",
+    "AuthorizationRequired",
+    "AuthorizationTimeout",
+    "Busy",
+    "Forbidden",
+    "GatewayAuthError",
+    "GatewayConnectionError",
+    "GatewayTimeout",
+    "IdentityError",
+    "InternalError",
+    "InvalidEmail",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "NotAuthenticated",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProviderGrant",
+    "ProviderUnavailable",
+    "RateLimited",
+    "RefreshFailed",
+    "RequestError",
+    "RetryableError",
+    "RevokeResult",
+    "ScopeInsufficient",
+    "ServiceUnavailable",
+    "SessionNotFound",
+    "SessionStatus",
+    "SyncAuthClient",
+    "TokenInfo",
+    "Unauthorized",
+    "UnexpectedResponse",
+    "UnknownProvider",
+    "UnsupportedMediaType",
+    "__version__",
+    "require_auth",
+]
+
+_LAZY = {
+    "require_auth": "mcp_auth_client.decorators",
+    "AuthRequiredException": "mcp_auth_client.mcp_errors",
+    "IdentityError": "mcp_auth_client.identity",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value

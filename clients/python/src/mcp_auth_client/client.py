@@ -1,0 +1,333 @@
+"""The asynchronous gateway client.
+
+Talks to the gateway's HTTP API with one pooled ``httpx.AsyncClient`` (connections are
+reused across calls), sends the API key as ``X-API-Key``, applies a timeout to every
+request, and turns every error answer into the exception its ``error`` code maps to
+(:mod:`mcp_auth_client.exceptions`). This module does not depend on the MCP SDK.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from mcp_auth_client._version import __version__
+from mcp_auth_client.exceptions import (
+    AuthorizationRequired,
+    AuthorizationTimeout,
+    AuthSessionFailed,
+    GatewayConnectionError,
+    GatewayTimeout,
+    UnexpectedResponse,
+    error_from_response,
+)
+from mcp_auth_client.models import AuthSession, ProviderGrant, RevokeResult, SessionStatus, TokenInfo
+
+__all__ = ["DEFAULT_TIMEOUT", "MAX_STATUS_WAIT", "AuthClient"]
+
+#: Default per-request timeout, in seconds.
+DEFAULT_TIMEOUT = 10.0
+#: The longest long-poll the gateway accepts on ``/auth/status`` (seconds).
+MAX_STATUS_WAIT = 60
+
+
+class AuthClient:
+    """Asynchronous client for the auth gateway.
+
+    Example:
+        ```python
+        async with AuthClient("http://localhost:8000", api_key) as client:
+            token = await client.get_token("google", "alice@company.com")
+        ```
+
+    Args:
+        gateway_url: Base URL of the gateway (``http(s)://host:port``, optionally with a
+            path prefix).
+        api_key: This MCP server's gateway API key, sent as ``X-API-Key``.
+        timeout: Seconds allowed for each request (long-polls get their wait on top).
+        connect_timeout: Seconds allowed to open a connection (defaults to ``timeout``).
+        max_connections: Connection pool size.
+        http_client: Bring your own ``httpx.AsyncClient`` (its base URL is ignored; the
+            caller keeps ownership and closes it).
+
+    The client is safe to share between concurrent tasks of one event loop. Close it
+    with ``await client.aclose()`` or use it as an async context manager.
+    """
+
+    def __init__(
+        self,
+        gateway_url: str,
+        api_key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = None,
+        max_connections: int = 20,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if not isinstance(gateway_url, str) or not gateway_url:
+            raise ValueError("gateway_url must be a non-empty URL")
+        parts = urlsplit(gateway_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("gateway_url must be an absolute http(s) URL")
+        if not isinstance(api_key, str) or not api_key:
+            raise ValueError("api_key must be a non-empty string")
+        if not timeout > 0:
+            raise ValueError("timeout must be positive")
+        self._base_url = gateway_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = float(timeout)
+        self._connect_timeout = float(connect_timeout) if connect_timeout is not None else self._timeout
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=httpx.Timeout(self._timeout, connect=self._connect_timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            follow_redirects=False,
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def gateway_url(self) -> str:
+        """The gateway base URL (without a trailing slash)."""
+        return self._base_url
+
+    @property
+    def timeout(self) -> float:
+        """The per-request timeout in seconds."""
+        return self._timeout
+
+    def __repr__(self) -> str:
+        # Never show the API key.
+        return f"AuthClient(gateway_url={self._base_url!r})"
+
+    async def aclose(self) -> None:
+        """Close the connection pool (only if this client created it)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AuthClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- the API ------------------------------------------------------------------------
+
+    async def get_token(self, provider: str, user_email: str, required_scopes: Sequence[str] | None = None) -> str:
+        """Return a valid access token for the user (the gateway refreshes it if needed).
+
+        Args:
+            provider: Provider id as configured on the gateway (``"google"``, ...).
+            user_email: The user's email address.
+            required_scopes: Scopes the token must carry; the gateway answers
+                ``scope_insufficient`` when the grant lacks any of them.
+
+        Raises:
+            NotAuthenticated: Nothing stored for this user and provider.
+            RefreshFailed: The credential can no longer be refreshed; sign in again.
+            ScopeInsufficient: The grant lacks ``missing_scopes``.
+            GatewayAuthError: This server's API key was refused.
+            ProviderUnavailable: The provider is down; see ``retry_after``.
+        """
+        info = await self.get_token_info(provider, user_email, required_scopes)
+        return info.access_token
+
+    async def get_token_info(
+        self, provider: str, user_email: str, required_scopes: Sequence[str] | None = None
+    ) -> TokenInfo:
+        """Like :meth:`get_token`, returning the token with its type, expiry and scopes."""
+        payload: dict[str, Any] = {"provider": provider, "user_email": user_email}
+        if required_scopes:
+            payload["required_scopes"] = list(required_scopes)
+        body = await self._request("POST", "/auth/token", json=payload)
+        return TokenInfo.from_json(body)
+
+    async def init_oauth(
+        self,
+        provider: str,
+        user_email: str,
+        scopes: Sequence[str] | None = None,
+        *,
+        redirect_after: str | None = None,
+    ) -> AuthSession:
+        """Start an OAuth flow and return the link the user must open.
+
+        Repeating the same call (same user, provider and scopes) while the session is
+        pending and its link unused returns the same session, so calling this on every
+        failed tool call does not pile up flows.
+
+        Args:
+            provider: Provider id.
+            user_email: The user who must sign in (the provider is told to expect them).
+            scopes: Scopes to request; the provider's defaults when omitted.
+            redirect_after: Where the success page sends the browser afterwards.
+        """
+        payload: dict[str, Any] = {"provider": provider, "user_email": user_email}
+        if scopes:
+            payload["scopes"] = list(scopes)
+        if redirect_after is not None:
+            payload["redirect_after"] = redirect_after
+        body = await self._request("POST", "/auth/init", json=payload)
+        return AuthSession.from_json(body)
+
+    async def get_status(self, session_id: str, wait: float | None = None) -> SessionStatus:
+        """Return an OAuth session's state.
+
+        Args:
+            session_id: From :meth:`init_oauth`.
+            wait: Long-poll up to this many seconds (0..60, rounded up to whole seconds)
+                for the session to leave ``pending``; the gateway answers as soon as it
+                does.
+
+        Raises:
+            SessionNotFound: No such session.
+        """
+        params: dict[str, str] = {}
+        extra = 0.0
+        if wait is not None:
+            if not 0 <= wait <= MAX_STATUS_WAIT:
+                raise ValueError(f"wait must be between 0 and {MAX_STATUS_WAIT} seconds")
+            seconds = math.ceil(wait)
+            params["wait"] = str(seconds)
+            extra = float(seconds)
+        body = await self._request(
+            "GET", f"/auth/status/{quote(session_id, safe='')}", params=params, extra_timeout=extra
+        )
+        return SessionStatus.from_json(body)
+
+    async def wait_for_completion(self, session_id: str, timeout: float) -> SessionStatus:
+        """Wait (bounded) until the user completes the flow, using the gateway's long-poll.
+
+        Args:
+            session_id: From :meth:`init_oauth`.
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The ``completed`` status.
+
+        Raises:
+            AuthSessionFailed: The flow failed (expired, denied, wrong account, ...).
+            AuthorizationTimeout: Still pending when ``timeout`` ran out.
+        """
+        if timeout < 0:
+            raise ValueError("timeout must not be negative")
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            wait = min(float(MAX_STATUS_WAIT), max(0.0, math.floor(remaining)))
+            status = await self.get_status(session_id, wait=wait)
+            if status.is_completed:
+                return status
+            if status.is_failed:
+                reason = f" ({status.reason})" if status.reason else ""
+                raise AuthSessionFailed(
+                    f"Authorization failed: {status.error or 'session failed'}{reason}",
+                    session_id=session_id,
+                    reason=status.reason,
+                )
+            if deadline - time.monotonic() < 1.0:
+                # The gateway's long-poll has whole-second granularity: with less than a
+                # second left, one more poll would overshoot the caller's bound.
+                raise AuthorizationTimeout(f"Authorization still pending after {timeout:g}s", session_id=session_id)
+
+    async def is_authenticated(
+        self, provider: str, user_email: str, required_scopes: Sequence[str] | None = None
+    ) -> bool:
+        """True when a valid token (with ``required_scopes``) can be had right now.
+
+        Only "the user must authorize" answers give ``False``; any other failure (a bad
+        API key, the provider being down) is raised, so that it is not mistaken for a
+        user who is not signed in.
+        """
+        try:
+            await self.get_token_info(provider, user_email, required_scopes)
+        except AuthorizationRequired:
+            return False
+        return True
+
+    async def list_providers(self, user_email: str) -> list[ProviderGrant]:
+        """The providers the user has connected, with scopes and state."""
+        body = await self._request("GET", f"/auth/providers/{quote(user_email, safe='')}")
+        providers = body.get("providers")
+        if not isinstance(providers, list):
+            raise UnexpectedResponse("Gateway answer lacks the 'providers' list")
+        return [ProviderGrant.from_json(p) for p in providers if isinstance(p, Mapping)]
+
+    async def revoke(self, provider: str, user_email: str) -> RevokeResult:
+        """Revoke the user's grant at the provider and delete the stored credential.
+
+        Raises:
+            NotAuthenticated: Nothing was stored.
+        """
+        body = await self._request("DELETE", "/auth/revoke", json={"provider": provider, "user_email": user_email})
+        return RevokeResult.from_json(body)
+
+    async def health(self) -> dict[str, Any]:
+        """The gateway's ``/health`` answer."""
+        return dict(await self._request("GET", "/health"))
+
+    # --- transport ----------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        extra_timeout: float = 0.0,
+    ) -> Mapping[str, Any]:
+        headers = {
+            "X-API-Key": self._api_key,
+            "Accept": "application/json",
+            "User-Agent": f"mcp-auth-client/{__version__}",
+        }
+        timeout = httpx.Timeout(self._timeout + extra_timeout, connect=self._connect_timeout)
+        try:
+            response = await self._http.request(
+                method,
+                self._base_url + path,
+                json=json,
+                params=params or None,
+                headers=headers,
+                timeout=timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise GatewayTimeout(
+                f"Gateway did not answer {method} {path} within {self._timeout + extra_timeout:g}s"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise GatewayConnectionError(f"Cannot reach the gateway for {method} {path}: {type(exc).__name__}") from exc
+        return self._decode(response)
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Mapping[str, Any]:
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            raise error_from_response(
+                response.status_code,
+                body,
+                retry_after_header=response.headers.get("retry-after"),
+                request_id_header=response.headers.get("x-request-id"),
+            )
+        if not isinstance(body, Mapping):
+            raise UnexpectedResponse(
+                f"Gateway answered HTTP {response.status_code} without a JSON object",
+                status_code=response.status_code,
+                request_id=response.headers.get("x-request-id"),
+            )
+        return body

@@ -1,0 +1,516 @@
+"""``require_auth``: gateway tokens for tools of an MCP SDK 2.x ``MCPServer``.
+
+```python
+mcp = MCPServer("mail")
+auth = AuthClient(os.environ["AUTH_GATEWAY_URL"], os.environ["AUTH_GATEWAY_API_KEY"])
+
+@mcp.tool()
+@require_auth(auth, provider="google", scopes=["https://mail.google.com/"])
+async def list_messages(user_email: str, *, access_token: str) -> list[dict[str, Any]]:
+    ...  # call the provider's API with access_token
+```
+
+The tool declares a keyword-only ``access_token`` parameter. The decorator removes it
+from the signature the SDK derives the input schema from (so the model never sees it),
+finds the user's email (:mod:`mcp_auth_client.identity`), asks the gateway for a token
+and calls the tool with it. When the user must sign in first, it starts (or reuses) a
+gateway OAuth session and tells the user through the best channel the MCP client
+supports:
+
+- protocol 2026-07-28 (stateless, SEP-2322) with URL elicitation: the tool answers with
+  an ``InputRequiredResult`` holding a URL-mode ``elicitation/create``; the client shows
+  the link and retries the call with the user's answer, and the tool resumes, waiting
+  (bounded) on the gateway's ``/auth/status`` long-poll before getting the token;
+- protocol 2025-11-25 with URL elicitation: the server sends the URL-mode elicitation
+  request in the middle of the call, waits (bounded) for the session to complete, then
+  sends ``notifications/elicitation/complete`` and runs the tool;
+- otherwise (no elicitation support, user declined, timeout): it raises
+  :class:`~mcp_auth_client.mcp_errors.AuthRequiredException` (a ``ToolError``), whose
+  text carries the link to the model; the user signs in and the tool is called again.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import typing
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import find_resolved_parameters
+from mcp.shared.exceptions import MCPError
+from mcp_types import ElicitRequest, ElicitRequestURLParams, ElicitResult, InputRequiredResult
+from mcp_types.version import is_version_at_least
+
+from mcp_auth_client.client import AuthClient
+from mcp_auth_client.exceptions import (
+    AuthGatewayError,
+    AuthorizationRequired,
+    AuthorizationTimeout,
+    AuthSessionFailed,
+    GatewayAuthError,
+    GatewayConnectionError,
+    InvalidEmail,
+    RefreshFailed,
+    RequestError,
+    RetryableError,
+    ScopeInsufficient,
+    SessionNotFound,
+    UnknownProvider,
+)
+from mcp_auth_client.identity import IdentityPolicy, resolve_user_email
+from mcp_auth_client.mcp_errors import AuthRequiredException
+from mcp_auth_client.models import AuthSession, TokenInfo
+
+__all__ = ["ACCESS_TOKEN_PARAMETER", "DEFAULT_WAIT_TIMEOUT", "require_auth"]
+
+logger = logging.getLogger(__name__)
+
+#: The keyword-only parameter the decorator fills.
+ACCESS_TOKEN_PARAMETER = "access_token"
+#: Seconds to wait for the user to finish signing in after accepting an elicitation.
+DEFAULT_WAIT_TIMEOUT = 120.0
+#: Name of the ``Context`` parameter added when the tool declares none (no leading "_":
+#: the SDK refuses such parameter names).
+_CONTEXT_PARAMETER = "mcp_auth_context"
+#: Marks the decorator's own ``request_state`` (2026-07-28 flow).
+_STATE_MARK = "mcp-auth-client/v1"
+_INPUT_REQUIRED_VERSION = "2026-07-28"
+_URL_ELICITATION_VERSION = "2025-11-25"
+
+Channel = Literal["input_required", "elicit", "text"]
+
+
+@dataclass(frozen=True)
+class _Flow:
+    """Per-decoration settings shared by every call."""
+
+    client: AuthClient
+    provider: str
+    scopes: tuple[str, ...]
+    wait_timeout: float
+    elicitation: bool
+    allow_input_required: bool
+
+    @property
+    def input_key(self) -> str:
+        return f"mcp-auth-client/{self.provider}"
+
+
+def require_auth(
+    auth_client: AuthClient,
+    provider: str,
+    scopes: Sequence[str] | None = None,
+    *,
+    email_argument: str | None = "user_email",
+    email_claim: str = "email",
+    trusted_email_header: str | None = None,
+    wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+    elicitation: bool = True,
+) -> Callable[[Callable[..., Any]], Callable[..., Awaitable[Any]]]:
+    """Decorate an MCP tool so that it receives the user's access token for ``provider``.
+
+    Apply it below ``@mcp.tool()``. The tool must declare a keyword-only
+    ``access_token`` parameter (``str``, or :class:`~mcp_auth_client.models.TokenInfo`
+    for the token with its expiry and scopes); it is filled by the decorator and does not
+    appear in the tool's input schema.
+
+    Args:
+        auth_client: The gateway client.
+        provider: Gateway provider id (``"google"``, ``"microsoft"``, ...).
+        scopes: Scopes the tool needs. Checked on every call (``required_scopes``) and
+            requested when the user signs in; ``None`` accepts whatever the user granted
+            and signs in with the provider's default scopes.
+        email_argument: Tool argument holding the user's email (``None``: none).
+        email_claim: Claim of the MCP server's own OAuth access token holding the email.
+        trusted_email_header: Header set by a trusted proxy; off unless named.
+        wait_timeout: Upper bound, in seconds, on waiting for the user to finish signing
+            in after they accepted a URL elicitation.
+        elicitation: Set to ``False`` to always use the text fallback.
+
+    Raises:
+        TypeError: At decoration, when the tool has no keyword-only ``access_token``.
+    """
+    if not provider:
+        raise ValueError("provider must be a non-empty provider id")
+    if wait_timeout < 0:
+        raise ValueError("wait_timeout must not be negative")
+    policy = IdentityPolicy(email_argument=email_argument, email_claim=email_claim, trusted_header=trusted_email_header)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        return _wrap(
+            fn,
+            policy,
+            _Flow(
+                client=auth_client,
+                provider=provider,
+                scopes=tuple(scopes or ()),
+                wait_timeout=float(wait_timeout),
+                elicitation=elicitation,
+                # A tool whose parameters use the SDK's Resolve(...) hands its one
+                # input_required channel to the resolvers; it gets the other channels.
+                allow_input_required=not find_resolved_parameters(fn),
+            ),
+        )
+
+    return decorate
+
+
+# --- signature surgery --------------------------------------------------------------------
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # unresolvable forward references: keep the raw annotations
+        return {}
+
+
+def _is_context_annotation(annotation: Any) -> bool:
+    if inspect.isclass(annotation) and issubclass(annotation, Context):
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_context_annotation(typing.get_args(annotation)[0])
+    if origin is not None:
+        return any(inspect.isclass(a) and issubclass(a, Context) for a in typing.get_args(annotation))
+    return False
+
+
+def _wrap(fn: Callable[..., Any], policy: IdentityPolicy, flow: _Flow) -> Callable[..., Awaitable[Any]]:
+    signature = inspect.signature(fn)
+    token_param = signature.parameters.get(ACCESS_TOKEN_PARAMETER)
+    if token_param is None or token_param.kind is not inspect.Parameter.KEYWORD_ONLY:
+        raise TypeError(
+            f"{getattr(fn, '__qualname__', fn)!r}: @require_auth needs a keyword-only parameter "
+            f"'{ACCESS_TOKEN_PARAMETER}' (write `*, {ACCESS_TOKEN_PARAMETER}: str`)"
+        )
+    hints = _type_hints(fn)
+    wants_info = hints.get(ACCESS_TOKEN_PARAMETER) is TokenInfo
+    is_async = inspect.iscoroutinefunction(inspect.unwrap(fn)) or inspect.iscoroutinefunction(fn)
+
+    params: list[inspect.Parameter] = []
+    user_context: str | None = None
+    for param in signature.parameters.values():
+        if param.name == ACCESS_TOKEN_PARAMETER:
+            continue
+        annotation = hints.get(param.name, param.annotation)
+        if user_context is None and _is_context_annotation(annotation):
+            user_context = param.name
+        params.append(param.replace(annotation=annotation))
+
+    context_name = user_context or _CONTEXT_PARAMETER
+    if user_context is None:
+        if context_name in signature.parameters:
+            raise TypeError(f"{fn.__qualname__!r}: parameter name {context_name!r} is reserved by @require_auth")
+        extra = inspect.Parameter(context_name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context | None)
+        index = len(params)
+        if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
+            index -= 1
+        params.insert(index, extra)
+
+    return_annotation = hints.get("return", signature.return_annotation)
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # The added context parameter is the decorator's; the tool's own one is passed on.
+        ctx = kwargs.pop(context_name, None) if user_context is None else kwargs.get(context_name)
+        if not isinstance(ctx, Context):
+            ctx = None
+        email = resolve_user_email(kwargs, ctx, policy)
+        obtained = await _obtain_token(flow, ctx, email)
+        if isinstance(obtained, InputRequiredResult):
+            return obtained
+        kwargs[ACCESS_TOKEN_PARAMETER] = obtained if wants_info else obtained.access_token
+        if is_async:
+            return await fn(*args, **kwargs)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+    new_signature = signature.replace(parameters=params, return_annotation=return_annotation)
+    wrapper.__signature__ = new_signature  # type: ignore[attr-defined]
+    annotations = {p.name: p.annotation for p in params if p.annotation is not inspect.Parameter.empty}
+    if return_annotation is not inspect.Signature.empty:
+        annotations["return"] = return_annotation
+    wrapper.__annotations__ = annotations
+    return wrapper
+
+
+# --- the token dance ----------------------------------------------------------------------
+
+
+def _channel(flow: _Flow, ctx: Context[Any, Any] | None) -> Channel:
+    """The best way to show the sign-in link to this MCP client."""
+    if ctx is None or not flow.elicitation:
+        return "text"
+    try:
+        capabilities = ctx.client_capabilities
+        version = ctx.protocol_version
+        can_send = ctx.session.can_send_request
+    except (ValueError, AttributeError):  # a Context built outside a request
+        return "text"
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    if elicitation is None or elicitation.url is None or version is None:
+        return "text"
+    if is_version_at_least(version, _INPUT_REQUIRED_VERSION):
+        return "input_required" if flow.allow_input_required else "text"
+    if is_version_at_least(version, _URL_ELICITATION_VERSION) and can_send:
+        return "elicit"
+    return "text"
+
+
+def _tool_error(exc: AuthGatewayError, flow: _Flow) -> ToolError:
+    """Turn a gateway failure that signing in cannot fix into text for the model."""
+    if isinstance(exc, GatewayAuthError):
+        text = (
+            "This MCP server is not authorized to use its auth gateway (the gateway refused "
+            "the server's API key). This is a server configuration problem, not something "
+            "the user can fix by signing in; tell the server's operator."
+        )
+    elif isinstance(exc, RetryableError):
+        wait = f" Try again in {exc.retry_after} seconds." if exc.retry_after is not None else " Try again later."
+        what = f"The {flow.provider} sign-in service" if exc.code == "provider_unavailable" else "The auth gateway"
+        text = f"{what} is temporarily unavailable ({exc.code}).{wait}"
+    elif isinstance(exc, InvalidEmail):
+        text = f"The user's email address was rejected: {exc.message}"
+    elif isinstance(exc, UnknownProvider):
+        text = f"The auth gateway has no provider {flow.provider!r}; this is a server configuration problem."
+    elif isinstance(exc, RequestError):
+        text = f"The auth gateway rejected the request ({exc.code}): {exc.message}"
+    elif isinstance(exc, GatewayConnectionError):
+        text = "The auth gateway cannot be reached right now; try again later."
+    else:
+        text = f"The auth gateway failed ({exc.code or 'unexpected answer'})."
+    return ToolError(text)
+
+
+async def _get_token(flow: _Flow, email: str) -> TokenInfo:
+    """Get a token; every non-"sign in" failure becomes a ``ToolError``."""
+    try:
+        return await flow.client.get_token_info(flow.provider, email, flow.scopes or None)
+    except AuthorizationRequired:
+        raise
+    except AuthGatewayError as exc:
+        raise _tool_error(exc, flow) from exc
+
+
+async def _scopes_to_request(flow: _Flow, email: str, cause: AuthorizationRequired) -> list[str] | None:
+    """Scopes for a new sign-in: what the tool needs and, when a grant exists (missing
+    scopes, or a credential to renew), what the user already granted, so that the new
+    grant never narrows what other tools rely on."""
+    missing = cause.missing_scopes if isinstance(cause, ScopeInsufficient) else []
+    wanted = list(dict.fromkeys([*flow.scopes, *missing]))
+    if not isinstance(cause, (ScopeInsufficient, RefreshFailed)):
+        return wanted or None
+    try:
+        grants = await flow.client.list_providers(email)
+    except AuthGatewayError:
+        return wanted or None
+    for grant in grants:
+        if grant.provider == flow.provider:
+            wanted = list(dict.fromkeys([*grant.scopes, *wanted]))
+    return wanted or None
+
+
+async def _start_session(flow: _Flow, email: str, cause: AuthorizationRequired) -> AuthSession:
+    scopes = await _scopes_to_request(flow, email, cause)
+    try:
+        return await flow.client.init_oauth(flow.provider, email, scopes)
+    except AuthGatewayError as exc:
+        raise _tool_error(exc, flow) from exc
+
+
+def _reason(cause: AuthorizationRequired) -> str:
+    if isinstance(cause, ScopeInsufficient):
+        return "scope_insufficient"
+    if isinstance(cause, RefreshFailed):
+        return "refresh_failed"
+    return "not_authenticated"
+
+
+def _missing(cause: AuthorizationRequired) -> list[str]:
+    return cause.missing_scopes if isinstance(cause, ScopeInsufficient) else []
+
+
+def _elicitation_message(flow: _Flow, reason: str, missing: Sequence[str]) -> str:
+    if reason == "scope_insufficient" and missing:
+        return f"Grant access to your {flow.provider} account ({', '.join(missing)}) to continue."
+    if reason == "refresh_failed":
+        return f"Your {flow.provider} connection has expired. Sign in again to continue."
+    return f"Connect your {flow.provider} account to continue."
+
+
+def _auth_required(
+    flow: _Flow, session: AuthSession, reason: str, missing: Sequence[str] = ()
+) -> AuthRequiredException:
+    return AuthRequiredException(
+        session.auth_url, flow.provider, session.session_id, reason=reason, missing_scopes=missing
+    )
+
+
+async def _obtain_token(flow: _Flow, ctx: Context[Any, Any] | None, email: str) -> TokenInfo | InputRequiredResult:
+    """A token for ``email``, an ``InputRequiredResult`` to send, or ``AuthRequiredException``."""
+    resumed = _resumed_state(flow, ctx)
+    if resumed is not None:
+        return await _resume(flow, ctx, email, resumed)
+    try:
+        return await _get_token(flow, email)
+    except AuthorizationRequired as exc:
+        cause = exc
+    session = await _start_session(flow, email, cause)
+    reason, missing = _reason(cause), _missing(cause)
+    channel = _channel(flow, ctx)
+    logger.info("user must authorize %s (%s); telling them via %s", flow.provider, reason, channel)
+    if channel == "input_required":
+        return _input_required(flow, session, email, reason, missing)
+    if channel == "elicit":
+        assert ctx is not None
+        return await _elicit_and_wait(flow, ctx, email, session, reason, missing)
+    raise _auth_required(flow, session, reason, missing)
+
+
+# --- 2025-11-25: URL elicitation in the middle of the call ------------------------------
+
+
+async def _elicit_and_wait(
+    flow: _Flow,
+    ctx: Context[Any, Any],
+    email: str,
+    session: AuthSession,
+    reason: str,
+    missing: Sequence[str],
+) -> TokenInfo:
+    message = _elicitation_message(flow, reason, missing)
+    outcome: Literal["accept", "decline", "cancel"] | None = None
+    failed: AuthSessionFailed | None = None
+    with anyio.move_on_after(flow.wait_timeout) as scope:
+        try:
+            answer = await ctx.elicit_url(message, session.auth_url, session.session_id)
+        except MCPError as exc:  # the client refused the request (or has no back-channel)
+            logger.info("URL elicitation failed (%s); falling back to text", exc.message)
+            raise _auth_required(flow, session, reason, missing) from exc
+        outcome = answer.action
+        if outcome == "accept":
+            remaining = max(0.0, scope.deadline - anyio.current_time())
+            try:
+                await flow.client.wait_for_completion(session.session_id, remaining)
+            except AuthSessionFailed as exc:
+                failed = exc
+            except AuthorizationTimeout:
+                pass
+            except AuthGatewayError as exc:
+                raise _tool_error(exc, flow) from exc
+            else:
+                await _notify_complete(ctx, session.session_id)
+                return await _token_after_sign_in(flow, email)
+    if failed is not None:
+        retry = await _start_session(flow, email, _cause_for_retry(reason, missing))
+        raise _auth_required(flow, retry, "failed", missing)
+    if outcome in ("decline", "cancel"):
+        raise _auth_required(flow, session, "declined", missing)
+    raise _auth_required(flow, session, "timeout", missing)
+
+
+async def _notify_complete(ctx: Context[Any, Any], elicitation_id: str) -> None:
+    try:
+        await ctx.session.send_elicit_complete(elicitation_id, related_request_id=ctx.request_context.request_id)
+    except Exception:  # best effort: the client does not depend on it (spec)
+        logger.debug("could not send notifications/elicitation/complete", exc_info=True)
+
+
+async def _token_after_sign_in(flow: _Flow, email: str) -> TokenInfo:
+    """The token right after a completed session; if the grant still falls short (the user
+    unticked a scope), start over with a new link."""
+    try:
+        return await _get_token(flow, email)
+    except AuthorizationRequired as exc:
+        session = await _start_session(flow, email, exc)
+        raise _auth_required(flow, session, _reason(exc), _missing(exc)) from exc
+
+
+def _cause_for_retry(reason: str, missing: Sequence[str]) -> AuthorizationRequired:
+    if reason == "scope_insufficient":
+        return ScopeInsufficient("retry", missing_scopes=list(missing))
+    return AuthorizationRequired("retry")
+
+
+# --- 2026-07-28: InputRequiredResult and resume on retry --------------------------------
+
+
+def _input_required(
+    flow: _Flow, session: AuthSession, email: str, reason: str, missing: Sequence[str]
+) -> InputRequiredResult:
+    request = ElicitRequest(
+        params=ElicitRequestURLParams(message=_elicitation_message(flow, reason, missing), url=session.auth_url)
+    )
+    # The SDK seals request_state (AES-GCM, bound to this tool call and principal)
+    # before it leaves the server, so it is neither readable nor forgeable by the client.
+    state = {
+        "mark": _STATE_MARK,
+        "provider": flow.provider,
+        "session_id": session.session_id,
+        "auth_url": session.auth_url,
+        "user_email": email,
+        "reason": reason,
+        "missing": list(missing),
+    }
+    return InputRequiredResult(input_requests={flow.input_key: request}, request_state=json.dumps(state))
+
+
+def _resumed_state(flow: _Flow, ctx: Context[Any, Any] | None) -> Mapping[str, Any] | None:
+    """The decorator's own state echoed back on a 2026-07-28 retry, if this is one."""
+    if ctx is None:
+        return None
+    raw = ctx.request_state
+    if not raw:
+        return None
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(state, dict) or state.get("mark") != _STATE_MARK or state.get("provider") != flow.provider:
+        return None
+    if not isinstance(state.get("session_id"), str) or not isinstance(state.get("auth_url"), str):
+        return None
+    return state
+
+
+async def _resume(flow: _Flow, ctx: Context[Any, Any] | None, email: str, state: Mapping[str, Any]) -> TokenInfo:
+    session = AuthSession(auth_url=state["auth_url"], session_id=state["session_id"], expires_at=None)
+    reason = str(state.get("reason") or "not_authenticated")
+    missing = [s for s in state.get("missing") or [] if isinstance(s, str)]
+    if str(state.get("user_email", "")).casefold() != email.casefold():
+        # The caller's identity changed between rounds: never hand this user a token
+        # through another user's session; start from scratch.
+        return await _fresh_text_fallback(flow, email)
+    responses = (ctx.input_responses if ctx is not None else None) or {}
+    answer = responses.get(flow.input_key)
+    if not isinstance(answer, ElicitResult) or answer.action != "accept":
+        raise _auth_required(flow, session, "declined", missing)
+    try:
+        await flow.client.wait_for_completion(session.session_id, flow.wait_timeout)
+    except AuthSessionFailed as exc:
+        retry = await _start_session(flow, email, _cause_for_retry(reason, missing))
+        raise _auth_required(flow, retry, "failed", missing) from exc
+    except AuthorizationTimeout as exc:
+        raise _auth_required(flow, session, "timeout", missing) from exc
+    except SessionNotFound:
+        # The gateway no longer knows the session (cleaned up): start from scratch.
+        return await _fresh_text_fallback(flow, email)
+    except AuthGatewayError as exc:
+        raise _tool_error(exc, flow) from exc
+    return await _token_after_sign_in(flow, email)
+
+
+async def _fresh_text_fallback(flow: _Flow, email: str) -> TokenInfo:
+    try:
+        return await _get_token(flow, email)
+    except AuthorizationRequired as exc:
+        session = await _start_session(flow, email, exc)
+        raise _auth_required(flow, session, _reason(exc), _missing(exc)) from exc

@@ -1,0 +1,305 @@
+"""require_auth end to end: a real MCP client over HTTP -> the example MCP server (and
+in-process variants) -> the real gateway -> the mock OAuth provider.
+
+Protocol eras: ``mode="legacy"`` negotiates 2025-11-25 (the server sends a URL-mode
+``elicitation/create`` mid-call); ``mode="2026-07-28"`` is the stateless era (the tool
+answers ``input_required`` with a URL elicitation and resumes on the client's retry).
+A client without an elicitation callback declares no elicitation capability and gets the
+text fallback (``AuthRequiredException``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mcp_types as types
+import pytest
+from mcp.server import MCPServer
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from pydantic import AnyHttpUrl
+
+from mcp_auth_client import AuthClient, require_auth
+from tests.mcp_helpers import (
+    ElicitingUser,
+    Notifications,
+    link_in,
+    mcp_client,
+    open_in_browser,
+    serve,
+    text_of,
+)
+from tests.stack import ExampleServer, Gateway, MockProvider
+
+pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
+
+LEGACY = "legacy"
+MODERN = "2026-07-28"
+
+
+async def test_input_schema_hides_access_token(example_server: ExampleServer) -> None:
+    for mode in (LEGACY, MODERN):
+        async with mcp_client(example_server.url, mode=mode) as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            assert set(tools) == {"list_messages", "send_email"}
+            for tool in tools.values():
+                properties = tool.input_schema["properties"]
+                assert "access_token" not in properties
+                assert "mcp_auth_context" not in properties
+                assert "user_email" in properties
+            assert set(tools["send_email"].input_schema["required"]) == {"user_email", "to", "subject"}
+
+
+@pytest.mark.parametrize("mode", [LEGACY, MODERN])
+async def test_text_fallback_then_real_result(
+    example_server: ExampleServer, mock: MockProvider, user: str, mode: str
+) -> None:
+    async with mcp_client(example_server.url, mode=mode) as client:
+        first = await client.call_tool("list_messages", {"user_email": user})
+        assert first.is_error
+        text = text_of(first)
+        assert "Authorization required" in text
+        link = link_in(text)
+        # Calling again before signing in hands out the same link, not a new session.
+        again = await client.call_tool("list_messages", {"user_email": user})
+        assert link_in(text_of(again)) == link
+
+        await open_in_browser(link)
+        assert mock.last_authorize()["login_hint"] == user
+        done = await client.call_tool("list_messages", {"user_email": user})
+        assert not done.is_error, text_of(done)
+        assert user in text_of(done)
+        assert "Welcome" in text_of(done)
+
+
+async def test_url_elicitation_2025_11_25(example_server: ExampleServer, mock: MockProvider, user: str) -> None:
+    person = ElicitingUser("accept")
+    notes = Notifications()
+    async with mcp_client(example_server.url, mode=LEGACY, elicitation=person, notifications=notes) as client:
+        assert client.protocol_version == "2025-11-25"
+        result = await client.call_tool("list_messages", {"user_email": user})
+        assert not result.is_error, text_of(result)
+        assert user in text_of(result)
+        assert len(person.requests) == 1
+        request = person.requests[0]
+        assert isinstance(request, types.ElicitRequestURLParams)
+        assert request.mode == "url" and "/connect/" in request.url
+        assert request.elicitation_id
+        # Second call: the credential is stored, no elicitation.
+        again = await client.call_tool("list_messages", {"user_email": user})
+        assert not again.is_error
+        assert len(person.requests) == 1
+    assert request.elicitation_id in notes.elicitation_completions()
+
+
+async def test_url_elicitation_2026_07_28(example_server: ExampleServer, mock: MockProvider, user: str) -> None:
+    person = ElicitingUser("accept")
+    async with mcp_client(example_server.url, mode=MODERN, elicitation=person) as client:
+        assert client.protocol_version == "2026-07-28"
+        result = await client.call_tool("list_messages", {"user_email": user})
+        assert not result.is_error, text_of(result)
+        assert user in text_of(result)
+        assert len(person.requests) == 1
+        request = person.requests[0]
+        assert isinstance(request, types.ElicitRequestURLParams)
+        assert request.mode == "url" and "/connect/" in request.url
+        again = await client.call_tool("list_messages", {"user_email": user})
+        assert not again.is_error and len(person.requests) == 1
+
+
+@pytest.mark.parametrize("mode", [LEGACY, MODERN])
+async def test_declined_elicitation_falls_back_to_the_link(
+    example_server: ExampleServer, mock: MockProvider, user: str, mode: str
+) -> None:
+    person = ElicitingUser("decline")
+    async with mcp_client(example_server.url, mode=mode, elicitation=person) as client:
+        result = await client.call_tool("list_messages", {"user_email": user})
+    assert result.is_error
+    assert len(person.requests) == 1
+    text = text_of(result)
+    assert "did not accept" in text
+    assert isinstance(person.requests[0], types.ElicitRequestURLParams)
+    assert link_in(text) == person.requests[0].url
+
+
+@pytest.mark.parametrize("mode", [LEGACY, MODERN])
+async def test_revoked_credential_leads_to_a_new_link(
+    example_server: ExampleServer, auth: AuthClient, mock: MockProvider, user: str, mode: str
+) -> None:
+    async with mcp_client(example_server.url, mode=mode) as client:
+        first_link = link_in(text_of(await client.call_tool("list_messages", {"user_email": user})))
+        await open_in_browser(first_link)
+        assert not (await client.call_tool("list_messages", {"user_email": user})).is_error
+
+        await auth.revoke("mock", user)
+        after = await client.call_tool("list_messages", {"user_email": user})
+        assert after.is_error
+        new_link = link_in(text_of(after))
+        assert new_link != first_link
+        await open_in_browser(new_link)
+        assert not (await client.call_tool("list_messages", {"user_email": user})).is_error
+
+
+@pytest.mark.parametrize("mode", [LEGACY, MODERN])
+async def test_needs_reauth_leads_to_a_new_link(
+    example_server: ExampleServer, auth: AuthClient, mock: MockProvider, user: str, mode: str
+) -> None:
+    mock.admin("POST", "settings", {"access_token_ttl_secs": 1})
+    async with mcp_client(example_server.url, mode=mode) as client:
+        first_link = link_in(text_of(await client.call_tool("list_messages", {"user_email": user})))
+        await open_in_browser(first_link)
+        assert not (await client.call_tool("list_messages", {"user_email": user})).is_error
+
+        mock.admin("POST", "invalidate", {"email": user})
+        after = await client.call_tool("list_messages", {"user_email": user})
+        assert after.is_error
+        text = text_of(after)
+        assert "expired or was revoked" in text
+        new_link = link_in(text)
+        assert new_link != first_link
+        assert (await auth.list_providers(user))[0].needs_reauth
+
+        await open_in_browser(new_link)
+        healed = await client.call_tool("list_messages", {"user_email": user})
+        assert not healed.is_error, text_of(healed)
+
+
+async def test_needs_reauth_via_elicitation_2026_07_28(
+    example_server: ExampleServer, mock: MockProvider, user: str
+) -> None:
+    mock.admin("POST", "settings", {"access_token_ttl_secs": 1})
+    person = ElicitingUser("accept")
+    async with mcp_client(example_server.url, mode=MODERN, elicitation=person) as client:
+        assert not (await client.call_tool("list_messages", {"user_email": user})).is_error
+        mock.admin("POST", "invalidate", {"email": user})
+        healed = await client.call_tool("list_messages", {"user_email": user})
+        assert not healed.is_error, text_of(healed)
+        assert len(person.requests) == 2
+        assert isinstance(person.requests[1], types.ElicitRequestURLParams)
+        assert "expired" in person.requests[1].message
+
+
+@pytest.mark.parametrize("mode", [LEGACY, MODERN])
+async def test_scope_insufficient_asks_for_the_missing_scopes(
+    example_server: ExampleServer, auth: AuthClient, mock: MockProvider, user: str, mode: str
+) -> None:
+    async with mcp_client(example_server.url, mode=mode) as client:
+        await open_in_browser(link_in(text_of(await client.call_tool("list_messages", {"user_email": user}))))
+        assert not (await client.call_tool("list_messages", {"user_email": user})).is_error
+
+        args = {"user_email": user, "to": "bob@example.com", "subject": "hi"}
+        needs_more = await client.call_tool("send_email", args)
+        assert needs_more.is_error
+        text = text_of(needs_more)
+        assert "mail.send" in text
+        await open_in_browser(link_in(text))
+        requested = mock.last_authorize()["scope"].split()
+        # The missing scope, and what the user had already granted (incremental consent).
+        assert "mail.send" in requested and "mail.read" in requested
+
+        sent = await client.call_tool("send_email", args)
+        assert not sent.is_error, text_of(sent)
+        assert "mail.send" in text_of(sent)
+        # The earlier tool still works with the widened grant.
+        assert not (await client.call_tool("list_messages", {"user_email": user})).is_error
+
+
+# --- variants served in-process: other identity sources, a misconfigured server ---------
+
+
+def _server_with(
+    gateway_url: str,
+    api_key: str,
+    mock_api: str,
+    *,
+    trusted_header: str | None = None,
+    **server_kwargs: Any,
+) -> MCPServer:
+    auth = AuthClient(gateway_url, api_key)
+    server = MCPServer("variant", **server_kwargs)
+
+    @server.tool()
+    @require_auth(auth, provider="mock", scopes=["mail.read"], trusted_email_header=trusted_header)
+    async def whoami(*, access_token: str) -> str:
+        """Who the provider says the token belongs to."""
+        import httpx
+
+        async with httpx.AsyncClient() as http:
+            response = await http.get(mock_api, headers={"Authorization": f"Bearer {access_token}"})
+        response.raise_for_status()
+        return str(response.json()["email"])
+
+    @server.tool()
+    @require_auth(auth, provider="mock", scopes=["mail.read"])
+    async def whoami_arg(user_email: str, *, access_token: str) -> str:
+        """Same, with a user_email argument."""
+        return user_email
+
+    return server
+
+
+async def test_bad_gateway_api_key_is_not_reported_as_sign_in(gateway: Gateway, mock: MockProvider, user: str) -> None:
+    server = _server_with(gateway.url, "wrong-" + "k" * 58, mock.api_url)
+    async with serve(server.streamable_http_app()) as url, mcp_client(url, mode=LEGACY) as client:
+        result = await client.call_tool("whoami_arg", {"user_email": user})
+    assert result.is_error
+    text = text_of(result)
+    assert "not authorized to use its auth gateway" in text
+    assert "/connect/" not in text and "Authorization required" not in text
+    assert "wrong-" not in text
+
+
+class _StaticVerifier:
+    """The MCP server's own OAuth: bearer tokens "t-<email>" carry an email claim."""
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if not token.startswith("t-"):
+            return None
+        return AccessToken(token=token, client_id="test-client", scopes=[], subject=token, claims={"email": token[2:]})
+
+
+@pytest.mark.parametrize("mode", [LEGACY, MODERN])
+async def test_email_from_the_mcp_servers_own_oauth_identity(
+    gateway: Gateway, mock: MockProvider, user: str, mode: str
+) -> None:
+    server = _server_with(
+        gateway.url,
+        gateway.api_key,
+        mock.api_url,
+        token_verifier=_StaticVerifier(),
+        auth=AuthSettings(issuer_url=AnyHttpUrl("http://127.0.0.1/issuer"), resource_server_url=None),
+    )
+    async with serve(server.streamable_http_app()) as url:
+        async with mcp_client(url, mode=mode, headers={"Authorization": f"Bearer t-{user}"}) as client:
+            first = await client.call_tool("whoami", {})
+            await open_in_browser(link_in(text_of(first)))
+            assert mock.last_authorize()["login_hint"] == user
+            done = await client.call_tool("whoami", {})
+            assert not done.is_error, text_of(done)
+            assert user in text_of(done)
+            # A user_email argument cannot override the signed-in identity.
+            spoof = await client.call_tool("whoami_arg", {"user_email": "someone-else@example.com"})
+            assert spoof.is_error and "does not match" in text_of(spoof)
+
+
+async def test_email_from_a_trusted_header(gateway: Gateway, mock: MockProvider, user: str) -> None:
+    server = _server_with(gateway.url, gateway.api_key, mock.api_url, trusted_header="X-User-Email")
+    async with serve(server.streamable_http_app()) as url:
+        async with mcp_client(url, mode=LEGACY, headers={"X-User-Email": user}) as client:
+            first = await client.call_tool("whoami", {})
+            await open_in_browser(link_in(text_of(first)))
+            done = await client.call_tool("whoami", {})
+            assert not done.is_error and user in text_of(done)
+        async with mcp_client(url, mode=LEGACY) as anonymous:
+            nobody = await anonymous.call_tool("whoami", {})
+            assert nobody.is_error and "Cannot tell which user" in text_of(nobody)
+
+
+async def test_header_is_ignored_unless_configured(gateway: Gateway, mock: MockProvider, user: str) -> None:
+    server = _server_with(gateway.url, gateway.api_key, mock.api_url)
+    async with (
+        serve(server.streamable_http_app()) as url,
+        mcp_client(url, mode=LEGACY, headers={"X-User-Email": user}) as client,
+    ):
+        result = await client.call_tool("whoami", {})
+    assert result.is_error and "Cannot tell which user" in text_of(result)

@@ -1,0 +1,369 @@
+//! `TokenActor`: one per credential `(user_email, provider)`.
+//!
+//! **State**: the decrypted access token, its expiry, scopes and version, as
+//! last read or written ([`Cached`]); when it was last used.
+//! **Lifetime**: started by [`super::registry::TokenRegistry`] on first use, on
+//! an arbiter chosen by hashing the key; stops itself after
+//! `TOKEN_ACTOR_IDLE_MINUTES` without use.
+//! **Who holds its address**: only the registry (handlers and jobs go through it).
+//!
+//! A fresh token is answered from memory with no database round trip. Every
+//! handler that may do I/O returns an [`AtomicResponse`], so the actor handles
+//! nothing else until it finishes: however many callers arrive while a
+//! refresh is in flight, they queue in the mailbox and are answered from the
+//! refreshed cache — a single flight per credential.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::registry::TokenRegistry;
+use crate::app::Deps;
+use crate::oauth::client::RevocationOutcome;
+use crate::refresh::{self, Cached, Grant, Need, Source, TokenError, Trigger};
+use crate::store::credentials::{CredentialKey, CredentialState};
+
+/// How often an actor checks whether it has been idle too long.
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(30);
+/// `last_used_at` is written at most this often per credential.
+const LAST_USED_WRITE_EVERY: Duration = Duration::from_secs(60);
+/// Queued callers per credential before `send` applies backpressure.
+const MAILBOX_CAPACITY: usize = 1024;
+
+/// Get a token for a request.
+#[derive(Message)]
+#[rtype(result = "Result<Grant, TokenError>")]
+pub struct GetToken {
+    pub required_scopes: Vec<String>,
+}
+
+/// Refresh now if needed (from the proactive worker).
+#[derive(Message)]
+#[rtype(result = "Result<RefreshReport, TokenError>")]
+pub struct RefreshNow {
+    pub trigger: Trigger,
+    pub need: Need,
+}
+
+/// What a requested refresh did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshReport {
+    /// The token was already fresh enough; nothing was asked of the provider.
+    NotNeeded,
+    Refreshed,
+    /// The provider failed transiently; the current token still works.
+    Deferred,
+}
+
+/// Forget the cached token (the stored credential changed elsewhere).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Invalidate;
+
+/// Revoke at the provider, delete the credential, forget the token.
+#[derive(Message)]
+#[rtype(result = "Result<RevocationOutcome, TokenError>")]
+pub struct Revoke;
+
+pub struct TokenActor {
+    key: CredentialKey,
+    deps: Deps,
+    registry: std::sync::Weak<TokenRegistry>,
+    cache: Option<Cached>,
+    last_used: Instant,
+    last_used_written: Option<Instant>,
+}
+
+impl TokenActor {
+    pub fn new(key: CredentialKey, deps: Deps, registry: std::sync::Weak<TokenRegistry>) -> Self {
+        Self {
+            key,
+            deps,
+            registry,
+            cache: None,
+            last_used: Instant::now(),
+            last_used_written: None,
+        }
+    }
+
+    /// Writes `last_used_at` now and then, off the request path.
+    fn note_use(&mut self) {
+        self.last_used = Instant::now();
+        if self
+            .last_used_written
+            .is_some_and(|t| t.elapsed() < LAST_USED_WRITE_EVERY)
+        {
+            return;
+        }
+        self.last_used_written = Some(self.last_used);
+        let (store, key, now) = (
+            self.deps.store.clone(),
+            self.key.clone(),
+            self.deps.clock.now(),
+        );
+        self.deps.runtime.spawn(async move {
+            if let Err(err) = store.touch_last_used(&key, now).await {
+                tracing::debug!(error = %err, "could not record last use");
+            }
+        });
+    }
+}
+
+impl Actor for TokenActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        metrics::gauge!(crate::telemetry::metrics::TOKEN_ACTORS).increment(1.0);
+        let idle = self.deps.tuning.actor_idle;
+        ctx.run_interval(IDLE_CHECK_EVERY.min(idle), move |act, ctx| {
+            if act.last_used.elapsed() >= idle {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        metrics::gauge!(crate::telemetry::metrics::TOKEN_ACTORS).decrement(1.0);
+        if let Some(registry) = self.registry.upgrade() {
+            registry.forget(&self.key, &ctx.address());
+        }
+    }
+}
+
+/// Runs `work` on the main runtime and resumes the actor with its result.
+fn on_runtime<T, F>(
+    deps: &Deps,
+    work: F,
+) -> impl ActorFuture<TokenActor, Output = Result<T, TokenError>> + 'static
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let handle = deps.runtime.spawn(work);
+    actix::fut::wrap_future(async move {
+        handle
+            .await
+            .map_err(|e| TokenError::Internal(format!("task failed: {e}")))
+    })
+}
+
+impl Handler<GetToken> for TokenActor {
+    type Result = AtomicResponse<Self, Result<Grant, TokenError>>;
+
+    fn handle(&mut self, msg: GetToken, _ctx: &mut Self::Context) -> Self::Result {
+        self.note_use();
+        let now = self.deps.clock.now();
+        let buffer = self.deps.tuning.refresh_buffer;
+        // The hot path: no I/O at all.
+        if let Some(cached) = &self.cache {
+            let answer = answer_from_cache(cached, &msg.required_scopes, now, buffer);
+            if let Some(answer) = answer {
+                return AtomicResponse::new(Box::pin(actix::fut::ready(answer)));
+            }
+        }
+        let deps = self.deps.clone();
+        let key = self.key.clone();
+        let cached = self.cache.clone();
+        let work = async move {
+            let (current, source) = match cached {
+                Some(c) => (c, Source::Memory),
+                None => match refresh::load(&deps, &key).await {
+                    Ok(Some(c)) => (c, Source::Store),
+                    Ok(None) => return (Err(TokenError::NotAuthenticated), None),
+                    Err(err) => return (Err(err), None),
+                },
+            };
+            let now = deps.clock.now();
+            if let Some(answer) = answer_from_cache(&current, &msg.required_scopes, now, buffer) {
+                let answer = answer.map(|g| Grant { source, ..g });
+                return (answer, Some(current));
+            }
+            refresh::refresh(
+                &deps,
+                &key,
+                current,
+                Trigger::OnDemand,
+                Need::ExpiresWithin(buffer),
+            )
+            .await
+        };
+        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(
+            |result, act: &mut Self, _| match result {
+                Ok((answer, cache)) => {
+                    act.cache = cache;
+                    answer
+                }
+                Err(err) => Err(err),
+            },
+        )))
+    }
+}
+
+/// Answers from `cached` when no I/O is needed: a fresh token with the
+/// required scopes, or a definite refusal. `None` means "refresh".
+fn answer_from_cache(
+    cached: &Cached,
+    required: &[String],
+    now: chrono::DateTime<chrono::Utc>,
+    buffer: Duration,
+) -> Option<Result<Grant, TokenError>> {
+    if cached.state == CredentialState::NeedsReauth {
+        return Some(Err(TokenError::RefreshFailed));
+    }
+    let missing = refresh::missing_scopes(&cached.scopes, required);
+    if !missing.is_empty() {
+        return Some(Err(TokenError::ScopeInsufficient { missing }));
+    }
+    cached
+        .fresh_for(now, buffer)
+        .then(|| Ok(cached.grant(Source::Memory)))
+}
+
+impl Handler<RefreshNow> for TokenActor {
+    type Result = AtomicResponse<Self, Result<RefreshReport, TokenError>>;
+
+    fn handle(&mut self, msg: RefreshNow, _ctx: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        let key = self.key.clone();
+        let cached = self.cache.clone();
+        let work = async move {
+            let current = match cached {
+                Some(c) => c,
+                None => match refresh::load(&deps, &key).await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => return (Err(TokenError::NotAuthenticated), None),
+                    Err(err) => return (Err(err), None),
+                },
+            };
+            if current.state == CredentialState::NeedsReauth {
+                return (Err(TokenError::RefreshFailed), Some(current));
+            }
+            if let Need::ExpiresWithin(lead) = msg.need
+                && current.fresh_for(deps.clock.now(), lead)
+            {
+                return (Ok(RefreshReport::NotNeeded), Some(current));
+            }
+            let version = current.version;
+            let (result, cache) =
+                refresh::refresh(&deps, &key, current, msg.trigger, msg.need).await;
+            let report = match result {
+                Ok(_) if cache.as_ref().is_some_and(|c| c.version != version) => {
+                    Ok(RefreshReport::Refreshed)
+                }
+                Ok(_) => Ok(RefreshReport::Deferred),
+                Err(err) => Err(err),
+            };
+            (report, cache)
+        };
+        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(
+            |result, act: &mut Self, _| match result {
+                Ok((answer, cache)) => {
+                    act.cache = cache;
+                    answer
+                }
+                Err(err) => Err(err),
+            },
+        )))
+    }
+}
+
+impl Handler<Invalidate> for TokenActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Invalidate, _ctx: &mut Self::Context) {
+        self.cache = None;
+    }
+}
+
+impl Handler<Revoke> for TokenActor {
+    type Result = AtomicResponse<Self, Result<RevocationOutcome, TokenError>>;
+
+    fn handle(&mut self, _msg: Revoke, _ctx: &mut Self::Context) -> Self::Result {
+        // Forget first: nothing is served from memory once revocation began.
+        self.cache = None;
+        let deps = self.deps.clone();
+        let key = self.key.clone();
+        let work = async move { crate::revoke::revoke(&deps, &key).await };
+        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(
+            |result, act: &mut Self, _| {
+                act.cache = None;
+                result.and_then(|r| r)
+            },
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, Utc};
+    use secrecy::SecretString;
+
+    use super::*;
+
+    fn cached(state: CredentialState, expires_in: i64) -> Cached {
+        Cached {
+            access_token: SecretString::from("t".to_owned()),
+            expires_at: Some(Utc::now() + TimeDelta::seconds(expires_in)),
+            scopes: vec!["mail.read".into()],
+            version: 3,
+            state,
+            has_refresh_token: true,
+        }
+    }
+
+    #[test]
+    fn a_fresh_token_with_the_scopes_is_answered_from_memory() {
+        let answer = answer_from_cache(
+            &cached(CredentialState::Active, 3600),
+            &["mail.read".into()],
+            Utc::now(),
+            Duration::from_secs(300),
+        );
+        assert!(matches!(
+            answer,
+            Some(Ok(Grant {
+                source: Source::Memory,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn missing_scopes_and_reauth_are_answered_without_io() {
+        let now = Utc::now();
+        let answer = answer_from_cache(
+            &cached(CredentialState::Active, 3600),
+            &["mail.send".into()],
+            now,
+            Duration::from_secs(300),
+        );
+        assert_eq!(
+            answer.map(|a| a.err()),
+            Some(Some(TokenError::ScopeInsufficient {
+                missing: vec!["mail.send".into()]
+            }))
+        );
+        let answer = answer_from_cache(
+            &cached(CredentialState::NeedsReauth, 3600),
+            &[],
+            now,
+            Duration::from_secs(300),
+        );
+        assert_eq!(
+            answer.map(|a| a.err()),
+            Some(Some(TokenError::RefreshFailed))
+        );
+    }
+
+    #[test]
+    fn a_token_inside_the_buffer_needs_a_refresh() {
+        let answer = answer_from_cache(
+            &cached(CredentialState::Active, 100),
+            &[],
+            Utc::now(),
+            Duration::from_secs(300),
+        );
+        assert!(answer.is_none());
+    }
+}

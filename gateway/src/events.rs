@@ -1,0 +1,123 @@
+//! The event bus that keeps caches honest: when a credential changes or a
+//! session finishes, every interested part of this process — and, through
+//! PostgreSQL LISTEN/NOTIFY, of every other replica — hears about it.
+//!
+//! A revoke on replica A reaches replica B's token cache this way, and a
+//! callback on A wakes a `/auth/status?wait=` long-poll held on B.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::store::Store;
+use crate::store::notify::Heard;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// The stored credential changed or was deleted: drop any cached token.
+    Credential { provider: String, email: String },
+    /// The session left `pending`.
+    Session { id: Uuid },
+    /// Notices may have been missed (the listener reconnected): treat every
+    /// cache as stale.
+    Resync,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    origin: String,
+    event: Event,
+}
+
+/// Buffer for slow local subscribers; a lagging one is told to resync.
+const LOCAL_CAPACITY: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct Events {
+    tx: broadcast::Sender<Event>,
+    store: Store,
+    /// This process's id, so it ignores its own notices coming back.
+    origin: Arc<str>,
+}
+
+impl Events {
+    pub fn new(store: Store, origin: &str) -> Self {
+        let (tx, _) = broadcast::channel(LOCAL_CAPACITY);
+        Self {
+            tx,
+            store,
+            origin: origin.into(),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    /// Tells this process now and the other replicas through the database.
+    /// A failed NOTIFY is logged: the other replicas' caches then expire on
+    /// their own, which is slower but safe (CAS writes never trust a cache).
+    pub async fn publish(&self, event: Event) {
+        let _ = self.tx.send(event.clone());
+        let envelope = Envelope {
+            origin: self.origin.to_string(),
+            event,
+        };
+        match serde_json::to_string(&envelope) {
+            Ok(payload) => {
+                if let Err(err) = self.store.notify(&payload).await {
+                    tracing::warn!(error = %err, "could not notify other replicas");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not encode an event"),
+        }
+    }
+
+    /// Forwards other replicas' notices to local subscribers until the
+    /// process stops (PostgreSQL only). Reconnects with backoff.
+    pub fn spawn_listener(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                match this.store.listener().await {
+                    Ok(None) => return,
+                    Ok(Some(mut listener)) => {
+                        backoff = Duration::from_millis(200);
+                        // Anything sent before we listened is unknown to us.
+                        let _ = this.tx.send(Event::Resync);
+                        loop {
+                            match listener.recv().await {
+                                Ok(Heard::Payload(p)) => this.forward(&p),
+                                Ok(Heard::Reconnected) => {
+                                    let _ = this.tx.send(Event::Resync);
+                                }
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "event listener lost its connection");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "event listener cannot connect"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        })
+    }
+
+    fn forward(&self, payload: &str) {
+        match serde_json::from_str::<Envelope>(payload) {
+            Ok(envelope) if *envelope.origin != *self.origin => {
+                let _ = self.tx.send(envelope.event);
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "ignoring a malformed event notice"),
+        }
+    }
+}

@@ -1,0 +1,677 @@
+//! The authorization flow: starting a session, the one-time connect link,
+//! the provider's callback, and the session's status.
+//!
+//! ```text
+//! POST /auth/init ─► session (pending) + link <public>/connect/<id>
+//! user opens link ─► link marked used ─► 302 to the provider (state, PKCE S256, login_hint)
+//! provider ───────► /auth/callback/<p>?code&state ─► state used once ─► code exchanged
+//!                   ─► who consented == session's user? ─► credential stored ─► completed
+//! ```
+//!
+//! Every step that may run once runs once across replicas (conditional
+//! UPDATEs in [`crate::store::sessions`]); every way out of `pending` tells
+//! long-polls, here and on other replicas, through [`crate::events`].
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::RngCore;
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use url::Url;
+use uuid::Uuid;
+
+use crate::app::Deps;
+use crate::email::Email;
+use crate::events::Event;
+use crate::oauth::client::{TokenSet, record_upstream_error};
+use crate::oauth::identity::{email_from_id_token, same_account};
+use crate::oauth::provider::requested_scopes;
+use crate::oauth::{IdentityCheck, ProviderConfig, ProviderKind, UpstreamError};
+use crate::store::StoreError;
+use crate::store::credentials::{CredentialKey, NewTokens};
+use crate::store::sessions::{CallbackClaim, NewSession, SessionRecord, SessionStatus};
+use crate::telemetry::metrics as m;
+
+/// Longest `?wait=` a status poll may ask for.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Random bytes in `state`, the connect id and the PKCE verifier (256 bits).
+const RANDOM_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("unknown provider {0:?}")]
+    UnknownProvider(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("no such session")]
+    SessionNotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// `POST /auth/init`, parsed.
+#[derive(Debug)]
+pub struct StartRequest {
+    pub provider: String,
+    pub email: Email,
+    pub scopes: Option<Vec<String>>,
+    pub redirect_after: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Started {
+    pub session: SessionRecord,
+    pub auth_url: Url,
+    /// An earlier identical request's session was returned.
+    pub reused: bool,
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; RANDOM_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Order-independent fingerprint of a scope set.
+fn scopes_hash(scopes: &[String]) -> String {
+    let mut sorted: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let digest = Sha256::digest(sorted.join(" ").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn connect_url(deps: &Deps, connect_id: &str) -> Result<Url, FlowError> {
+    deps.tuning
+        .public_url
+        .join(&format!("connect/{connect_id}"))
+        .map_err(|e| FlowError::Internal(e.to_string()))
+}
+
+/// Checks `redirect_after` against the allow-list: http(s), a listed host.
+pub fn check_redirect(target: &str, allowed_hosts: &[String]) -> Result<String, FlowError> {
+    let url = Url::parse(target)
+        .map_err(|_| FlowError::InvalidRequest("redirect_after is not an absolute URL.".into()))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(FlowError::InvalidRequest(
+            "redirect_after must be an http(s) URL.".into(),
+        ));
+    }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    if !allowed_hosts.contains(&host) {
+        return Err(FlowError::InvalidRequest(format!(
+            "redirect_after's host {host:?} is not allowed; the operator lists allowed hosts in AUTH_GATEWAY_REDIRECT_HOSTS."
+        )));
+    }
+    Ok(url.to_string())
+}
+
+/// Starts a flow, or hands back the identical one still waiting for its user.
+pub async fn start(deps: &Deps, req: StartRequest) -> Result<Started, FlowError> {
+    let provider = deps
+        .providers
+        .get(&req.provider)
+        .await
+        .ok_or_else(|| FlowError::UnknownProvider(req.provider.clone()))?;
+    let redirect_after = req
+        .redirect_after
+        .as_deref()
+        .map(|r| check_redirect(r, &deps.tuning.redirect_hosts))
+        .transpose()?;
+    let scopes = requested_scopes(&provider, req.scopes.as_deref());
+    let now = deps.clock.now();
+    let expiry = TimeDelta::from_std(deps.tuning.session_expiry).unwrap_or(TimeDelta::minutes(15));
+    let new = NewSession {
+        id: Uuid::new_v4(),
+        email: req.email.to_string(),
+        provider: provider.id.clone(),
+        state: random_token(),
+        connect_id: random_token(),
+        pkce_verifier: provider.pkce.then(|| SecretString::from(random_token())),
+        scopes_hash: scopes_hash(&scopes),
+        scopes,
+        redirect_after,
+        expires_at: now + expiry,
+    };
+    let (session, reused) = deps
+        .store
+        .create_or_reuse_session(new, &deps.keyring, now)
+        .await?;
+    if !reused {
+        metrics::counter!(m::SESSIONS_CREATED, "provider" => provider.id.clone()).increment(1);
+    }
+    let connect_id = session
+        .connect_id
+        .clone()
+        .ok_or_else(|| FlowError::Internal("session without a connect id".into()))?;
+    Ok(Started {
+        auth_url: connect_url(deps, &connect_id)?,
+        session,
+        reused,
+    })
+}
+
+/// Why a connect link cannot be followed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("this link was already used, has expired, or does not exist")]
+    Unusable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Opens a connect link (once) and returns the provider URL to send the
+/// browser to.
+pub async fn open_link(deps: &Deps, connect_id: &str) -> Result<Url, LinkError> {
+    let plausible = (1..=64).contains(&connect_id.len())
+        && connect_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !plausible {
+        return Err(LinkError::Unusable);
+    }
+    let now = deps.clock.now();
+    let opened = deps
+        .store
+        .open_link(connect_id, &deps.keyring, now)
+        .await?
+        .ok_or(LinkError::Unusable)?;
+    let session = &opened.session;
+    let provider = deps
+        .providers
+        .get(&session.provider)
+        .await
+        .ok_or(LinkError::Unusable)?;
+    let redirect_uri = provider
+        .redirect_uri(&deps.tuning.public_url)
+        .map_err(|e| LinkError::Internal(e.to_string()))?;
+    let email = Email::parse(&session.email).map_err(|e| LinkError::Internal(e.to_string()))?;
+    deps.oauth
+        .authorize_url(
+            &provider,
+            &redirect_uri,
+            &session.state,
+            opened.pkce_verifier.as_ref(),
+            &session.scopes,
+            Some(&email),
+        )
+        .map_err(|e| LinkError::Internal(e.to_string()))
+}
+
+/// The query of the provider's redirect. Unknown parameters (`iss`,
+/// `session_state`, ...) are ignored.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct CallbackParams {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+impl std::fmt::Display for CallbackParams {
+    // Never shows the code.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "callback(code: {}, state: {}, error: {:?})",
+            self.code.is_some(),
+            self.state.is_some(),
+            self.error
+        )
+    }
+}
+
+/// Why a flow failed: a bounded code (metric label, status `reason`) and the
+/// human text `/auth/status` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailReason {
+    Expired,
+    AccessDenied,
+    ProviderError,
+    InvalidCallback,
+    TokenExchangeFailed,
+    ProviderUnavailable,
+    AccountMismatch,
+    IdentityUnverified,
+    NoRefreshToken,
+    StorageError,
+}
+
+impl FailReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Expired => "expired",
+            Self::AccessDenied => "access_denied",
+            Self::ProviderError => "provider_error",
+            Self::InvalidCallback => "invalid_callback",
+            Self::TokenExchangeFailed => "token_exchange_failed",
+            Self::ProviderUnavailable => "provider_unavailable",
+            Self::AccountMismatch => "account_mismatch",
+            Self::IdentityUnverified => "identity_unverified",
+            Self::NoRefreshToken => "no_refresh_token",
+            Self::StorageError => "storage_error",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        [
+            Self::Expired,
+            Self::AccessDenied,
+            Self::ProviderError,
+            Self::InvalidCallback,
+            Self::TokenExchangeFailed,
+            Self::ProviderUnavailable,
+            Self::AccountMismatch,
+            Self::IdentityUnverified,
+            Self::NoRefreshToken,
+            Self::StorageError,
+        ]
+        .into_iter()
+        .find(|r| r.code() == code)
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Expired => "Session expired",
+            Self::AccessDenied => "The user did not grant access",
+            Self::ProviderError => "The provider reported an error",
+            Self::InvalidCallback => "The provider's redirect was incomplete",
+            Self::TokenExchangeFailed => "The provider refused to issue tokens",
+            Self::ProviderUnavailable => "The provider could not be reached; try again",
+            Self::AccountMismatch => "A different account signed in than the one this link was for",
+            Self::IdentityUnverified => "The provider did not say which account signed in",
+            Self::NoRefreshToken => {
+                "The provider issued no refresh token; remove the app's access in the account settings and authorize again"
+            }
+            Self::StorageError => "The gateway could not store the credential; try again",
+        }
+    }
+}
+
+/// What the browser is shown after the callback.
+#[derive(Debug)]
+pub enum CallbackOutcome {
+    Completed {
+        provider: String,
+        email: String,
+        redirect_after: Option<String>,
+    },
+    /// The session failed (and is marked failed).
+    Failed(FailReason),
+    /// Nothing was changed: no such state, a replayed state, an expired
+    /// session, or a callback for another provider.
+    Rejected(&'static str),
+}
+
+/// Handles the provider's redirect to `/auth/callback/{provider}`.
+pub async fn callback(deps: &Deps, provider_id: &str, params: CallbackParams) -> CallbackOutcome {
+    let Some(state) = params
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+    else {
+        return CallbackOutcome::Rejected("The link is missing its state parameter.");
+    };
+    let now = deps.clock.now();
+    let claim = match deps
+        .store
+        .claim_callback(state, provider_id, &deps.keyring, now)
+        .await
+    {
+        Ok(claim) => claim,
+        Err(err) => {
+            tracing::error!(error = %err, "callback: could not read the session");
+            return CallbackOutcome::Rejected(
+                "The gateway could not read this sign-in; try again.",
+            );
+        }
+    };
+    let claimed = match claim {
+        CallbackClaim::Claimed(claimed) => claimed,
+        CallbackClaim::Unknown => {
+            return CallbackOutcome::Rejected("This sign-in link is unknown or was already used.");
+        }
+        CallbackClaim::OtherProvider => {
+            return CallbackOutcome::Rejected("This sign-in belongs to another provider.");
+        }
+        CallbackClaim::Unusable(record) if record.is_expired(now) => {
+            return CallbackOutcome::Rejected(
+                "This sign-in expired. Ask your assistant for a new link.",
+            );
+        }
+        CallbackClaim::Unusable(_) => {
+            return CallbackOutcome::Rejected("This sign-in was already completed or used.");
+        }
+    };
+    let session = claimed.session;
+    let result = finish(deps, provider_id, &session, claimed.pkce_verifier, &params).await;
+    match result {
+        Ok(()) => {
+            metrics::counter!(m::SESSIONS_COMPLETED, "provider" => provider_id.to_owned())
+                .increment(1);
+            deps.events.publish(Event::Session { id: session.id }).await;
+            tracing::info!(provider = provider_id, session_id = %session.id, "authorization completed");
+            CallbackOutcome::Completed {
+                provider: provider_id.to_owned(),
+                email: session.email,
+                redirect_after: session.redirect_after,
+            }
+        }
+        Err(reason) => {
+            fail(deps, &session, reason).await;
+            CallbackOutcome::Failed(reason)
+        }
+    }
+}
+
+/// Marks `session` failed (if still pending) and tells the waiters.
+pub async fn fail(deps: &Deps, session: &SessionRecord, reason: FailReason) {
+    match deps
+        .store
+        .fail_session(session.id, reason.code(), deps.clock.now())
+        .await
+    {
+        Ok(true) => {
+            metrics::counter!(m::SESSIONS_FAILED, "provider" => session.provider.clone(), "reason" => reason.code()).increment(1);
+            tracing::info!(provider = %session.provider, session_id = %session.id, reason = reason.code(), "authorization failed");
+            deps.events.publish(Event::Session { id: session.id }).await;
+        }
+        Ok(false) => {}
+        Err(err) => tracing::error!(error = %err, "could not mark a session failed"),
+    }
+}
+
+async fn finish(
+    deps: &Deps,
+    provider_id: &str,
+    session: &SessionRecord,
+    verifier: Option<SecretString>,
+    params: &CallbackParams,
+) -> Result<(), FailReason> {
+    if let Some(error) = &params.error {
+        return Err(if error == "access_denied" {
+            FailReason::AccessDenied
+        } else {
+            FailReason::ProviderError
+        });
+    }
+    let code = params
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or(FailReason::InvalidCallback)?;
+    let provider = deps
+        .providers
+        .get(provider_id)
+        .await
+        .ok_or(FailReason::ProviderError)?;
+    let redirect_uri = provider
+        .redirect_uri(&deps.tuning.public_url)
+        .map_err(|_| FailReason::ProviderError)?;
+    let code = SecretString::from(code.to_owned());
+    let tokens = exchange(deps, &provider, &redirect_uri, &code, verifier.as_ref()).await?;
+
+    verify_identity(deps, &provider, session, &tokens).await?;
+
+    let email = Email::parse(&session.email).map_err(|_| FailReason::StorageError)?;
+    let key = CredentialKey {
+        email,
+        provider: provider.id.clone(),
+    };
+    if provider.kind == ProviderKind::Google && tokens.refresh_token.is_none() {
+        // A Google grant without a refresh token dies within the hour. Only a
+        // re-consent that keeps a stored refresh token is acceptable.
+        let stored = deps
+            .store
+            .load_credential(&key, &deps.keyring)
+            .await
+            .map_err(|_| FailReason::StorageError)?;
+        if stored.is_none_or(|s| s.refresh_token.is_none()) {
+            revoke_quietly(deps, &provider, &tokens).await;
+            return Err(FailReason::NoRefreshToken);
+        }
+    }
+    let now = deps.clock.now();
+    let expires_at = tokens
+        .expires_in
+        .and_then(|d| TimeDelta::from_std(d).ok())
+        .map(|d| crate::clock::truncate(now + d));
+    let new = NewTokens {
+        access_token: tokens.access_token,
+        refresh_token: tokens.refresh_token,
+        expires_at,
+        scopes: Some(tokens.scopes.unwrap_or_else(|| session.scopes.clone())),
+    };
+    deps.store
+        .upsert_authorized(&key, new, &deps.keyring, now)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "callback: could not store the credential");
+            FailReason::StorageError
+        })?;
+    deps.events
+        .publish(Event::Credential {
+            provider: key.provider.clone(),
+            email: key.email.to_string(),
+        })
+        .await;
+    if !deps
+        .store
+        .complete_session(session.id, deps.clock.now())
+        .await
+        .map_err(|_| FailReason::StorageError)?
+    {
+        tracing::warn!(session_id = %session.id, "session was no longer pending when its credential was stored");
+    }
+    Ok(())
+}
+
+/// The code exchange, retried once on a transient failure.
+async fn exchange(
+    deps: &Deps,
+    provider: &ProviderConfig,
+    redirect_uri: &Url,
+    code: &SecretString,
+    verifier: Option<&SecretString>,
+) -> Result<TokenSet, FailReason> {
+    let mut last = UpstreamError::Network;
+    for attempt in 0..2 {
+        match deps
+            .oauth
+            .exchange_code(provider, redirect_uri, code, verifier)
+            .await
+        {
+            Ok(tokens) => return Ok(tokens),
+            Err(err) => {
+                record_upstream_error(provider, "code_exchange", &err);
+                if err.is_permanent() {
+                    return Err(FailReason::TokenExchangeFailed);
+                }
+                last = err;
+                if attempt == 0 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+    }
+    tracing::warn!(provider = %provider.id, category = last.category(), "code exchange failed");
+    Err(FailReason::ProviderUnavailable)
+}
+
+/// Who consented must be the session's user (per the provider's mode).
+async fn verify_identity(
+    deps: &Deps,
+    provider: &ProviderConfig,
+    session: &SessionRecord,
+    tokens: &TokenSet,
+) -> Result<(), FailReason> {
+    if provider.identity_check == IdentityCheck::Off {
+        return Ok(());
+    }
+    let mut consented = tokens
+        .id_token
+        .as_ref()
+        .and_then(|t| email_from_id_token(t, &provider.client_id));
+    if consented.is_none() && provider.userinfo_url.is_some() {
+        match deps
+            .oauth
+            .userinfo_email(provider, &tokens.access_token)
+            .await
+        {
+            Ok(email) => consented = email,
+            Err(err) => {
+                record_upstream_error(provider, "userinfo", &err);
+                if provider.identity_check == IdentityCheck::Required {
+                    revoke_quietly(deps, provider, tokens).await;
+                    return Err(FailReason::ProviderUnavailable);
+                }
+            }
+        }
+    }
+    match consented {
+        Some(email) if same_account(&email, &session.email) => Ok(()),
+        Some(_) => {
+            tracing::warn!(provider = %provider.id, session_id = %session.id, "authorization by a different account refused");
+            revoke_quietly(deps, provider, tokens).await;
+            Err(FailReason::AccountMismatch)
+        }
+        None if provider.identity_check == IdentityCheck::Required => {
+            revoke_quietly(deps, provider, tokens).await;
+            Err(FailReason::IdentityUnverified)
+        }
+        None => Ok(()),
+    }
+}
+
+/// Tokens we will not store are revoked so that they do not linger.
+async fn revoke_quietly(deps: &Deps, provider: &ProviderConfig, tokens: &TokenSet) {
+    let (token, hint) = match &tokens.refresh_token {
+        Some(refresh) => (refresh, "refresh_token"),
+        None => (&tokens.access_token, "access_token"),
+    };
+    let outcome = deps.oauth.revoke(provider, token, hint).await;
+    tracing::debug!(
+        outcome = outcome.as_str(),
+        "revoked tokens that were not stored"
+    );
+}
+
+/// A session's status for `/auth/status`, waiting up to `wait` for it to
+/// leave `pending`. `changes` ticks whenever an event names this session.
+pub async fn wait_status(
+    deps: &Deps,
+    id: Uuid,
+    mut changes: watch::Receiver<u64>,
+    wait: Duration,
+) -> Result<SessionRecord, FlowError> {
+    let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
+    loop {
+        let record = deps
+            .store
+            .find_session(id)
+            .await?
+            .ok_or(FlowError::SessionNotFound)?;
+        let now = deps.clock.now();
+        if record.status != SessionStatus::Pending
+            || record.is_expired(now)
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(record);
+        }
+        // Wake for a change, for the session's expiry, or at the deadline.
+        let until_expiry = (record.expires_at - now).to_std().unwrap_or_default();
+        let wake_at = deadline.min(tokio::time::Instant::now() + until_expiry);
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    // The actor dropped the channel; fall back to the deadline.
+                    tokio::time::sleep_until(wake_at).await;
+                }
+            }
+            () = tokio::time::sleep_until(wake_at) => {}
+        }
+    }
+}
+
+/// What `/auth/status` reports for a record at `now`.
+pub fn reported_status(
+    record: &SessionRecord,
+    now: DateTime<Utc>,
+) -> (SessionStatus, Option<FailReason>) {
+    if record.is_expired(now) {
+        return (SessionStatus::Failed, Some(FailReason::Expired));
+    }
+    let reason = record
+        .failure_reason
+        .as_deref()
+        .map(|r| FailReason::parse(r).unwrap_or(FailReason::ProviderError));
+    (record.status, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_hashes_ignore_order_and_duplicates() {
+        let a = scopes_hash(&["b".into(), "a".into()]);
+        assert_eq!(a, scopes_hash(&["a".into(), "b".into(), "a".into()]));
+        assert_ne!(a, scopes_hash(&["a".into()]));
+    }
+
+    #[test]
+    fn random_tokens_carry_256_bits() {
+        let t = random_token();
+        assert_eq!(URL_SAFE_NO_PAD.decode(&t).unwrap().len(), 32);
+        assert_ne!(t, random_token());
+    }
+
+    #[test]
+    fn redirects_only_to_allowed_hosts() {
+        let allowed = vec!["app.example.com".to_owned()];
+        assert!(check_redirect("https://app.example.com/done?x=1", &allowed).is_ok());
+        for bad in [
+            "https://evil.example.com/",
+            "javascript:alert(1)",
+            "//app.example.com",
+            "ftp://app.example.com/",
+        ] {
+            assert!(check_redirect(bad, &allowed).is_err(), "{bad}");
+        }
+        assert!(check_redirect("https://app.example.com/", &[]).is_err());
+    }
+
+    #[test]
+    fn every_reason_round_trips_and_has_a_message() {
+        for code in [
+            "expired",
+            "access_denied",
+            "account_mismatch",
+            "no_refresh_token",
+            "storage_error",
+        ] {
+            let reason = FailReason::parse(code).unwrap();
+            assert_eq!(reason.code(), code);
+            assert!(!reason.message().is_empty());
+        }
+        assert_eq!(FailReason::Expired.message(), "Session expired");
+    }
+
+    #[test]
+    fn callback_params_never_display_the_code() {
+        let p = CallbackParams {
+            code: Some("secret-code".into()),
+            state: Some("s".into()),
+            ..Default::default()
+        };
+        assert!(!p.to_string().contains("secret-code"));
+    }
+}

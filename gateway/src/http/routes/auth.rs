@@ -1,0 +1,377 @@
+//! The API MCP servers call: `/auth/init`, `/auth/status`, `/auth/token`,
+//! `/auth/providers`, `/auth/revoke`. Each handler validates, sends one
+//! message, and maps the answer.
+
+use axum::extract::State;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::actors::session::{GetStatus, Start};
+use crate::app::AppState;
+use crate::email::Email;
+use crate::flow::{self, FlowError, StartRequest};
+use crate::http::ApiError;
+use crate::http::auth::ApiCaller;
+use crate::http::extract::{self, ApiJson, ApiPath, ApiQuery, MAX_URL_LEN};
+use crate::oauth::client::RevocationOutcome;
+use crate::refresh::TokenError;
+use crate::store::credentials::{CredentialKey, CredentialState};
+use crate::store::sessions::SessionStatus;
+use crate::telemetry::metrics as m;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/init", post(init))
+        .route("/auth/status/{session_id}", get(status))
+        .route("/auth/token", post(token))
+        .route("/auth/providers/{user_email}", get(providers))
+        .route("/auth/revoke", delete(revoke))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct InitRequest {
+    /// Provider id, e.g. `google`.
+    pub provider: String,
+    pub user_email: String,
+    /// Scopes to ask for; the provider's defaults when omitted.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Where the browser goes after a successful sign-in (allow-listed hosts only).
+    #[serde(default)]
+    pub redirect_after: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InitResponse {
+    /// The link the user must open: a one-time connect page on this gateway.
+    pub auth_url: String,
+    pub session_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusQuery {
+    /// Seconds to wait for the session to leave `pending` (0 to 60).
+    pub wait: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusResponse {
+    /// `pending`, `completed` or `failed`.
+    pub status: &'static str,
+    pub session_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Why the session failed, in words (`Session expired`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    /// Why the session failed, as a stable code (`expired`, `access_denied`, `account_mismatch`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    pub provider: String,
+    pub user_email: String,
+    /// Scopes the token must carry; a grant lacking any is never returned.
+    #[serde(default)]
+    pub required_scopes: Option<Vec<String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvidersResponse {
+    pub user_email: String,
+    pub providers: Vec<ProviderEntry>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderEntry {
+    pub provider: String,
+    pub scopes: Vec<String>,
+    pub authenticated_at: DateTime<Utc>,
+    pub token_expires_at: Option<DateTime<Utc>>,
+    pub state: CredentialState,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RevokeRequest {
+    pub provider: String,
+    pub user_email: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokeResponse {
+    pub success: bool,
+    pub message: String,
+    /// What the provider did with the grant.
+    pub provider_revocation: RevocationOutcome,
+}
+
+/// Checks a provider id names a provider this gateway serves.
+async fn known_provider(state: &AppState, raw: &str) -> Result<String, ApiError> {
+    let id = extract::provider_id(raw)?;
+    match state.deps.providers.get(id).await {
+        Some(p) => Ok(p.id.clone()),
+        None => Err(ApiError::UnknownProvider(id.to_owned())),
+    }
+}
+
+fn flow_error(err: FlowError) -> ApiError {
+    match err {
+        FlowError::UnknownProvider(p) => ApiError::UnknownProvider(p),
+        FlowError::InvalidRequest(m) => ApiError::InvalidRequest(m),
+        FlowError::SessionNotFound => ApiError::SessionNotFound,
+        FlowError::Store(e) => e.into(),
+        FlowError::Internal(m) => ApiError::internal(anyhow::anyhow!(m)),
+    }
+}
+
+fn token_error(err: TokenError, key: &CredentialKey) -> ApiError {
+    let (email, provider) = (key.email.to_string(), key.provider.clone());
+    match err {
+        TokenError::NotAuthenticated => ApiError::NotAuthenticated { email, provider },
+        TokenError::RefreshFailed => ApiError::RefreshFailed { email, provider },
+        TokenError::ScopeInsufficient { missing } => ApiError::ScopeInsufficient { missing },
+        TokenError::ProviderUnavailable { retry_after } => ApiError::ProviderUnavailable {
+            provider,
+            retry_after_secs: retry_after,
+        },
+        TokenError::Busy => ApiError::Busy {
+            retry_after_secs: 1,
+        },
+        TokenError::UnknownProvider => ApiError::UnknownProvider(provider),
+        TokenError::Unavailable => ApiError::Unavailable,
+        TokenError::Internal(m) => ApiError::internal(anyhow::anyhow!(m)),
+    }
+}
+
+/// Start an OAuth flow for a user, or get back the one already waiting.
+#[utoipa::path(post, path = "/auth/init", tag = "auth", request_body = InitRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The link the user must open", body = InitResponse),
+        (status = 400, description = "invalid_request, invalid_email or unknown_provider", body = crate::http::error::ErrorBody),
+        (status = 401, description = "unauthorized: no X-API-Key", body = crate::http::error::ErrorBody),
+        (status = 403, description = "forbidden: wrong X-API-Key", body = crate::http::error::ErrorBody),
+        (status = 413, description = "payload_too_large", body = crate::http::error::ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = crate::http::error::ErrorBody),
+    ))]
+pub async fn init(
+    _caller: ApiCaller,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<InitRequest>,
+) -> Result<Json<InitResponse>, ApiError> {
+    let email = extract::email(&req.user_email)?;
+    let provider = known_provider(&state, &req.provider).await?;
+    let scopes = req
+        .scopes
+        .map(|s| extract::scopes("scopes", Some(s)))
+        .transpose()?;
+    if req
+        .redirect_after
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_URL_LEN)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "redirect_after is longer than {MAX_URL_LEN} characters."
+        )));
+    }
+    let started = state
+        .sessions
+        .send(Start(StartRequest {
+            provider,
+            email,
+            scopes,
+            redirect_after: req.redirect_after,
+        }))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(flow_error)?;
+    Ok(Json(InitResponse {
+        auth_url: started.auth_url.to_string(),
+        session_id: started.session.id,
+        expires_at: started.session.expires_at,
+    }))
+}
+
+/// A flow's status; with `wait`, answers as soon as it leaves `pending`.
+#[utoipa::path(get, path = "/auth/status/{session_id}", tag = "auth",
+    params(("session_id" = Uuid, Path, description = "From /auth/init"), StatusQuery),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "pending, completed or failed", body = StatusResponse),
+        (status = 400, description = "invalid_request", body = crate::http::error::ErrorBody),
+        (status = 401, description = "unauthorized", body = crate::http::error::ErrorBody),
+        (status = 403, description = "forbidden", body = crate::http::error::ErrorBody),
+        (status = 404, description = "session_not_found", body = crate::http::error::ErrorBody),
+    ))]
+pub async fn status(
+    _caller: ApiCaller,
+    State(state): State<AppState>,
+    ApiPath(session_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StatusQuery>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let id = Uuid::parse_str(&session_id)
+        .map_err(|_| ApiError::InvalidRequest("session_id is not a UUID.".into()))?;
+    let wait = query.wait.unwrap_or(0);
+    if wait > flow::MAX_WAIT.as_secs() {
+        return Err(ApiError::InvalidRequest(format!(
+            "wait must be between 0 and {} seconds.",
+            flow::MAX_WAIT.as_secs()
+        )));
+    }
+    let record = state
+        .sessions
+        .send(GetStatus {
+            id,
+            wait: std::time::Duration::from_secs(wait),
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(flow_error)?;
+    let (status, reason) = flow::reported_status(&record, state.deps.clock.now());
+    let mut body = StatusResponse {
+        status: status.as_str(),
+        session_id: record.id,
+        expires_at: None,
+        user_email: None,
+        provider: None,
+        completed_at: None,
+        error: None,
+        reason: None,
+    };
+    match status {
+        SessionStatus::Pending => body.expires_at = Some(record.expires_at),
+        SessionStatus::Completed => {
+            body.user_email = Some(record.email);
+            body.provider = Some(record.provider);
+            body.completed_at = record.completed_at;
+        }
+        SessionStatus::Failed => {
+            let reason = reason.unwrap_or(flow::FailReason::ProviderError);
+            body.error = Some(reason.message());
+            body.reason = Some(reason.code());
+        }
+    }
+    Ok(Json(body))
+}
+
+/// A valid access token for the user, refreshed when it is about to expire.
+#[utoipa::path(post, path = "/auth/token", tag = "auth", request_body = TokenRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "A valid token", body = TokenResponse),
+        (status = 400, description = "invalid_request, invalid_email or unknown_provider", body = crate::http::error::ErrorBody),
+        (status = 401, description = "unauthorized (no X-API-Key) or refresh_failed (auth_required)", body = crate::http::error::ErrorBody),
+        (status = 403, description = "forbidden (wrong X-API-Key) or scope_insufficient (auth_required, missing_scopes)", body = crate::http::error::ErrorBody),
+        (status = 404, description = "not_authenticated (auth_required)", body = crate::http::error::ErrorBody),
+        (status = 503, description = "provider_unavailable or busy, with Retry-After", body = crate::http::error::ErrorBody),
+    ))]
+pub async fn token(
+    _caller: ApiCaller,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<TokenRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let email = extract::email(&req.user_email)?;
+    let provider = known_provider(&state, &req.provider).await?;
+    let required = extract::scopes("required_scopes", req.required_scopes)?;
+    let key = CredentialKey { email, provider };
+    let result = state.tokens.get_token(&key, &required).await;
+    let outcome = match &result {
+        Ok(grant) => grant.source.as_str(),
+        Err(err) => err.outcome(),
+    };
+    metrics::counter!(m::TOKEN_REQUESTS, "provider" => key.provider.clone(), "outcome" => outcome)
+        .increment(1);
+    let grant = result.map_err(|e| token_error(e, &key))?;
+    Ok(Json(TokenResponse {
+        access_token: grant.access_token.expose_secret().to_owned(),
+        token_type: "Bearer",
+        expires_at: grant.expires_at,
+        scopes: grant.scopes,
+    }))
+}
+
+/// The providers a user has authorized.
+#[utoipa::path(get, path = "/auth/providers/{user_email}", tag = "auth",
+    params(("user_email" = String, Path, description = "The user's email address")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The user's credentials, without tokens", body = ProvidersResponse),
+        (status = 400, description = "invalid_email", body = crate::http::error::ErrorBody),
+        (status = 401, description = "unauthorized", body = crate::http::error::ErrorBody),
+        (status = 403, description = "forbidden", body = crate::http::error::ErrorBody),
+    ))]
+pub async fn providers(
+    _caller: ApiCaller,
+    State(state): State<AppState>,
+    ApiPath(user_email): ApiPath<String>,
+) -> Result<Json<ProvidersResponse>, ApiError> {
+    let email: Email = extract::email(&user_email)?;
+    let credentials = state.deps.store.list_credentials(&email).await?;
+    Ok(Json(ProvidersResponse {
+        user_email: email.to_string(),
+        providers: credentials
+            .into_iter()
+            .map(|c| ProviderEntry {
+                provider: c.provider,
+                scopes: c.scopes,
+                authenticated_at: c.authorized_at,
+                token_expires_at: c.expires_at,
+                state: c.state,
+            })
+            .collect(),
+    }))
+}
+
+/// Revoke at the provider and delete the stored credential.
+#[utoipa::path(delete, path = "/auth/revoke", tag = "auth", request_body = RevokeRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Deleted; provider_revocation says what the provider did", body = RevokeResponse),
+        (status = 400, description = "invalid_request, invalid_email or unknown_provider", body = crate::http::error::ErrorBody),
+        (status = 401, description = "unauthorized", body = crate::http::error::ErrorBody),
+        (status = 403, description = "forbidden", body = crate::http::error::ErrorBody),
+        (status = 404, description = "not_authenticated: nothing stored", body = crate::http::error::ErrorBody),
+    ))]
+pub async fn revoke(
+    _caller: ApiCaller,
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RevokeRequest>,
+) -> Result<Json<RevokeResponse>, ApiError> {
+    let email = extract::email(&req.user_email)?;
+    let provider = extract::provider_id(&req.provider)?.to_owned();
+    let key = CredentialKey { email, provider };
+    let outcome = state
+        .tokens
+        .revoke(&key)
+        .await
+        .map_err(|e| token_error(e, &key))?;
+    Ok(Json(RevokeResponse {
+        success: true,
+        message: format!("Credentials revoked for {} ({})", key.email, key.provider),
+        provider_revocation: outcome,
+    }))
+}

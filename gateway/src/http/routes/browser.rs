@@ -1,0 +1,119 @@
+//! The pages a user's browser visits: the one-time connect link, and the
+//! provider's redirect back. No API key here; the `state` and the connect id
+//! are the capabilities.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Router, extract::RawQuery};
+
+use crate::actors::session::{Callback, OpenLink};
+use crate::app::AppState;
+use crate::flow::{CallbackOutcome, CallbackParams, LinkError};
+use crate::http::extract::ApiPath;
+use crate::http::pages;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/connect/{connect_id}", get(connect))
+        .route("/auth/callback/{provider}", get(callback))
+}
+
+/// Opens a connect link: records its use and sends the browser to the provider.
+#[utoipa::path(get, path = "/connect/{connect_id}", tag = "browser",
+    params(("connect_id" = String, Path, description = "The opaque id from auth_url")),
+    responses(
+        (status = 302, description = "To the provider's consent page"),
+        (status = 404, description = "HTML page: the link was used, expired or never existed"),
+    ))]
+pub async fn connect(
+    State(state): State<AppState>,
+    ApiPath(connect_id): ApiPath<String>,
+) -> Response {
+    match state.sessions.send(OpenLink(connect_id)).await {
+        Ok(Ok(url)) => {
+            let mut response = Redirect::to(url.as_str()).into_response();
+            *response.status_mut() = StatusCode::FOUND;
+            pages::secure_headers(&mut response);
+            response
+        }
+        Ok(Err(LinkError::Unusable)) => pages::failure(
+            StatusCode::NOT_FOUND,
+            "This sign-in link was already used or has expired. Ask your assistant for a new one.",
+        ),
+        Ok(Err(err)) => {
+            tracing::error!(error = %err, "connect link failed");
+            pages::failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The gateway could not start this sign-in. Try again shortly.",
+            )
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "session actor unavailable");
+            pages::failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The gateway could not start this sign-in. Try again shortly.",
+            )
+        }
+    }
+}
+
+/// The provider's redirect after consent (or refusal).
+#[utoipa::path(get, path = "/auth/callback/{provider}", tag = "browser",
+    params(
+        ("provider" = String, Path, description = "Provider id"),
+        ("code" = Option<String>, Query, description = "Authorization code"),
+        ("state" = Option<String>, Query, description = "The flow's state"),
+        ("error" = Option<String>, Query, description = "The provider's error, e.g. access_denied"),
+    ),
+    responses(
+        (status = 200, description = "HTML success page"),
+        (status = 303, description = "To redirect_after, when the flow set one"),
+        (status = 400, description = "HTML failure page"),
+    ))]
+pub async fn callback(
+    State(state): State<AppState>,
+    ApiPath(provider): ApiPath<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    // Parsed by hand so that a malformed query still gets a page, not JSON.
+    let params: CallbackParams =
+        match serde_urlencoded::from_str(query.as_deref().unwrap_or_default()) {
+            Ok(p) => p,
+            Err(_) => {
+                return pages::failure(
+                    StatusCode::BAD_REQUEST,
+                    "The sign-in redirect was malformed.",
+                );
+            }
+        };
+    let outcome = match state.sessions.send(Callback { provider, params }).await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            tracing::error!(error = %err, "session actor unavailable");
+            return pages::failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The gateway could not complete this sign-in. Try again shortly.",
+            );
+        }
+    };
+    match outcome {
+        CallbackOutcome::Completed {
+            redirect_after: Some(target),
+            ..
+        } => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(location) = HeaderValue::from_str(&target) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            pages::secure_headers(&mut response);
+            response
+        }
+        CallbackOutcome::Completed { provider, .. } => pages::success(&provider),
+        CallbackOutcome::Failed(reason) => {
+            pages::failure(StatusCode::BAD_REQUEST, &format!("{}.", reason.message()))
+        }
+        CallbackOutcome::Rejected(message) => pages::failure(StatusCode::BAD_REQUEST, message),
+    }
+}

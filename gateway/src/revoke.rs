@@ -1,0 +1,42 @@
+//! Revoking a credential: at the provider (RFC 7009 where it has an endpoint),
+//! then in the database, then in every replica's cache.
+
+use crate::app::Deps;
+use crate::events::Event;
+use crate::oauth::client::RevocationOutcome;
+use crate::refresh::TokenError;
+use crate::store::credentials::{CredentialKey, CredentialState};
+
+/// Revokes and deletes `key`'s credential. The credential is deleted even
+/// when the provider cannot be reached: the user asked for it to be gone,
+/// and the outcome says what the provider did.
+pub async fn revoke(deps: &Deps, key: &CredentialKey) -> Result<RevocationOutcome, TokenError> {
+    let Some(stored) = deps.store.load_credential(key, &deps.keyring).await? else {
+        return Err(TokenError::NotAuthenticated);
+    };
+    let outcome = match deps.providers.get(&key.provider).await {
+        None => RevocationOutcome::NotSupported,
+        // A refresh token stands for the whole grant: revoking it revokes the
+        // access tokens issued from it too.
+        Some(provider) => match &stored.refresh_token {
+            Some(refresh) => deps.oauth.revoke(&provider, refresh, "refresh_token").await,
+            None if stored.state == CredentialState::NeedsReauth => {
+                RevocationOutcome::AlreadyInvalid
+            }
+            None => {
+                deps.oauth
+                    .revoke(&provider, &stored.access_token, "access_token")
+                    .await
+            }
+        },
+    };
+    deps.store.delete_credential(key).await?;
+    deps.events
+        .publish(Event::Credential {
+            provider: key.provider.clone(),
+            email: key.email.to_string(),
+        })
+        .await;
+    tracing::info!(provider = %key.provider, outcome = outcome.as_str(), "credential revoked");
+    Ok(outcome)
+}

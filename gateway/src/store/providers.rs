@@ -1,0 +1,215 @@
+//! `oauth_providers`: every provider credentials and sessions may reference.
+//! Providers configured by environment variables are upserted at start
+//! (`source = 'env'`); `gateway providers add` writes `source = 'cli'` rows,
+//! which the gateway loads as its runtime configuration.
+
+use chrono::{DateTime, Utc};
+use entity::oauth_providers::{self as providers, Column as P};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
+use secrecy::ExposeSecret;
+use url::Url;
+
+use super::{Store, StoreError};
+use crate::crypto::{Keyring, Place};
+use crate::oauth::provider::{
+    ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource,
+};
+
+fn secret_place(id: &str) -> Place {
+    Place::new("oauth_providers", "client_secret", id)
+}
+
+/// What `gateway providers list` shows (no secret).
+#[derive(Clone, Debug)]
+pub struct ProviderRow {
+    pub id: String,
+    pub kind: String,
+    pub source: String,
+    pub client_id: String,
+    pub auth_url: Option<String>,
+    pub credentials: u64,
+}
+
+impl Store {
+    /// Inserts or updates the provider's row, sealing its client secret.
+    pub async fn upsert_provider(
+        &self,
+        p: &ProviderConfig,
+        keyring: &Keyring,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let sealed = keyring.seal(
+            &secret_place(&p.id),
+            p.client_secret.expose_secret().as_bytes(),
+        );
+        let params: Vec<[String; 2]> = p
+            .auth_params
+            .iter()
+            .map(|(k, v)| [k.clone(), v.clone()])
+            .collect();
+        let model = providers::ActiveModel {
+            id: Set(p.id.clone()),
+            client_id: Set(p.client_id.clone()),
+            client_secret: Set(sealed.token),
+            client_secret_key_id: Set(sealed.key_id.to_string()),
+            auth_url: Set(Some(p.auth_url.to_string())),
+            token_url: Set(Some(p.token_url.to_string())),
+            scopes: Set(Some(serde_json::Value::from(p.default_scopes.clone()))),
+            created_at: Set(now),
+            updated_at: Set(now),
+            kind: Set(p.kind.as_str().to_owned()),
+            revocation_url: Set(p.revocation_url.as_ref().map(ToString::to_string)),
+            userinfo_url: Set(p.userinfo_url.as_ref().map(ToString::to_string)),
+            auth_params: Set(Some(serde_json::json!(params))),
+            pkce: Set(p.pkce),
+            client_auth: Set(p.client_auth.as_str().to_owned()),
+            identity_check: Set(p.identity_check.as_str().to_owned()),
+            login_hint: Set(p.login_hint),
+            redirect_uri: Set(p.redirect_uri.as_ref().map(ToString::to_string)),
+            source: Set(match p.source {
+                ProviderSource::Env => "env",
+                ProviderSource::Database => "cli",
+            }
+            .to_owned()),
+        };
+        providers::Entity::insert(model)
+            .on_conflict(
+                OnConflict::column(P::Id)
+                    .update_columns([
+                        P::ClientId,
+                        P::ClientSecret,
+                        P::ClientSecretKeyId,
+                        P::AuthUrl,
+                        P::TokenUrl,
+                        P::Scopes,
+                        P::UpdatedAt,
+                        P::Kind,
+                        P::RevocationUrl,
+                        P::UserinfoUrl,
+                        P::AuthParams,
+                        P::Pkce,
+                        P::ClientAuth,
+                        P::IdentityCheck,
+                        P::LoginHint,
+                        P::RedirectUri,
+                        P::Source,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.db())
+            .await?;
+        Ok(())
+    }
+
+    /// Providers managed in the database (`source = 'cli'`), secrets opened.
+    /// A row that cannot be used is skipped with a warning, not fatal.
+    pub async fn load_database_providers(
+        &self,
+        keyring: &Keyring,
+    ) -> Result<Vec<ProviderConfig>, StoreError> {
+        let rows = providers::Entity::find()
+            .filter(P::Source.eq("cli"))
+            .all(self.db())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.id.clone();
+            match provider_from_row(row, keyring) {
+                Ok(p) => out.push(p),
+                Err(problem) => {
+                    tracing::warn!(provider = %id, %problem, "skipping unusable provider row")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn list_providers(&self) -> Result<Vec<ProviderRow>, StoreError> {
+        let rows = providers::Entity::find()
+            .order_by_asc(P::Id)
+            .all(self.db())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let credentials = entity::oauth_credentials::Entity::find()
+                .filter(entity::oauth_credentials::Column::ProviderId.eq(row.id.as_str()))
+                .count(self.db())
+                .await?;
+            out.push(ProviderRow {
+                id: row.id,
+                kind: row.kind,
+                source: row.source,
+                client_id: row.client_id,
+                auth_url: row.auth_url,
+                credentials,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes a provider and its sessions. Refused (`Err(count)`) while
+    /// credentials still use it: revoke them first.
+    pub async fn delete_provider(&self, id: &str) -> Result<Result<bool, u64>, StoreError> {
+        let credentials = entity::oauth_credentials::Entity::find()
+            .filter(entity::oauth_credentials::Column::ProviderId.eq(id))
+            .count(self.db())
+            .await?;
+        if credentials > 0 {
+            return Ok(Err(credentials));
+        }
+        let result = providers::Entity::delete_by_id(id.to_owned())
+            .exec(self.db())
+            .await?;
+        Ok(Ok(result.rows_affected > 0))
+    }
+}
+
+fn provider_from_row(row: providers::Model, keyring: &Keyring) -> Result<ProviderConfig, String> {
+    let url = |s: Option<&str>, what: &str| -> Result<Url, String> {
+        Url::parse(s.ok_or_else(|| format!("no {what}"))?).map_err(|e| format!("bad {what}: {e}"))
+    };
+    let optional_url = |s: Option<&str>| s.and_then(|s| Url::parse(s).ok());
+    let secret = keyring
+        .open(
+            &secret_place(&row.id),
+            &row.client_secret_key_id,
+            &row.client_secret,
+        )
+        .map_err(|e| e.to_string())?;
+    let auth_params = row
+        .auth_params
+        .as_ref()
+        .and_then(|v| v.as_array())
+        .map(|pairs| {
+            pairs
+                .iter()
+                .filter_map(|p| {
+                    Some((
+                        p.get(0)?.as_str()?.to_owned(),
+                        p.get(1)?.as_str()?.to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ProviderConfig {
+        auth_url: url(row.auth_url.as_deref(), "authorization URL")?,
+        token_url: url(row.token_url.as_deref(), "token URL")?,
+        revocation_url: optional_url(row.revocation_url.as_deref()),
+        userinfo_url: optional_url(row.userinfo_url.as_deref()),
+        redirect_uri: optional_url(row.redirect_uri.as_deref()),
+        kind: ProviderKind::parse(&row.kind).unwrap_or(ProviderKind::Generic),
+        client_id: row.client_id,
+        client_secret: secret.secret,
+        default_scopes: super::credentials::scopes_from_json(row.scopes.as_ref()),
+        auth_params,
+        pkce: row.pkce,
+        client_auth: ClientAuth::parse(&row.client_auth).unwrap_or(ClientAuth::Basic),
+        identity_check: IdentityCheck::parse(&row.identity_check)
+            .unwrap_or(IdentityCheck::Optional),
+        login_hint: row.login_hint,
+        source: ProviderSource::Database,
+        id: row.id,
+    })
+}
