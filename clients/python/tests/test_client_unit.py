@@ -36,6 +36,7 @@ from mcp_auth_client import (
     ScopeInsufficient,
     ServiceUnavailable,
     SessionNotFound,
+    SyncAuthClient,
     Unauthorized,
     UnexpectedResponse,
     UnknownProvider,
@@ -264,3 +265,21 @@ def test_auth_required_exception_is_a_tool_error_importable_as_documented() -> N
     assert "http://gw/connect/abc" in str(err)
     # The design document's one-argument form still works.
     assert "http://gw/connect/xyz" in str(FromExceptions("http://gw/connect/xyz"))
+
+
+def test_sync_client_wraps_the_async_one() -> None:
+    fake = FakeGateway()
+    with SyncAuthClient("http://gateway.test", fake.api_key, transport=httpx.MockTransport(fake.handle)) as client:
+        assert fake.api_key not in repr(client)
+        assert client.is_authenticated("mock", "a@example.com") is False
+        session = client.init_oauth("mock", "a@example.com", ["mail.read"])
+        assert client.get_status(session.session_id).is_pending
+        fake.complete(session.auth_url)
+        assert client.wait_for_completion(session.session_id, 5).is_completed
+        assert client.get_token("mock", "a@example.com") == "tok-a@example.com"
+        assert [g.provider for g in client.list_providers("a@example.com")] == ["mock"]
+        assert client.revoke("mock", "a@example.com").provider_revocation == "revoked"
+        with pytest.raises(NotAuthenticated):
+            client.get_token("mock", "a@example.com")
+    with pytest.raises(RuntimeError):
+        client.health()

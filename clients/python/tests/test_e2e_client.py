@@ -128,7 +128,8 @@ async def test_needs_reauth_is_refresh_failed(auth: AuthClient, mock: MockProvid
 
 
 async def test_provider_outage_is_provider_unavailable(auth: AuthClient, mock: MockProvider, user: str) -> None:
-    mock.admin("POST", "settings", {"access_token_ttl_secs": 1})
+    # Tokens that are expired on arrival: every get_token needs a refresh at the provider.
+    mock.admin("POST", "settings", {"access_token_ttl_secs": 0})
     await sign_in(auth, user)
     mock.admin("POST", "faults", {"endpoint": "token", "fault": {"kind": "server_error"}, "times": 20})
     with pytest.raises(ProviderUnavailable) as err:
@@ -176,7 +177,7 @@ async def test_request_errors_map_to_their_classes(auth: AuthClient, gateway: Ga
             ),
             PayloadTooLarge: await http.post(
                 "/auth/token",
-                content=b'{"provider":"mock","user_email":"' + b"a" * (4 * 1024 * 1024) + b'"}',
+                content=b'{"provider":"mock","user_email":"' + b"a" * (32 * 1024) + b'"}',
                 headers={"Content-Type": "application/json"},
             ),
         }

@@ -13,7 +13,9 @@ use std::time::Duration;
 use gateway::clock::Clock;
 use gateway::config::{Settings, Source};
 use gateway::startup::{Application, StartOptions, StartupError};
+use mock_provider::MockProvider;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 /// Which database a test runs on.
@@ -105,6 +107,16 @@ impl TestDb {
         }
     }
 
+    /// Another handle on a database some other `TestDb` owns (a second replica).
+    pub fn attach(backend: Backend, url: &str) -> Self {
+        Self {
+            backend,
+            url: url.to_owned(),
+            pg: None,
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// A direct connection, for tests that inspect or tamper with rows.
     pub async fn connect(&self) -> DatabaseConnection {
         Database::connect(&self.url).await.unwrap()
@@ -181,8 +193,42 @@ pub fn fernet_key() -> String {
         .to_owned()
 }
 
+/// Variables configuring the generic provider `mock` and the built-in
+/// `google`, both pointed at `mock`.
+pub fn provider_vars(mock: &MockProvider) -> Vec<(String, String)> {
+    let mut vars = Vec::new();
+    for prefix in ["MOCK", "GOOGLE"] {
+        vars.extend([
+            (format!("{prefix}_CLIENT_ID"), mock.client_id().to_owned()),
+            (
+                format!("{prefix}_CLIENT_SECRET"),
+                mock.client_secret().to_owned(),
+            ),
+            (format!("{prefix}_AUTH_URL"), mock.authorize_url()),
+            (format!("{prefix}_TOKEN_URL"), mock.token_url()),
+            (format!("{prefix}_REVOCATION_URL"), mock.revoke_url()),
+            (format!("{prefix}_USERINFO_URL"), mock.userinfo_url()),
+            (
+                format!("{prefix}_SCOPES"),
+                "openid email mail.read".to_owned(),
+            ),
+        ]);
+    }
+    vars.push(("AUTH_GATEWAY_PROVIDERS".into(), "mock".into()));
+    vars
+}
+
 /// Settings for a test gateway on `db`, with `extra` variables on top.
 pub fn settings(db: &TestDb, key: &str, extra: &[(&str, &str)]) -> Settings {
+    settings_with(db, key, &[], extra)
+}
+
+pub fn settings_with(
+    db: &TestDb,
+    key: &str,
+    base: &[(String, String)],
+    extra: &[(&str, &str)],
+) -> Settings {
     let data_dir = db.data_dir();
     let mut vars: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), db.url.clone()),
@@ -192,6 +238,10 @@ pub fn settings(db: &TestDb, key: &str, extra: &[(&str, &str)]) -> Settings {
         ("PORT".into(), "0".into()),
         ("DATA_DIR".into(), data_dir.display().to_string()),
     ];
+    for (k, v) in base {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k.clone(), v.clone()));
+    }
     for (k, v) in extra {
         vars.retain(|(name, _)| name != k);
         vars.push(((*k).into(), (*v).into()));
@@ -206,6 +256,7 @@ pub struct TestApp {
     pub clock: Clock,
     pub db: TestDb,
     pub key: String,
+    pub mock: MockProvider,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -217,8 +268,20 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_on(db: TestDb, key: String, extra: &[(&str, &str)]) -> TestApp {
+    let mock = MockProvider::start().await.unwrap();
+    spawn_app_with(db, key, mock, extra).await
+}
+
+/// A gateway on `db` whose providers are served by `mock`.
+pub async fn spawn_app_with(
+    db: TestDb,
+    key: String,
+    mock: MockProvider,
+    extra: &[(&str, &str)],
+) -> TestApp {
     let clock = Clock::system();
-    let app = try_build(&db, &key, extra, clock.clone())
+    let settings = settings_with(&db, &key, &provider_vars(&mock), extra);
+    let app = Application::build_with_clock(settings, StartOptions::default(), clock.clone())
         .await
         .unwrap_or_else(|e| panic!("start-up failed: {e}"));
     let address = format!("http://{}", app.local_addr().unwrap());
@@ -237,6 +300,7 @@ pub async fn spawn_app_on(db: TestDb, key: String, extra: &[(&str, &str)]) -> Te
         clock,
         db,
         key,
+        mock,
         stop: Some(stop),
         server: Some(server),
     }
@@ -260,6 +324,159 @@ impl TestApp {
         self.client.get(self.url("/health")).send().await.unwrap()
     }
 
+    /// A JSON request with the API key.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .header("x-api-key", API_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn init(
+        &self,
+        provider: &str,
+        email: &str,
+        scopes: Option<&[&str]>,
+    ) -> reqwest::Response {
+        let mut body = json!({"provider": provider, "user_email": email});
+        if let Some(scopes) = scopes {
+            body["scopes"] = json!(scopes);
+        }
+        self.api(reqwest::Method::POST, "/auth/init", Some(body))
+            .await
+    }
+
+    /// `/auth/init` that must succeed: (auth_url, session_id).
+    pub async fn init_ok(&self, provider: &str, email: &str) -> (String, String) {
+        let response = self.init(provider, email, None).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "init failed: {}",
+            response.text().await.unwrap()
+        );
+        let body: Value = response.json().await.unwrap();
+        (
+            body["auth_url"].as_str().unwrap().to_owned(),
+            body["session_id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn status(&self, session_id: &str, wait: Option<u64>) -> reqwest::Response {
+        let query = wait.map(|w| format!("?wait={w}")).unwrap_or_default();
+        self.api(
+            reqwest::Method::GET,
+            &format!("/auth/status/{session_id}{query}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn status_json(&self, session_id: &str) -> Value {
+        let response = self.status(session_id, None).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    pub async fn token(
+        &self,
+        provider: &str,
+        email: &str,
+        required: Option<&[&str]>,
+    ) -> reqwest::Response {
+        let mut body = json!({"provider": provider, "user_email": email});
+        if let Some(required) = required {
+            body["required_scopes"] = json!(required);
+        }
+        self.api(reqwest::Method::POST, "/auth/token", Some(body))
+            .await
+    }
+
+    /// `/auth/token` that must succeed: the body.
+    pub async fn token_ok(&self, provider: &str, email: &str) -> Value {
+        let response = self.token(provider, email, None).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "token failed: {}",
+            response.text().await.unwrap()
+        );
+        response.json().await.unwrap()
+    }
+
+    pub async fn revoke(&self, provider: &str, email: &str) -> reqwest::Response {
+        self.api(
+            reqwest::Method::DELETE,
+            "/auth/revoke",
+            Some(json!({"provider": provider, "user_email": email})),
+        )
+        .await
+    }
+
+    /// Follows `url` as a browser would (redirects by hand, so each hop can be
+    /// inspected) until a page that does not redirect.
+    pub async fn browse(&self, url: &str) -> Browsed {
+        let mut url = url.to_owned();
+        let mut hops = Vec::new();
+        for _ in 0..10 {
+            let response = self.client.get(&url).send().await.unwrap();
+            if response.status().is_redirection() {
+                let location = response.headers()[reqwest::header::LOCATION]
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                hops.push(url.clone());
+                url = location;
+                continue;
+            }
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.text().await.unwrap();
+            hops.push(url.clone());
+            return Browsed {
+                status,
+                body,
+                headers,
+                hops,
+            };
+        }
+        panic!("too many redirects from {url}");
+    }
+
+    /// The whole consent dance for `email` at `provider`; returns the session id.
+    pub async fn authorize(&self, provider: &str, email: &str) -> String {
+        let (auth_url, session_id) = self.init_ok(provider, email).await;
+        let page = self.browse(&auth_url).await;
+        assert_eq!(page.status, 200, "consent did not succeed: {}", page.body);
+        session_id
+    }
+
+    /// Row count of a table, for "nothing changed" checks.
+    pub async fn count(&self, table: &str) -> i64 {
+        use sea_orm::{ConnectionTrait, Statement};
+        let conn = self.db.connect().await;
+        let row = conn
+            .query_one_raw(Statement::from_string(
+                conn.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let n: i64 = row.try_get("", "n").unwrap();
+        conn.close().await.unwrap();
+        n
+    }
+
     /// Stops the server gracefully and hands back the database.
     pub async fn stop(self) -> TestDb {
         let TestApp {
@@ -276,6 +493,25 @@ impl TestApp {
                 .unwrap();
         }
         db
+    }
+}
+
+/// A page reached by following redirects.
+pub struct Browsed {
+    pub status: u16,
+    pub body: String,
+    pub headers: reqwest::header::HeaderMap,
+    /// Every URL visited, the final one last.
+    pub hops: Vec<String>,
+}
+
+impl Browsed {
+    /// The gateway callback URL among the hops (it carries code and state).
+    pub fn callback_url(&self) -> Option<&str> {
+        self.hops
+            .iter()
+            .find(|h| h.contains("/auth/callback/"))
+            .map(String::as_str)
     }
 }
 

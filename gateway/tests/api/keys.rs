@@ -54,11 +54,11 @@ async fn rows_under_an_unconfigured_key_are_counted_and_refused(backend: Backend
 
     // Two values sealed under a key the operator removed too early.
     let conn = db.connect().await;
-    insert_provider(&conn, "google").await;
+    insert_provider(&conn, "legacy").await;
     for email in ["alice@company.com", "bob@company.com"] {
         conn.execute_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
-            sql(&conn, "INSERT INTO oauth_credentials (id, profile_id, provider_id, access_token, access_token_key_id, state, consecutive_failures, version, created_at, updated_at) VALUES ($1, $2, 'google', 'sealed', 'deadbeefdeadbeef', 'active', 0, 0, $3, $3)"),
+            sql(&conn, "INSERT INTO oauth_credentials (id, profile_id, provider_id, access_token, access_token_key_id, state, consecutive_failures, version, created_at, updated_at) VALUES ($1, $2, 'legacy', 'sealed', 'deadbeefdeadbeef', 'active', 0, 0, $3, $3)"),
             [uuid::Uuid::new_v4().into(), email.into(), chrono::Utc::now().into()],
         ))
         .await

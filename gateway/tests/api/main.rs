@@ -7,7 +7,10 @@
 
 mod helpers;
 
+mod bad_input;
 mod cli;
+mod flow;
 mod health;
 mod keys;
 mod migrations;
+mod tokens;

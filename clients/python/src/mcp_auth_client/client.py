@@ -53,6 +53,8 @@ class AuthClient:
         timeout: Seconds allowed for each request (long-polls get their wait on top).
         connect_timeout: Seconds allowed to open a connection (defaults to ``timeout``).
         max_connections: Connection pool size.
+        transport: A custom httpx transport (TLS settings, proxies, ``httpx.MockTransport``
+            in tests) for the client's own connection pool.
         http_client: Bring your own ``httpx.AsyncClient`` (its base URL is ignored; the
             caller keeps ownership and closes it).
 
@@ -68,6 +70,7 @@ class AuthClient:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float | None = None,
         max_connections: int = 20,
+        transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         if not isinstance(gateway_url, str) or not gateway_url:
@@ -88,6 +91,7 @@ class AuthClient:
             timeout=httpx.Timeout(self._timeout, connect=self._connect_timeout),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             follow_redirects=False,
+            transport=transport,
         )
 
     # --- lifecycle ----------------------------------------------------------------------

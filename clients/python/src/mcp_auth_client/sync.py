@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio.from_thread
+import httpx
 
 from mcp_auth_client.client import DEFAULT_TIMEOUT, AuthClient
 from mcp_auth_client.models import AuthSession, ProviderGrant, RevokeResult, SessionStatus, TokenInfo
@@ -43,7 +44,10 @@ class SyncAuthClient:
         timeout: float = DEFAULT_TIMEOUT,
         connect_timeout: float | None = None,
         max_connections: int = 20,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """See :class:`AuthClient` for the arguments; ``transport`` replaces the HTTP
+        transport (custom TLS, proxies, or ``httpx.MockTransport`` in tests)."""
         self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] = (
             anyio.from_thread.start_blocking_portal()
         )
@@ -58,6 +62,7 @@ class SyncAuthClient:
                     timeout=timeout,
                     connect_timeout=connect_timeout,
                     max_connections=max_connections,
+                    transport=transport,
                 )
             )
         except BaseException:
@@ -137,5 +142,21 @@ class SyncAuthClient:
         return self._call(self._client.health)
 
 
-async def _make_client(gateway_url: str, api_key: str, **kwargs: Any) -> AuthClient:
-    return AuthClient(gateway_url, api_key, **kwargs)
+async def _make_client(
+    gateway_url: str,
+    api_key: str,
+    *,
+    timeout: float,
+    connect_timeout: float | None,
+    max_connections: int,
+    transport: httpx.AsyncBaseTransport | None,
+) -> AuthClient:
+    # Built inside the portal's event loop, which then owns its connection pool.
+    return AuthClient(
+        gateway_url,
+        api_key,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        max_connections=max_connections,
+        transport=transport,
+    )
