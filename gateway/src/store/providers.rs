@@ -148,21 +148,40 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes a provider and its sessions. Refused (`Err(count)`) while
-    /// credentials still use it: revoke them first.
-    pub async fn delete_provider(&self, id: &str) -> Result<Result<bool, u64>, StoreError> {
+    /// Removes a provider added by the CLI, and its sessions.
+    pub async fn delete_provider(&self, id: &str) -> Result<ProviderRemoval, StoreError> {
+        let Some(row) = providers::Entity::find_by_id(id.to_owned())
+            .one(self.db())
+            .await?
+        else {
+            return Ok(ProviderRemoval::NotFound);
+        };
+        if row.source == "env" {
+            return Ok(ProviderRemoval::FromEnvironment);
+        }
         let credentials = entity::oauth_credentials::Entity::find()
             .filter(entity::oauth_credentials::Column::ProviderId.eq(id))
             .count(self.db())
             .await?;
         if credentials > 0 {
-            return Ok(Err(credentials));
+            return Ok(ProviderRemoval::InUse(credentials));
         }
-        let result = providers::Entity::delete_by_id(id.to_owned())
+        providers::Entity::delete_by_id(id.to_owned())
             .exec(self.db())
             .await?;
-        Ok(Ok(result.rows_affected > 0))
+        Ok(ProviderRemoval::Removed)
     }
+}
+
+/// What `delete_provider` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderRemoval {
+    Removed,
+    NotFound,
+    /// Configured by environment variables: remove those instead.
+    FromEnvironment,
+    /// This many credentials still use it: revoke them first.
+    InUse(u64),
 }
 
 fn provider_from_row(row: providers::Model, keyring: &Keyring) -> Result<ProviderConfig, String> {

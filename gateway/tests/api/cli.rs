@@ -215,3 +215,76 @@ fn migrate_applies_and_reports_status() {
             .contains("pending m20261127_000001_create_tables")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_added_by_the_cli_are_served_without_a_restart() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    assert_eq!(
+        app.init("acme", "a@b.co", None).await.status(),
+        400,
+        "unknown before it is added"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "acme-client-secret-value\n").unwrap();
+    let run = |args: &[&str]| {
+        gateway(dir.path())
+            .args(args)
+            .env("DATABASE_URL", &app.db.url)
+            .env("AUTH_GATEWAY_ENCRYPTION_KEY", &app.key)
+            .output()
+            .unwrap()
+    };
+    let added = run(&[
+        "providers",
+        "add",
+        "acme",
+        "--client-id",
+        "acme-client",
+        "--client-secret-file",
+        secret.to_str().unwrap(),
+        "--auth-url",
+        &app.mock.authorize_url(),
+        "--token-url",
+        &app.mock.token_url(),
+        "--userinfo-url",
+        &app.mock.userinfo_url(),
+        "--scopes",
+        "openid email",
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let listed = String::from_utf8(run(&["providers", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains("acme") && listed.contains("cli"),
+        "{listed}"
+    );
+    assert!(!listed.contains("acme-client-secret-value"));
+
+    // The running gateway finds it on the first request for it (after its reload interval).
+    let served = crate::helpers::eventually(Duration::from_secs(10), || async {
+        app.init("acme", "a@b.co", None).await.status() == 200
+    })
+    .await;
+    assert!(
+        served,
+        "the running gateway did not pick up the new provider"
+    );
+
+    let google = run(&["providers", "remove", "google"]);
+    assert!(
+        !google.status.success(),
+        "providers from the environment cannot be removed here"
+    );
+    let removed = run(&["providers", "remove", "acme"]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    app.stop().await;
+}

@@ -12,5 +12,6 @@ mod cli;
 mod flow;
 mod health;
 mod keys;
+mod logs;
 mod migrations;
 mod tokens;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
+mod providers;
+
 use crate::config::Settings;
 use crate::startup::{self, Application, StartOptions};
 use crate::store::Store;
@@ -43,6 +45,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// OAuth providers managed in the database (besides the environment's).
+    Providers {
+        #[command(subcommand)]
+        action: providers::ProvidersAction,
     },
 }
 
@@ -163,6 +170,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             store.close().await;
             Ok(())
+        }
+        Command::Providers { action } => {
+            let settings = load_with_logs()?;
+            providers::run(&settings, action).await
         }
         Command::Serve { no_migrate } => {
             let settings = load_with_logs()?;
