@@ -23,6 +23,8 @@ pub struct Cli {
     command: Option<Command>,
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the HTTP API (the default).

@@ -18,6 +18,8 @@ use crate::oauth::provider::{
 use crate::startup;
 use crate::store::providers::ProviderRemoval;
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ProvidersAction {
     /// Add (or replace) a generic OAuth 2.0 provider.
