@@ -42,8 +42,8 @@ RUN apt-get update \
 
 # An unprivileged user with a fixed uid/gid (10001), so that volumes and
 # secret files can be given to it by number.
-RUN groupadd --system --gid 10001 gateway \
- && useradd --system --uid 10001 --gid gateway --home-dir /data --no-create-home \
+RUN groupadd --gid 10001 gateway \
+ && useradd --uid 10001 --gid gateway --home-dir /data --no-create-home --no-log-init \
       --shell /usr/sbin/nologin gateway \
  && install -d -o gateway -g gateway -m 0700 /data
 

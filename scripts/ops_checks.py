@@ -510,6 +510,8 @@ def check_compose():
                 if not os.path.exists(path(df)):
                     problem(f"{where}: build dockerfile {df} does not exist")
             for v in volume_strings(svc):
+                if v.startswith("${"):
+                    continue  # source chosen by interpolation (checked by the env check)
                 src = v.split(":")[0]
                 if src.startswith("./") or src.startswith("/"):
                     if src.startswith("./secrets") or "${" in src or src.startswith("./deploy/certs"):
@@ -533,10 +535,13 @@ def check_compose():
 
     # ---- development file
     s = dev["services"]
-    for needed in ("postgres", "gateway", "prometheus", "grafana"):
-        if needed not in s:
-            problem(f"docker-compose.yml: service {needed} is missing")
-    if problems_stop():
+    missing = [n for n in ("postgres", "gateway", "prometheus", "grafana") if n not in s]
+    missing_prod = [n for n in ("nginx", "gateway", "postgres", "backup", "prometheus", "grafana") if n not in prod["services"]]
+    for n in missing:
+        problem(f"docker-compose.yml: service {n} is missing")
+    for n in missing_prod:
+        problem(f"docker-compose.prod.yml: service {n} is missing")
+    if missing or missing_prod:
         return
     pg, gw = s["postgres"], s["gateway"]
     if not pg["image"].startswith("postgres:16-alpine"):
@@ -574,11 +579,6 @@ def check_compose():
 
     # ---- production file
     p = prod["services"]
-    for needed in ("nginx", "gateway", "postgres", "backup", "prometheus", "grafana"):
-        if needed not in p:
-            problem(f"docker-compose.prod.yml: service {needed} is missing")
-    if problems_stop():
-        return
     for name, svc in p.items():
         where = f"docker-compose.prod.yml: {name}"
         if svc.get("restart") not in ("always", "unless-stopped", "on-failure"):
@@ -628,10 +628,6 @@ def check_compose():
     for shared in ("postgres", "prometheus", "grafana"):
         if dev["services"][shared].get("image") != p[shared].get("image"):
             problem(f"{shared}: the two compose files pin different images")
-
-
-def problems_stop():
-    return bool(PROBLEMS)
 
 
 def check_env():
@@ -802,7 +798,7 @@ def check_nginx():
                 problem(f"nginx: log_format {name} logs {bad.strip()} (query strings carry OAuth codes)")
         if "$uri" not in body:
             problem(f"nginx: log_format {name} should log $uri")
-    for m in re.finditer(r"access_log\s+(\S+)(?:\s+(\w+))?", all_conf):
+    for m in re.finditer(r"access_log\s+([^\s;]+)(?:\s+(\w+))?", all_conf):
         if m.group(1) != "off" and m.group(2) not in {n for n, _ in formats}:
             problem(f"nginx: access_log {m.group(1)} does not use the query-free log_format")
     site = strip_comments("\n".join(sites.values()))
@@ -848,8 +844,9 @@ def nginx_testcopy(dest):
     """Copy of the config with paths under dest and the upstream on 127.0.0.1."""
     main, sites = nginx_files()
     os.makedirs(os.path.join(dest, "conf.d"), exist_ok=True)
-    main = main.replace("/etc/nginx/conf.d/", dest + "/conf.d/")
+    # /tmp first: dest itself is usually under /tmp.
     main = re.sub(r"(^|\s)/tmp/", lambda m: m.group(1) + dest + "/tmp/", main)
+    main = main.replace("/etc/nginx/conf.d/", dest + "/conf.d/")
     os.makedirs(os.path.join(dest, "tmp"), exist_ok=True)
     with open(os.path.join(dest, "nginx.conf"), "w", encoding="utf-8") as f:
         f.write(main)
@@ -858,6 +855,12 @@ def nginx_testcopy(dest):
         text = text.replace("/etc/nginx/certs/", dest + "/certs/")
         with open(os.path.join(dest, "conf.d", fn), "w", encoding="utf-8") as f:
             f.write(text)
+    # nginx accepts an include glob that matches nothing: make sure each matches.
+    import glob
+
+    for inc in re.findall(r"^\s*include\s+([^;\s]+);", main, re.M):
+        if not glob.glob(inc) and not (inc == "/etc/nginx/mime.types" and os.path.exists(inc)):
+            problem(f"nginx test copy: include {inc} matches no file")
 
 
 def check_expected_empty():

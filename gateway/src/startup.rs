@@ -24,6 +24,7 @@ use crate::clock::Clock;
 use crate::config::{ConfigErrors, Environment, Settings, vars};
 use crate::crypto::{self, CryptoError, Key, KeyError, Keyring};
 use crate::events::Events;
+use crate::http::routes::metrics::MetricsState;
 use crate::oauth::{OAuthClient, Providers};
 use crate::store::keys::{Canary, CanaryError};
 use crate::store::{Store, StoreError};
@@ -242,6 +243,9 @@ pub struct Application {
     state: AppState,
     actors: ActorSystem,
     background: Vec<tokio::task::JoinHandle<()>>,
+    metrics: MetricsState,
+    /// `/metrics` on its own address (`METRICS_ADDR`), or on the API's when `None`.
+    metrics_listener: Option<TcpListener>,
 }
 
 /// How long a replica may hold a refresh lease: every attempt of one refresh
@@ -338,6 +342,37 @@ impl Application {
             SessionActor::spawn_relay(&deps, sessions.clone()),
         ];
 
+        let handle = crate::telemetry::prometheus::install().map_err(StartupError::Actors)?;
+        crate::telemetry::prometheus::initialize_series(&deps.providers.ids());
+        if let Err(err) = crate::telemetry::gauges::refresh(
+            &deps.store,
+            &deps.keyring,
+            &deps.providers.ids(),
+            deps.clock.now(),
+        )
+        .await
+        {
+            tracing::warn!(error = %err, "could not compute the database gauges");
+        }
+        let metrics = MetricsState {
+            handle: handle.clone(),
+            bearer_digest: settings
+                .metrics
+                .bearer_token
+                .as_ref()
+                .map(|t| Arc::new(crate::http::auth::digest(t.expose_secret().as_bytes()))),
+        };
+        let metrics_listener = match settings.metrics.addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let mut background = background;
+        background.push(crate::telemetry::prometheus::spawn_upkeep(handle));
+
         let state = AppState {
             deps,
             tokens,
@@ -357,6 +392,8 @@ impl Application {
             state,
             actors,
             background,
+            metrics,
+            metrics_listener,
         })
     }
 
@@ -366,6 +403,13 @@ impl Application {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The separate `/metrics` listener's address, when `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests and
@@ -379,15 +423,41 @@ impl Application {
             state,
             actors,
             background,
+            metrics,
+            metrics_listener,
         } = self;
         let store = state.deps.store.clone();
-        let router = crate::http::router(state);
+        // One stop signal for every listener.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let metrics_server = match metrics_listener {
+            Some(metrics_listener) => {
+                let router = crate::http::routes::metrics::router::<()>(metrics.clone());
+                let signal = stopped(stop_rx.clone());
+                Some(tokio::spawn(async move {
+                    axum::serve(metrics_listener, router)
+                        .with_graceful_shutdown(signal)
+                        .await
+                }))
+            }
+            None => None,
+        };
+        let router = crate::http::router(state, metrics_server.is_none().then_some(metrics));
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
         let result = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stopped(stop_rx))
         .await;
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         for task in background {
             task.abort();
         }

@@ -43,7 +43,8 @@ impl Source {
     /// A secret from `name` or `name_FILE` (not both). Errors never include the value.
     pub fn secret(&self, name: &str, errs: &mut ConfigErrors) -> Option<SecretString> {
         let file_var = format!("{name}_FILE");
-        let direct = self.vars.get(name).cloned();
+        // Empty is unset, as for plain variables (`NAME=` in a .env file).
+        let direct = self.vars.get(name).filter(|v| !v.is_empty()).cloned();
         match (direct, self.get(&file_var)) {
             (Some(_), Some(_)) => {
                 errs.push(

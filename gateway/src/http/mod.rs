@@ -16,9 +16,14 @@ pub use error::ApiError;
 
 use crate::app::AppState;
 
-/// Builds the whole router for `state`.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Builds the whole router for `state`; `/metrics` is included when
+/// `metrics` is given (otherwise it has a listener of its own, or none).
+pub fn router(state: AppState, metrics: Option<routes::metrics::MetricsState>) -> Router {
+    let mut router = Router::new();
+    if let Some(metrics) = metrics {
+        router = router.merge(routes::metrics::router(metrics));
+    }
+    router
         .merge(routes::health::router())
         .merge(routes::auth::router())
         .merge(routes::browser::router())

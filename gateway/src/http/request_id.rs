@@ -1,12 +1,16 @@
-//! The request id: accepted from `X-Request-Id` when it is sane, generated
-//! otherwise, echoed in the response header, attached to the request's span,
-//! and readable by error bodies through a task-local.
+//! The one middleware every request passes: its request id (accepted from
+//! `X-Request-Id` when it is sane, generated otherwise, echoed in the
+//! response header, attached to the request's span, readable by error bodies
+//! through a task-local) and its HTTP metrics. One layer, not a stack of
+//! them: the token endpoint answers in microseconds, and each layer costs.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
+
+use crate::telemetry::metrics as m;
 
 pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 128;
@@ -42,13 +46,31 @@ pub async fn middleware(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route);
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let header = HeaderValue::from_str(&id).ok();
+    let started = std::time::Instant::now();
     let mut response = REQUEST_ID
         .scope(id, next.run(request))
         .instrument(span.clone())
         .await;
-    span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "request completed"));
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "request completed"
+        )
+    });
+    // Labels: the route *pattern* (never the raw path), method and status.
+    let labels = [
+        ("route", route),
+        ("method", method.as_str().to_owned()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!(m::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(m::HTTP_REQUEST_DURATION, &labels).record(elapsed.as_secs_f64());
     if let Some(header) = header {
         response.headers_mut().insert(HEADER.clone(), header);
     }

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod notify;
 pub mod providers;
 pub mod sessions;
+pub mod stats;
 
 use std::time::Duration;
 

@@ -4,7 +4,9 @@
 //! created with `#[instrument(skip_all, ...)]` so no argument, and so no
 //! token, lands in a span.
 
+pub mod gauges;
 pub mod metrics;
+pub mod prometheus;
 
 use std::io::IsTerminal;
 

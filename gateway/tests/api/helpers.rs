@@ -257,6 +257,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub key: String,
     pub mock: MockProvider,
+    /// The separate `/metrics` listener, when `METRICS_ADDR` was set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -285,6 +287,7 @@ pub async fn spawn_app_with(
         .await
         .unwrap_or_else(|e| panic!("start-up failed: {e}"));
     let address = format!("http://{}", app.local_addr().unwrap());
+    let metrics_addr = app.metrics_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -301,6 +304,7 @@ pub async fn spawn_app_with(
         db,
         key,
         mock,
+        metrics_addr,
         stop: Some(stop),
         server: Some(server),
     }

@@ -13,5 +13,6 @@ mod flow;
 mod health;
 mod keys;
 mod logs;
+mod metrics;
 mod migrations;
 mod tokens;

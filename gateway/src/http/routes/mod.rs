@@ -4,3 +4,4 @@ pub mod auth;
 pub mod browser;
 pub mod docs;
 pub mod health;
+pub mod metrics;
