@@ -53,9 +53,13 @@ pub struct Deps {
     pub runtime: tokio::runtime::Handle,
 }
 
-/// What HTTP handlers hold.
+/// What HTTP handlers hold. axum clones the state for every request, so it
+/// is one `Arc` (one atomic increment), not a bundle of them.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<AppInner>);
+
+#[derive(Debug)]
+pub struct AppInner {
     pub deps: Deps,
     pub tokens: Arc<TokenRegistry>,
     pub sessions: Addr<SessionActor>,
@@ -64,7 +68,19 @@ pub struct AppState {
 }
 
 impl AppState {
+    pub fn new(inner: AppInner) -> Self {
+        Self(Arc::new(inner))
+    }
+
     pub async fn health(&self) -> health::Report {
         health::probe(&self.deps.store, &self.deps.keyring, self.deps.clock.now()).await
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
     }
 }

@@ -47,11 +47,7 @@ pub struct Events {
 impl Events {
     pub fn new(store: Store, origin: &str) -> Self {
         let (tx, _) = broadcast::channel(LOCAL_CAPACITY);
-        Self {
-            tx,
-            store,
-            origin: origin.into(),
-        }
+        Self { tx, store, origin: origin.into() }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -63,10 +59,7 @@ impl Events {
     /// their own, which is slower but safe (CAS writes never trust a cache).
     pub async fn publish(&self, event: Event) {
         let _ = self.tx.send(event.clone());
-        let envelope = Envelope {
-            origin: self.origin.to_string(),
-            event,
-        };
+        let envelope = Envelope { origin: self.origin.to_string(), event };
         match serde_json::to_string(&envelope) {
             Ok(payload) => {
                 if let Err(err) = self.store.notify(&payload).await {

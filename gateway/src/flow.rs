@@ -88,20 +88,15 @@ fn scopes_hash(scopes: &[String]) -> String {
 }
 
 fn connect_url(deps: &Deps, connect_id: &str) -> Result<Url, FlowError> {
-    deps.tuning
-        .public_url
-        .join(&format!("connect/{connect_id}"))
-        .map_err(|e| FlowError::Internal(e.to_string()))
+    deps.tuning.public_url.join(&format!("connect/{connect_id}")).map_err(|e| FlowError::Internal(e.to_string()))
 }
 
 /// Checks `redirect_after` against the allow-list: http(s), a listed host.
 pub fn check_redirect(target: &str, allowed_hosts: &[String]) -> Result<String, FlowError> {
-    let url = Url::parse(target)
-        .map_err(|_| FlowError::InvalidRequest("redirect_after is not an absolute URL.".into()))?;
+    let url =
+        Url::parse(target).map_err(|_| FlowError::InvalidRequest("redirect_after is not an absolute URL.".into()))?;
     if !matches!(url.scheme(), "https" | "http") {
-        return Err(FlowError::InvalidRequest(
-            "redirect_after must be an http(s) URL.".into(),
-        ));
+        return Err(FlowError::InvalidRequest("redirect_after must be an http(s) URL.".into()));
     }
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     if !allowed_hosts.contains(&host) {
@@ -114,16 +109,10 @@ pub fn check_redirect(target: &str, allowed_hosts: &[String]) -> Result<String, 
 
 /// Starts a flow, or hands back the identical one still waiting for its user.
 pub async fn start(deps: &Deps, req: StartRequest) -> Result<Started, FlowError> {
-    let provider = deps
-        .providers
-        .get(&req.provider)
-        .await
-        .ok_or_else(|| FlowError::UnknownProvider(req.provider.clone()))?;
-    let redirect_after = req
-        .redirect_after
-        .as_deref()
-        .map(|r| check_redirect(r, &deps.tuning.redirect_hosts))
-        .transpose()?;
+    let provider =
+        deps.providers.get(&req.provider).await.ok_or_else(|| FlowError::UnknownProvider(req.provider.clone()))?;
+    let redirect_after =
+        req.redirect_after.as_deref().map(|r| check_redirect(r, &deps.tuning.redirect_hosts)).transpose()?;
     let scopes = requested_scopes(&provider, req.scopes.as_deref());
     let now = deps.clock.now();
     let expiry = TimeDelta::from_std(deps.tuning.session_expiry).unwrap_or(TimeDelta::minutes(15));
@@ -139,22 +128,13 @@ pub async fn start(deps: &Deps, req: StartRequest) -> Result<Started, FlowError>
         redirect_after,
         expires_at: now + expiry,
     };
-    let (session, reused) = deps
-        .store
-        .create_or_reuse_session(new, &deps.keyring, now)
-        .await?;
+    let (session, reused) = deps.store.create_or_reuse_session(new, &deps.keyring, now).await?;
     if !reused {
         metrics::counter!(m::SESSIONS_CREATED, "provider" => provider.id.clone()).increment(1);
     }
-    let connect_id = session
-        .connect_id
-        .clone()
-        .ok_or_else(|| FlowError::Internal("session without a connect id".into()))?;
-    Ok(Started {
-        auth_url: connect_url(deps, &connect_id)?,
-        session,
-        reused,
-    })
+    let connect_id =
+        session.connect_id.clone().ok_or_else(|| FlowError::Internal("session without a connect id".into()))?;
+    Ok(Started { auth_url: connect_url(deps, &connect_id)?, session, reused })
 }
 
 /// Why a connect link cannot be followed.
@@ -172,27 +152,16 @@ pub enum LinkError {
 /// browser to.
 pub async fn open_link(deps: &Deps, connect_id: &str) -> Result<Url, LinkError> {
     let plausible = (1..=64).contains(&connect_id.len())
-        && connect_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && connect_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !plausible {
         return Err(LinkError::Unusable);
     }
     let now = deps.clock.now();
-    let opened = deps
-        .store
-        .open_link(connect_id, &deps.keyring, now)
-        .await?
-        .ok_or(LinkError::Unusable)?;
+    let opened = deps.store.open_link(connect_id, &deps.keyring, now).await?.ok_or(LinkError::Unusable)?;
     let session = &opened.session;
-    let provider = deps
-        .providers
-        .get(&session.provider)
-        .await
-        .ok_or(LinkError::Unusable)?;
-    let redirect_uri = provider
-        .redirect_uri(&deps.tuning.public_url)
-        .map_err(|e| LinkError::Internal(e.to_string()))?;
+    let provider = deps.providers.get(&session.provider).await.ok_or(LinkError::Unusable)?;
+    let redirect_uri =
+        provider.redirect_uri(&deps.tuning.public_url).map_err(|e| LinkError::Internal(e.to_string()))?;
     let email = Email::parse(&session.email).map_err(|e| LinkError::Internal(e.to_string()))?;
     deps.oauth
         .authorize_url(
@@ -219,13 +188,7 @@ pub struct CallbackParams {
 impl std::fmt::Display for CallbackParams {
     // Never shows the code.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "callback(code: {}, state: {}, error: {:?})",
-            self.code.is_some(),
-            self.state.is_some(),
-            self.error
-        )
+        write!(f, "callback(code: {}, state: {}, error: {:?})", self.code.is_some(), self.state.is_some(), self.error)
     }
 }
 
@@ -313,25 +276,15 @@ pub enum CallbackOutcome {
 
 /// Handles the provider's redirect to `/auth/callback/{provider}`.
 pub async fn callback(deps: &Deps, provider_id: &str, params: CallbackParams) -> CallbackOutcome {
-    let Some(state) = params
-        .state
-        .as_deref()
-        .filter(|s| !s.is_empty() && s.len() <= 256)
-    else {
+    let Some(state) = params.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 256) else {
         return CallbackOutcome::Rejected("The link is missing its state parameter.");
     };
     let now = deps.clock.now();
-    let claim = match deps
-        .store
-        .claim_callback(state, provider_id, &deps.keyring, now)
-        .await
-    {
+    let claim = match deps.store.claim_callback(state, provider_id, &deps.keyring, now).await {
         Ok(claim) => claim,
         Err(err) => {
             tracing::error!(error = %err, "callback: could not read the session");
-            return CallbackOutcome::Rejected(
-                "The gateway could not read this sign-in; try again.",
-            );
+            return CallbackOutcome::Rejected("The gateway could not read this sign-in; try again.");
         }
     };
     let claimed = match claim {
@@ -343,9 +296,7 @@ pub async fn callback(deps: &Deps, provider_id: &str, params: CallbackParams) ->
             return CallbackOutcome::Rejected("This sign-in belongs to another provider.");
         }
         CallbackClaim::Unusable(record) if record.is_expired(now) => {
-            return CallbackOutcome::Rejected(
-                "This sign-in expired. Ask your assistant for a new link.",
-            );
+            return CallbackOutcome::Rejected("This sign-in expired. Ask your assistant for a new link.");
         }
         CallbackClaim::Unusable(_) => {
             return CallbackOutcome::Rejected("This sign-in was already completed or used.");
@@ -355,8 +306,7 @@ pub async fn callback(deps: &Deps, provider_id: &str, params: CallbackParams) ->
     let result = finish(deps, provider_id, &session, claimed.pkce_verifier, &params).await;
     match result {
         Ok(()) => {
-            metrics::counter!(m::SESSIONS_COMPLETED, "provider" => provider_id.to_owned())
-                .increment(1);
+            metrics::counter!(m::SESSIONS_COMPLETED, "provider" => provider_id.to_owned()).increment(1);
             deps.events.publish(Event::Session { id: session.id }).await;
             tracing::info!(provider = provider_id, session_id = %session.id, "authorization completed");
             CallbackOutcome::Completed {
@@ -374,13 +324,10 @@ pub async fn callback(deps: &Deps, provider_id: &str, params: CallbackParams) ->
 
 /// Marks `session` failed (if still pending) and tells the waiters.
 pub async fn fail(deps: &Deps, session: &SessionRecord, reason: FailReason) {
-    match deps
-        .store
-        .fail_session(session.id, reason.code(), deps.clock.now())
-        .await
-    {
+    match deps.store.fail_session(session.id, reason.code(), deps.clock.now()).await {
         Ok(true) => {
-            metrics::counter!(m::SESSIONS_FAILED, "provider" => session.provider.clone(), "reason" => reason.code()).increment(1);
+            metrics::counter!(m::SESSIONS_FAILED, "provider" => session.provider.clone(), "reason" => reason.code())
+                .increment(1);
             tracing::info!(provider = %session.provider, session_id = %session.id, reason = reason.code(), "authorization failed");
             deps.events.publish(Event::Session { id: session.id }).await;
         }
@@ -397,78 +344,42 @@ async fn finish(
     params: &CallbackParams,
 ) -> Result<(), FailReason> {
     if let Some(error) = &params.error {
-        return Err(if error == "access_denied" {
-            FailReason::AccessDenied
-        } else {
-            FailReason::ProviderError
-        });
+        return Err(if error == "access_denied" { FailReason::AccessDenied } else { FailReason::ProviderError });
     }
-    let code = params
-        .code
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .ok_or(FailReason::InvalidCallback)?;
-    let provider = deps
-        .providers
-        .get(provider_id)
-        .await
-        .ok_or(FailReason::ProviderError)?;
-    let redirect_uri = provider
-        .redirect_uri(&deps.tuning.public_url)
-        .map_err(|_| FailReason::ProviderError)?;
+    let code = params.code.as_deref().filter(|c| !c.is_empty()).ok_or(FailReason::InvalidCallback)?;
+    let provider = deps.providers.get(provider_id).await.ok_or(FailReason::ProviderError)?;
+    let redirect_uri = provider.redirect_uri(&deps.tuning.public_url).map_err(|_| FailReason::ProviderError)?;
     let code = SecretString::from(code.to_owned());
     let tokens = exchange(deps, &provider, &redirect_uri, &code, verifier.as_ref()).await?;
 
     verify_identity(deps, &provider, session, &tokens).await?;
 
     let email = Email::parse(&session.email).map_err(|_| FailReason::StorageError)?;
-    let key = CredentialKey {
-        email,
-        provider: provider.id.clone(),
-    };
+    let key = CredentialKey { email, provider: provider.id.clone() };
     if provider.kind == ProviderKind::Google && tokens.refresh_token.is_none() {
         // A Google grant without a refresh token dies within the hour. Only a
         // re-consent that keeps a stored refresh token is acceptable.
-        let stored = deps
-            .store
-            .load_credential(&key, &deps.keyring)
-            .await
-            .map_err(|_| FailReason::StorageError)?;
+        let stored = deps.store.load_credential(&key, &deps.keyring).await.map_err(|_| FailReason::StorageError)?;
         if stored.is_none_or(|s| s.refresh_token.is_none()) {
             revoke_quietly(deps, &provider, &tokens).await;
             return Err(FailReason::NoRefreshToken);
         }
     }
     let now = deps.clock.now();
-    let expires_at = tokens
-        .expires_in
-        .and_then(|d| TimeDelta::from_std(d).ok())
-        .map(|d| crate::clock::truncate(now + d));
+    let expires_at =
+        tokens.expires_in.and_then(|d| TimeDelta::from_std(d).ok()).map(|d| crate::clock::truncate(now + d));
     let new = NewTokens {
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
         expires_at,
         scopes: Some(tokens.scopes.unwrap_or_else(|| session.scopes.clone())),
     };
-    deps.store
-        .upsert_authorized(&key, new, &deps.keyring, now)
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "callback: could not store the credential");
-            FailReason::StorageError
-        })?;
-    deps.events
-        .publish(Event::Credential {
-            provider: key.provider.clone(),
-            email: key.email.to_string(),
-        })
-        .await;
-    if !deps
-        .store
-        .complete_session(session.id, deps.clock.now())
-        .await
-        .map_err(|_| FailReason::StorageError)?
-    {
+    deps.store.upsert_authorized(&key, new, &deps.keyring, now).await.map_err(|err| {
+        tracing::error!(error = %err, "callback: could not store the credential");
+        FailReason::StorageError
+    })?;
+    deps.events.publish(Event::Credential { provider: key.provider.clone(), email: key.email.to_string() }).await;
+    if !deps.store.complete_session(session.id, deps.clock.now()).await.map_err(|_| FailReason::StorageError)? {
         tracing::warn!(session_id = %session.id, "session was no longer pending when its credential was stored");
     }
     Ok(())
@@ -484,11 +395,7 @@ async fn exchange(
 ) -> Result<TokenSet, FailReason> {
     let mut last = UpstreamError::Network;
     for attempt in 0..2 {
-        match deps
-            .oauth
-            .exchange_code(provider, redirect_uri, code, verifier)
-            .await
-        {
+        match deps.oauth.exchange_code(provider, redirect_uri, code, verifier).await {
             Ok(tokens) => return Ok(tokens),
             Err(err) => {
                 record_upstream_error(provider, "code_exchange", &err);
@@ -516,16 +423,9 @@ async fn verify_identity(
     if provider.identity_check == IdentityCheck::Off {
         return Ok(());
     }
-    let mut consented = tokens
-        .id_token
-        .as_ref()
-        .and_then(|t| email_from_id_token(t, &provider.client_id));
+    let mut consented = tokens.id_token.as_ref().and_then(|t| email_from_id_token(t, &provider.client_id));
     if consented.is_none() && provider.userinfo_url.is_some() {
-        match deps
-            .oauth
-            .userinfo_email(provider, &tokens.access_token)
-            .await
-        {
+        match deps.oauth.userinfo_email(provider, &tokens.access_token).await {
             Ok(email) => consented = email,
             Err(err) => {
                 record_upstream_error(provider, "userinfo", &err);
@@ -558,10 +458,7 @@ async fn revoke_quietly(deps: &Deps, provider: &ProviderConfig, tokens: &TokenSe
         None => (&tokens.access_token, "access_token"),
     };
     let outcome = deps.oauth.revoke(provider, token, hint).await;
-    tracing::debug!(
-        outcome = outcome.as_str(),
-        "revoked tokens that were not stored"
-    );
+    tracing::debug!(outcome = outcome.as_str(), "revoked tokens that were not stored");
 }
 
 /// A session's status for `/auth/status`, waiting up to `wait` for it to
@@ -574,15 +471,9 @@ pub async fn wait_status(
 ) -> Result<SessionRecord, FlowError> {
     let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
     loop {
-        let record = deps
-            .store
-            .find_session(id)
-            .await?
-            .ok_or(FlowError::SessionNotFound)?;
+        let record = deps.store.find_session(id).await?.ok_or(FlowError::SessionNotFound)?;
         let now = deps.clock.now();
-        if record.status != SessionStatus::Pending
-            || record.is_expired(now)
-            || tokio::time::Instant::now() >= deadline
+        if record.status != SessionStatus::Pending || record.is_expired(now) || tokio::time::Instant::now() >= deadline
         {
             return Ok(record);
         }
@@ -602,17 +493,11 @@ pub async fn wait_status(
 }
 
 /// What `/auth/status` reports for a record at `now`.
-pub fn reported_status(
-    record: &SessionRecord,
-    now: DateTime<Utc>,
-) -> (SessionStatus, Option<FailReason>) {
+pub fn reported_status(record: &SessionRecord, now: DateTime<Utc>) -> (SessionStatus, Option<FailReason>) {
     if record.is_expired(now) {
         return (SessionStatus::Failed, Some(FailReason::Expired));
     }
-    let reason = record
-        .failure_reason
-        .as_deref()
-        .map(|r| FailReason::parse(r).unwrap_or(FailReason::ProviderError));
+    let reason = record.failure_reason.as_deref().map(|r| FailReason::parse(r).unwrap_or(FailReason::ProviderError));
     (record.status, reason)
 }
 
@@ -638,12 +523,7 @@ mod tests {
     fn redirects_only_to_allowed_hosts() {
         let allowed = vec!["app.example.com".to_owned()];
         assert!(check_redirect("https://app.example.com/done?x=1", &allowed).is_ok());
-        for bad in [
-            "https://evil.example.com/",
-            "javascript:alert(1)",
-            "//app.example.com",
-            "ftp://app.example.com/",
-        ] {
+        for bad in ["https://evil.example.com/", "javascript:alert(1)", "//app.example.com", "ftp://app.example.com/"] {
             assert!(check_redirect(bad, &allowed).is_err(), "{bad}");
         }
         assert!(check_redirect("https://app.example.com/", &[]).is_err());
@@ -651,13 +531,7 @@ mod tests {
 
     #[test]
     fn every_reason_round_trips_and_has_a_message() {
-        for code in [
-            "expired",
-            "access_denied",
-            "account_mismatch",
-            "no_refresh_token",
-            "storage_error",
-        ] {
+        for code in ["expired", "access_denied", "account_mismatch", "no_refresh_token", "storage_error"] {
             let reason = FailReason::parse(code).unwrap();
             assert_eq!(reason.code(), code);
             assert!(!reason.message().is_empty());
@@ -667,11 +541,7 @@ mod tests {
 
     #[test]
     fn callback_params_never_display_the_code() {
-        let p = CallbackParams {
-            code: Some("secret-code".into()),
-            state: Some("s".into()),
-            ..Default::default()
-        };
+        let p = CallbackParams { code: Some("secret-code".into()), state: Some("s".into()), ..Default::default() };
         assert!(!p.to_string().contains("secret-code"));
     }
 }

@@ -24,9 +24,5 @@ pub async fn probe(store: &Store, keyring: &Keyring, now: DateTime<Utc>) -> Repo
     if let Err(err) = &database {
         tracing::warn!(error = %err, "health: database unreachable");
     }
-    Report {
-        database_ok: database.is_ok(),
-        encryption_ok: keyring.self_test(),
-        checked_at: now,
-    }
+    Report { database_ok: database.is_ok(), encryption_ok: keyring.self_test(), checked_at: now }
 }

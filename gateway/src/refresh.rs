@@ -99,8 +99,7 @@ impl Cached {
     /// Valid for longer than `margin` from `now` (a token with no known
     /// expiry is always fresh).
     pub fn fresh_for(&self, now: DateTime<Utc>, margin: Duration) -> bool {
-        self.expires_at
-            .is_none_or(|exp| exp - now > TimeDelta::from_std(margin).unwrap_or(TimeDelta::MAX))
+        self.expires_at.is_none_or(|exp| exp - now > TimeDelta::from_std(margin).unwrap_or(TimeDelta::MAX))
     }
 
     /// Not yet expired at all.
@@ -172,21 +171,12 @@ impl TokenError {
 
 /// Scopes in `required` that `granted` lacks.
 pub fn missing_scopes(granted: &[String], required: &[String]) -> Vec<String> {
-    required
-        .iter()
-        .filter(|r| !granted.contains(r))
-        .cloned()
-        .collect()
+    required.iter().filter(|r| !granted.contains(r)).cloned().collect()
 }
 
 /// Reads and opens the stored credential.
 pub async fn load(deps: &Deps, key: &CredentialKey) -> Result<Option<Cached>, TokenError> {
-    Ok(deps
-        .store
-        .load_credential(key, &deps.keyring)
-        .await?
-        .as_ref()
-        .map(Cached::from_stored))
+    Ok(deps.store.load_credential(key, &deps.keyring).await?.as_ref().map(Cached::from_stored))
 }
 
 /// When a refresh is still wanted once the row has been re-read under the lease.
@@ -220,16 +210,12 @@ pub async fn refresh(
     let provider = key.provider.clone();
     let (result, cached, outcome, category) = refresh_inner(deps, key, current, need).await;
     metrics::counter!(m::TOKEN_REFRESHES, "provider" => provider.clone(), "trigger" => trigger.as_str(), "outcome" => outcome, "category" => category).increment(1);
-    metrics::histogram!(m::TOKEN_REFRESH_DURATION, "provider" => provider, "trigger" => trigger.as_str()).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(m::TOKEN_REFRESH_DURATION, "provider" => provider, "trigger" => trigger.as_str())
+        .record(started.elapsed().as_secs_f64());
     (result, cached)
 }
 
-type Outcome = (
-    Result<Grant, TokenError>,
-    Option<Cached>,
-    &'static str,
-    &'static str,
-);
+type Outcome = (Result<Grant, TokenError>, Option<Cached>, &'static str, &'static str);
 
 async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: Need) -> Outcome {
     let Some(provider) = deps.providers.get(&key.provider).await else {
@@ -247,8 +233,7 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
     let wait_until = Instant::now() + deps.tuning.lock_wait;
     loop {
         let now = deps.clock.now();
-        let lease_until =
-            now + TimeDelta::from_std(deps.tuning.refresh_lease).unwrap_or(TimeDelta::seconds(60));
+        let lease_until = now + TimeDelta::from_std(deps.tuning.refresh_lease).unwrap_or(TimeDelta::seconds(60));
         match deps.store.try_lease(key, &owner, now, lease_until).await {
             Ok(true) => break,
             Ok(false) => {}
@@ -257,20 +242,10 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
         // Held elsewhere (or the row is gone): has someone else refreshed?
         match load(deps, key).await {
             Ok(None) => {
-                return (
-                    Err(TokenError::NotAuthenticated),
-                    None,
-                    "skipped",
-                    "deleted",
-                );
+                return (Err(TokenError::NotAuthenticated), None, "skipped", "deleted");
             }
             Ok(Some(latest)) if need.satisfied_by(&latest, current.version, now) => {
-                return (
-                    Ok(latest.grant(Source::Refreshed)),
-                    Some(latest),
-                    "skipped",
-                    "none",
-                );
+                return (Ok(latest.grant(Source::Refreshed)), Some(latest), "skipped", "none");
             }
             Ok(Some(_)) => {}
             Err(err) => return serve_or(current, err, now, "transient_failure", "database"),
@@ -287,12 +262,7 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
     let stored = match deps.store.load_credential(key, &deps.keyring).await {
         Ok(Some(stored)) => stored,
         Ok(None) => {
-            return (
-                Err(TokenError::NotAuthenticated),
-                None,
-                "skipped",
-                "deleted",
-            );
+            return (Err(TokenError::NotAuthenticated), None, "skipped", "deleted");
         }
         Err(err) => {
             release(deps, key, &owner).await;
@@ -302,30 +272,16 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
     let latest = Cached::from_stored(&stored);
     if latest.state == CredentialState::NeedsReauth {
         release(deps, key, &owner).await;
-        return (
-            Err(TokenError::RefreshFailed),
-            Some(latest),
-            "skipped",
-            "needs_reauth",
-        );
+        return (Err(TokenError::RefreshFailed), Some(latest), "skipped", "needs_reauth");
     }
     if need.satisfied_by(&latest, current.version, now) {
         release(deps, key, &owner).await;
-        return (
-            Ok(latest.grant(Source::Refreshed)),
-            Some(latest),
-            "skipped",
-            "none",
-        );
+        return (Ok(latest.grant(Source::Refreshed)), Some(latest), "skipped", "none");
     }
 
     // 3. The provider call.
     let call = if provider.renews_by_exchange() {
-        if latest.still_valid(now) {
-            Some(RefreshCall::Exchange(stored.access_token.clone()))
-        } else {
-            None
-        }
+        if latest.still_valid(now) { Some(RefreshCall::Exchange(stored.access_token.clone())) } else { None }
     } else {
         stored.refresh_token.clone().map(RefreshCall::RefreshToken)
     };
@@ -334,12 +290,7 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
         // expired the user must authorize again.
         if latest.still_valid(now) {
             release(deps, key, &owner).await;
-            return (
-                Ok(latest.grant(Source::Memory)),
-                Some(latest),
-                "skipped",
-                "no_refresh_token",
-            );
+            return (Ok(latest.grant(Source::Memory)), Some(latest), "skipped", "no_refresh_token");
         }
         return fail_permanently(deps, key, latest, "no_refresh_token", now).await;
     };
@@ -355,11 +306,7 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
                     .map(|d| crate::clock::truncate(now + d)),
                 scopes: tokens.scopes,
             };
-            match deps
-                .store
-                .store_refreshed(key, latest.version, &new, &deps.keyring, now)
-                .await
-            {
+            match deps.store.store_refreshed(key, latest.version, &new, &deps.keyring, now).await {
                 Ok(Some(version)) => {
                     let cached = Cached {
                         access_token: new.access_token,
@@ -369,27 +316,12 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
                         state: CredentialState::Active,
                         has_refresh_token: latest.has_refresh_token || new.refresh_token.is_some(),
                     };
-                    (
-                        Ok(cached.grant(Source::Refreshed)),
-                        Some(cached),
-                        "success",
-                        "none",
-                    )
+                    (Ok(cached.grant(Source::Refreshed)), Some(cached), "success", "none")
                 }
                 // The row changed under us (re-authorized or revoked): believe the row.
                 Ok(None) => match load(deps, key).await {
-                    Ok(Some(row)) => (
-                        Ok(row.grant(Source::Store)),
-                        Some(row),
-                        "skipped",
-                        "conflict",
-                    ),
-                    Ok(None) => (
-                        Err(TokenError::NotAuthenticated),
-                        None,
-                        "skipped",
-                        "deleted",
-                    ),
+                    Ok(Some(row)) => (Ok(row.grant(Source::Store)), Some(row), "skipped", "conflict"),
+                    Ok(None) => (Err(TokenError::NotAuthenticated), None, "skipped", "deleted"),
                     Err(err) => (Err(err), None, "transient_failure", "database"),
                 },
                 Err(err) => {
@@ -398,29 +330,12 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
                 }
             }
         }
-        Err(err) if err.is_permanent() => {
-            fail_permanently(deps, key, latest, err.category(), deps.clock.now()).await
-        }
+        Err(err) if err.is_permanent() => fail_permanently(deps, key, latest, err.category(), deps.clock.now()).await,
         Err(err) => {
             let now = deps.clock.now();
-            record_failure(
-                deps,
-                key,
-                &owner,
-                latest.version,
-                err.category(),
-                false,
-                now,
-            )
-            .await;
+            record_failure(deps, key, &owner, latest.version, err.category(), false, now).await;
             let retry_after = err.retry_after().unwrap_or(5).max(1);
-            serve_or(
-                latest,
-                TokenError::ProviderUnavailable { retry_after },
-                now,
-                "transient_failure",
-                err.category(),
-            )
+            serve_or(latest, TokenError::ProviderUnavailable { retry_after }, now, "transient_failure", err.category())
         }
     }
 }
@@ -458,8 +373,7 @@ async fn call_with_retries(
         }
         // Exponential backoff with full jitter, at least any Retry-After.
         let cap = BACKOFF_BASE * 2u32.pow(attempt - 1);
-        let jitter =
-            Duration::from_millis(rand::thread_rng().gen_range(0..=cap.as_millis() as u64));
+        let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=cap.as_millis() as u64));
         tokio::time::sleep(jitter.max(Duration::from_secs(retry_after))).await;
     }
 }
@@ -472,27 +386,9 @@ async fn fail_permanently(
     now: DateTime<Utc>,
 ) -> Outcome {
     tracing::warn!(provider = %key.provider, category, "refresh failed permanently: the user must authorize again");
-    record_failure(
-        deps,
-        key,
-        &deps.instance_id,
-        latest.version,
-        category,
-        true,
-        now,
-    )
-    .await;
-    let cached = Cached {
-        state: CredentialState::NeedsReauth,
-        version: latest.version + 1,
-        ..latest
-    };
-    (
-        Err(TokenError::RefreshFailed),
-        Some(cached),
-        "permanent_failure",
-        category,
-    )
+    record_failure(deps, key, &deps.instance_id, latest.version, category, true, now).await;
+    let cached = Cached { state: CredentialState::NeedsReauth, version: latest.version + 1, ..latest };
+    (Err(TokenError::RefreshFailed), Some(cached), "permanent_failure", category)
 }
 
 /// Serves `current` if it has not expired yet, else answers `err`.
@@ -504,12 +400,7 @@ fn serve_or(
     category: &'static str,
 ) -> Outcome {
     if current.state == CredentialState::Active && current.still_valid(now) {
-        (
-            Ok(current.grant(Source::Memory)),
-            Some(current),
-            outcome,
-            category,
-        )
+        (Ok(current.grant(Source::Memory)), Some(current), outcome, category)
     } else {
         (Err(err), Some(current), outcome, category)
     }
@@ -526,11 +417,7 @@ async fn record_failure(
     permanent: bool,
     now: DateTime<Utc>,
 ) {
-    match deps
-        .store
-        .record_refresh_failure(key, version, category, permanent, now)
-        .await
-    {
+    match deps.store.record_refresh_failure(key, version, category, permanent, now).await {
         Ok(true) => {}
         Ok(false) => release(deps, key, owner).await,
         Err(err) => {
@@ -575,31 +462,16 @@ mod tests {
     #[test]
     fn missing_scopes_are_listed_in_request_order() {
         let granted = vec!["a".to_owned(), "c".to_owned()];
-        assert_eq!(
-            missing_scopes(&granted, &["c".into(), "b".into(), "a".into(), "d".into()]),
-            ["b", "d"]
-        );
+        assert_eq!(missing_scopes(&granted, &["c".into(), "b".into(), "a".into(), "d".into()]), ["b", "d"]);
         assert!(missing_scopes(&granted, &[]).is_empty());
     }
 
     #[test]
     fn expired_tokens_are_not_served_after_a_failure() {
         let now = Utc::now();
-        let (result, ..) = serve_or(
-            cached(Some(-5), now),
-            TokenError::Busy,
-            now,
-            "skipped",
-            "busy",
-        );
+        let (result, ..) = serve_or(cached(Some(-5), now), TokenError::Busy, now, "skipped", "busy");
         assert_eq!(result.err(), Some(TokenError::Busy));
-        let (result, ..) = serve_or(
-            cached(Some(60), now),
-            TokenError::Busy,
-            now,
-            "skipped",
-            "busy",
-        );
+        let (result, ..) = serve_or(cached(Some(60), now), TokenError::Busy, now, "skipped", "busy");
         assert!(result.is_ok());
     }
 }

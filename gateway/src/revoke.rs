@@ -20,23 +20,12 @@ pub async fn revoke(deps: &Deps, key: &CredentialKey) -> Result<RevocationOutcom
         // access tokens issued from it too.
         Some(provider) => match &stored.refresh_token {
             Some(refresh) => deps.oauth.revoke(&provider, refresh, "refresh_token").await,
-            None if stored.state == CredentialState::NeedsReauth => {
-                RevocationOutcome::AlreadyInvalid
-            }
-            None => {
-                deps.oauth
-                    .revoke(&provider, &stored.access_token, "access_token")
-                    .await
-            }
+            None if stored.state == CredentialState::NeedsReauth => RevocationOutcome::AlreadyInvalid,
+            None => deps.oauth.revoke(&provider, &stored.access_token, "access_token").await,
         },
     };
     deps.store.delete_credential(key).await?;
-    deps.events
-        .publish(Event::Credential {
-            provider: key.provider.clone(),
-            email: key.email.to_string(),
-        })
-        .await;
+    deps.events.publish(Event::Credential { provider: key.provider.clone(), email: key.email.to_string() }).await;
     tracing::info!(provider = %key.provider, outcome = outcome.as_str(), "credential revoked");
     Ok(outcome)
 }

@@ -41,10 +41,7 @@ pub enum StartupError {
     #[error("the encryption keys are misconfigured: {0}")]
     Crypto(#[from] CryptoError),
     #[error("could not write the development secret {path}: {source}")]
-    DevSecret {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DevSecret { path: PathBuf, source: std::io::Error },
     #[error("database: {0}")]
     Store(#[from] StoreError),
     #[error(
@@ -56,20 +53,14 @@ pub enum StartupError {
     #[error("{}", missing_keys_message(.0))]
     MissingKeys(BTreeMap<String, u64>),
     #[error("could not listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("could not start: {0}")]
     Actors(String),
 }
 
 fn missing_keys_message(missing: &BTreeMap<String, u64>) -> String {
     let total: u64 = missing.values().sum();
-    let list: Vec<String> = missing
-        .iter()
-        .map(|(id, n)| format!("{id} ({n} values)"))
-        .collect();
+    let list: Vec<String> = missing.iter().map(|(id, n)| format!("{id} ({n} values)")).collect();
     format!(
         "{total} stored values are sealed under key ids that no configured key matches: {}. \
          Fix: put the removed key back in AUTH_GATEWAY_ROTATION_KEYS, run `gateway reencrypt`, \
@@ -104,21 +95,14 @@ impl Default for StartOptions {
 pub async fn keyring(settings: &Settings) -> Result<Keyring, StartupError> {
     let primary = match &settings.keys.primary {
         Some(key) => key.clone(),
-        None => dev_secret(
-            settings,
-            "encryption.key",
-            vars::ENCRYPTION_KEY,
-            crypto::key::generate_fernet_key,
-        )?,
+        None => dev_secret(settings, "encryption.key", vars::ENCRYPTION_KEY, crypto::key::generate_fernet_key)?,
     };
     let keys = settings.keys.clone();
     // PBKDF2 with 600 000 iterations is deliberately slow: keep it off the runtime's threads.
     let derived = tokio::task::spawn_blocking(move || {
         let salt = keys.salt.as_ref();
-        let primary = Key::parse(&primary, salt).map_err(|source| StartupError::Key {
-            variable: vars::ENCRYPTION_KEY.to_owned(),
-            source,
-        })?;
+        let primary = Key::parse(&primary, salt)
+            .map_err(|source| StartupError::Key { variable: vars::ENCRYPTION_KEY.to_owned(), source })?;
         let rotation = keys
             .rotation
             .iter()
@@ -133,11 +117,7 @@ pub async fn keyring(settings: &Settings) -> Result<Keyring, StartupError> {
         Ok::<_, StartupError>(Keyring::new(primary, rotation)?)
     })
     .await
-    .map_err(|e| {
-        StartupError::Store(StoreError::Corrupt(format!(
-            "key derivation task failed: {e}"
-        )))
-    })??;
+    .map_err(|e| StartupError::Store(StoreError::Corrupt(format!("key derivation task failed: {e}"))))??;
     Ok(derived)
 }
 
@@ -145,12 +125,7 @@ pub async fn keyring(settings: &Settings) -> Result<Keyring, StartupError> {
 pub fn api_key_digest(settings: &Settings) -> Result<[u8; 32], StartupError> {
     let key = match &settings.api_key {
         Some(key) => key.clone(),
-        None => dev_secret(
-            settings,
-            "api-key",
-            vars::API_KEY,
-            crypto::key::generate_api_key,
-        )?,
+        None => dev_secret(settings, "api-key", vars::API_KEY, crypto::key::generate_api_key)?,
     };
     Ok(crate::http::auth::digest(key.expose_secret().as_bytes()))
 }
@@ -165,10 +140,7 @@ fn dev_secret(
 ) -> Result<SecretString, StartupError> {
     debug_assert_eq!(settings.environment, Environment::Development);
     let path = settings.data_dir.join(file);
-    let wrap = |source| StartupError::DevSecret {
-        path: path.clone(),
-        source,
-    };
+    let wrap = |source| StartupError::DevSecret { path: path.clone(), source };
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let trimmed = existing.trim();
         if !trimmed.is_empty() {
@@ -218,11 +190,7 @@ pub async fn connect(settings: &Settings) -> Result<Store, StartupError> {
 }
 
 /// Refuses to go on when stored values need a key that is not configured.
-pub async fn check_keys(
-    store: &Store,
-    keyring: &Keyring,
-    clock: &Clock,
-) -> Result<(), StartupError> {
+pub async fn check_keys(store: &Store, keyring: &Keyring, clock: &Clock) -> Result<(), StartupError> {
     match store.check_canary(keyring, clock.now()).await? {
         Canary::Created => {
             tracing::info!(primary_key_id = %keyring.primary_id(), "key canary written")
@@ -230,11 +198,7 @@ pub async fn check_keys(
         Canary::Readable { key_id } => tracing::debug!(%key_id, "key canary readable"),
     }
     let missing = store.key_usage().await?.unknown_to(keyring);
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(StartupError::MissingKeys(missing))
-    }
+    if missing.is_empty() { Ok(()) } else { Err(StartupError::MissingKeys(missing)) }
 }
 
 /// A bound gateway, ready to serve.
@@ -274,24 +238,14 @@ impl Application {
 
         // Providers from the environment get a row, so credentials can reference them.
         for provider in &settings.providers {
-            store
-                .upsert_provider(provider, &keyring, clock.now())
-                .await?;
+            store.upsert_provider(provider, &keyring, clock.now()).await?;
         }
-        let providers = Arc::new(Providers::new(
-            settings.providers.clone(),
-            store.clone(),
-            keyring.clone(),
-        ));
+        let providers = Arc::new(Providers::new(settings.providers.clone(), store.clone(), keyring.clone()));
         providers.reload().await?;
 
         let addr = SocketAddr::new(settings.http.host, settings.http.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?;
+        let bound = listener.local_addr().map_err(|source| StartupError::Bind { addr, source })?;
         let public_url = settings.http.public_url(bound).map_err(|e| {
             ConfigErrors::single(crate::config::ConfigError::new(
                 vars::PUBLIC_BASE_URL,
@@ -302,8 +256,7 @@ impl Application {
 
         let instance_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let events = Events::new(store.clone(), &instance_id);
-        let oauth = OAuthClient::new(settings.provider_timeout)
-            .map_err(|e| StartupError::Actors(e.to_string()))?;
+        let oauth = OAuthClient::new(settings.provider_timeout).map_err(|e| StartupError::Actors(e.to_string()))?;
         let tuning = Tuning {
             public_url,
             session_expiry: settings.session_expiry,
@@ -326,16 +279,11 @@ impl Application {
             runtime: tokio::runtime::Handle::current(),
         };
 
-        let actors = ActorSystem::start(settings.actor_threads)
-            .map_err(|e| StartupError::Actors(e.to_string()))?;
+        let actors = ActorSystem::start(settings.actor_threads).map_err(|e| StartupError::Actors(e.to_string()))?;
         let tokens = TokenRegistry::new(deps.clone(), actors.arbiters().to_vec());
         let session_deps = deps.clone();
-        let first_arbiter = actors
-            .arbiters()
-            .first()
-            .ok_or_else(|| StartupError::Actors("no arbiter".into()))?;
-        let sessions =
-            SessionActor::start_in_arbiter(first_arbiter, move |_| SessionActor::new(session_deps));
+        let first_arbiter = actors.arbiters().first().ok_or_else(|| StartupError::Actors("no arbiter".into()))?;
+        let sessions = SessionActor::start_in_arbiter(first_arbiter, move |_| SessionActor::new(session_deps));
         let background = vec![
             events.spawn_listener(),
             tokens.spawn_invalidator(),
@@ -344,13 +292,8 @@ impl Application {
 
         let handle = crate::telemetry::prometheus::install().map_err(StartupError::Actors)?;
         crate::telemetry::prometheus::initialize_series(&deps.providers.ids());
-        if let Err(err) = crate::telemetry::gauges::refresh(
-            &deps.store,
-            &deps.keyring,
-            &deps.providers.ids(),
-            deps.clock.now(),
-        )
-        .await
+        if let Err(err) =
+            crate::telemetry::gauges::refresh(&deps.store, &deps.keyring, &deps.providers.ids(), deps.clock.now()).await
         {
             tracing::warn!(error = %err, "could not compute the database gauges");
         }
@@ -363,22 +306,13 @@ impl Application {
                 .map(|t| Arc::new(crate::http::auth::digest(t.expose_secret().as_bytes()))),
         };
         let metrics_listener = match settings.metrics.addr {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartupError::Bind { addr, source })?,
-            ),
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?),
             None => None,
         };
         let mut background = background;
         background.push(crate::telemetry::prometheus::spawn_upkeep(handle));
 
-        let state = AppState {
-            deps,
-            tokens,
-            sessions,
-            api_key_digest,
-        };
+        let state = AppState::new(crate::app::AppInner { deps, tokens, sessions, api_key_digest });
         tracing::info!(
             address = %bound,
             public_url = %state.deps.tuning.public_url,
@@ -387,14 +321,7 @@ impl Application {
             providers = ?state.deps.providers.ids(),
             "gateway ready"
         );
-        Ok(Self {
-            listener,
-            state,
-            actors,
-            background,
-            metrics,
-            metrics_listener,
-        })
+        Ok(Self { listener, state, actors, background, metrics, metrics_listener })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -407,25 +334,13 @@ impl Application {
 
     /// The separate `/metrics` listener's address, when `METRICS_ADDR` is set.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests and
     /// stops the actors.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let Self {
-            listener,
-            state,
-            actors,
-            background,
-            metrics,
-            metrics_listener,
-        } = self;
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Self { listener, state, actors, background, metrics, metrics_listener } = self;
         let store = state.deps.store.clone();
         // One stop signal for every listener.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -436,11 +351,9 @@ impl Application {
             Some(metrics_listener) => {
                 let router = crate::http::routes::metrics::router::<()>(metrics.clone());
                 let signal = stopped(stop_rx.clone());
-                Some(tokio::spawn(async move {
-                    axum::serve(metrics_listener, router)
-                        .with_graceful_shutdown(signal)
-                        .await
-                }))
+                Some(tokio::spawn(
+                    async move { axum::serve(metrics_listener, router).with_graceful_shutdown(signal).await },
+                ))
             }
             None => None,
         };
@@ -449,12 +362,9 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let result = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopped(stop_rx))
-        .await;
+        let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stopped(stop_rx))
+            .await;
         if let Some(server) = metrics_server {
             let _ = server.await;
         }

@@ -15,9 +15,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(m20261127_000001_create_tables::Migration),
-            Box::new(m20261127_000002_oauth_flows::Migration),
-        ]
+        vec![Box::new(m20261127_000001_create_tables::Migration), Box::new(m20261127_000002_oauth_flows::Migration)]
     }
 }

@@ -16,114 +16,36 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // SQLite alters one column per statement.
         let provider_columns = [
-            ColumnDef::new(Providers::Kind)
-                .string_len(20)
-                .not_null()
-                .default("generic")
-                .to_owned(),
-            ColumnDef::new(Providers::RevocationUrl)
-                .string_len(500)
-                .null()
-                .to_owned(),
-            ColumnDef::new(Providers::UserinfoUrl)
-                .string_len(500)
-                .null()
-                .to_owned(),
-            ColumnDef::new(Providers::AuthParams)
-                .json_binary()
-                .null()
-                .to_owned(),
-            ColumnDef::new(Providers::Pkce)
-                .boolean()
-                .not_null()
-                .default(true)
-                .to_owned(),
-            ColumnDef::new(Providers::ClientAuth)
-                .string_len(30)
-                .not_null()
-                .default("client_secret_basic")
-                .to_owned(),
-            ColumnDef::new(Providers::IdentityCheck)
-                .string_len(20)
-                .not_null()
-                .default("optional")
-                .to_owned(),
-            ColumnDef::new(Providers::LoginHint)
-                .boolean()
-                .not_null()
-                .default(true)
-                .to_owned(),
-            ColumnDef::new(Providers::RedirectUri)
-                .string_len(500)
-                .null()
-                .to_owned(),
-            ColumnDef::new(Providers::Source)
-                .string_len(10)
-                .not_null()
-                .default("cli")
-                .to_owned(),
+            ColumnDef::new(Providers::Kind).string_len(20).not_null().default("generic").to_owned(),
+            ColumnDef::new(Providers::RevocationUrl).string_len(500).null().to_owned(),
+            ColumnDef::new(Providers::UserinfoUrl).string_len(500).null().to_owned(),
+            ColumnDef::new(Providers::AuthParams).json_binary().null().to_owned(),
+            ColumnDef::new(Providers::Pkce).boolean().not_null().default(true).to_owned(),
+            ColumnDef::new(Providers::ClientAuth).string_len(30).not_null().default("client_secret_basic").to_owned(),
+            ColumnDef::new(Providers::IdentityCheck).string_len(20).not_null().default("optional").to_owned(),
+            ColumnDef::new(Providers::LoginHint).boolean().not_null().default(true).to_owned(),
+            ColumnDef::new(Providers::RedirectUri).string_len(500).null().to_owned(),
+            ColumnDef::new(Providers::Source).string_len(10).not_null().default("cli").to_owned(),
         ];
         for col in provider_columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Providers::Table)
-                        .add_column(col)
-                        .to_owned(),
-                )
-                .await?;
+            manager.alter_table(Table::alter().table(Providers::Table).add_column(col).to_owned()).await?;
         }
         let credential_columns = [
-            ColumnDef::new(Credentials::RefreshLeaseUntil)
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-            ColumnDef::new(Credentials::RefreshLeaseOwner)
-                .string_len(64)
-                .null()
-                .to_owned(),
-            ColumnDef::new(Credentials::AuthorizedAt)
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
+            ColumnDef::new(Credentials::RefreshLeaseUntil).timestamp_with_time_zone().null().to_owned(),
+            ColumnDef::new(Credentials::RefreshLeaseOwner).string_len(64).null().to_owned(),
+            ColumnDef::new(Credentials::AuthorizedAt).timestamp_with_time_zone().null().to_owned(),
         ];
         for col in credential_columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Credentials::Table)
-                        .add_column(col)
-                        .to_owned(),
-                )
-                .await?;
+            manager.alter_table(Table::alter().table(Credentials::Table).add_column(col).to_owned()).await?;
         }
         let session_columns = [
-            ColumnDef::new(Sessions::ConnectId)
-                .string_len(64)
-                .null()
-                .to_owned(),
-            ColumnDef::new(Sessions::LinkUsedAt)
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-            ColumnDef::new(Sessions::CallbackAt)
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-            ColumnDef::new(Sessions::ScopesHash)
-                .string_len(64)
-                .null()
-                .to_owned(),
+            ColumnDef::new(Sessions::ConnectId).string_len(64).null().to_owned(),
+            ColumnDef::new(Sessions::LinkUsedAt).timestamp_with_time_zone().null().to_owned(),
+            ColumnDef::new(Sessions::CallbackAt).timestamp_with_time_zone().null().to_owned(),
+            ColumnDef::new(Sessions::ScopesHash).string_len(64).null().to_owned(),
         ];
         for col in session_columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Sessions::Table)
-                        .add_column(col)
-                        .to_owned(),
-                )
-                .await?;
+            manager.alter_table(Table::alter().table(Sessions::Table).add_column(col).to_owned()).await?;
         }
         manager
             .create_index(
@@ -135,58 +57,18 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .get_connection()
-            .execute_unprepared(PENDING_UNIQUE)
-            .await?;
+        manager.get_connection().execute_unprepared(PENDING_UNIQUE).await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_index(
-                Index::drop()
-                    .name("uniq_pending_session")
-                    .table(Sessions::Table)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name("uniq_sessions_connect_id")
-                    .table(Sessions::Table)
-                    .to_owned(),
-            )
-            .await?;
-        for col in [
-            Sessions::ConnectId,
-            Sessions::LinkUsedAt,
-            Sessions::CallbackAt,
-            Sessions::ScopesHash,
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Sessions::Table)
-                        .drop_column(col)
-                        .to_owned(),
-                )
-                .await?;
+        manager.drop_index(Index::drop().name("uniq_pending_session").table(Sessions::Table).to_owned()).await?;
+        manager.drop_index(Index::drop().name("uniq_sessions_connect_id").table(Sessions::Table).to_owned()).await?;
+        for col in [Sessions::ConnectId, Sessions::LinkUsedAt, Sessions::CallbackAt, Sessions::ScopesHash] {
+            manager.alter_table(Table::alter().table(Sessions::Table).drop_column(col).to_owned()).await?;
         }
-        for col in [
-            Credentials::RefreshLeaseUntil,
-            Credentials::RefreshLeaseOwner,
-            Credentials::AuthorizedAt,
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Credentials::Table)
-                        .drop_column(col)
-                        .to_owned(),
-                )
-                .await?;
+        for col in [Credentials::RefreshLeaseUntil, Credentials::RefreshLeaseOwner, Credentials::AuthorizedAt] {
+            manager.alter_table(Table::alter().table(Credentials::Table).drop_column(col).to_owned()).await?;
         }
         for col in [
             Providers::Kind,
@@ -200,14 +82,7 @@ impl MigrationTrait for Migration {
             Providers::RedirectUri,
             Providers::Source,
         ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Providers::Table)
-                        .drop_column(col)
-                        .to_owned(),
-                )
-                .await?;
+            manager.alter_table(Table::alter().table(Providers::Table).drop_column(col).to_owned()).await?;
         }
         Ok(())
     }

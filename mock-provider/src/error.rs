@@ -37,10 +37,7 @@ pub(crate) struct OAuthError {
 
 impl OAuthError {
     pub(crate) fn new(error: ErrorCode, description: impl Into<String>) -> Self {
-        Self {
-            error,
-            error_description: Some(description.into()),
-        }
+        Self { error, error_description: Some(description.into()) }
     }
 
     pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
@@ -53,10 +50,7 @@ impl OAuthError {
 
     /// Real providers say nothing more about a failed client authentication.
     pub(crate) fn invalid_client() -> Self {
-        Self {
-            error: ErrorCode::InvalidClient,
-            error_description: None,
-        }
+        Self { error: ErrorCode::InvalidClient, error_description: None }
     }
 }
 
@@ -68,10 +62,7 @@ impl IntoResponse for OAuthError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6749 §5.2: a 401 names the authentication scheme the client should use.
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"mock-provider\""),
-            );
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"mock-provider\""));
         }
         response
     }
@@ -104,9 +95,6 @@ mod tests {
     #[test]
     fn body_uses_rfc_names() {
         let body = serde_json::to_value(OAuthError::invalid_grant("gone")).unwrap();
-        assert_eq!(
-            body,
-            serde_json::json!({"error": "invalid_grant", "error_description": "gone"})
-        );
+        assert_eq!(body, serde_json::json!({"error": "invalid_grant", "error_description": "gone"}));
     }
 }

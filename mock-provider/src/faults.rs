@@ -61,10 +61,7 @@ impl FaultQueues {
     /// Queues `fault` for the next `times` requests to `endpoint`, after those already queued.
     pub(crate) fn push(&mut self, endpoint: Endpoint, fault: Fault, times: u32) {
         if times > 0 {
-            self.queues
-                .entry(endpoint)
-                .or_default()
-                .push_back((fault, times));
+            self.queues.entry(endpoint).or_default().push_back((fault, times));
         }
     }
 
@@ -96,20 +93,16 @@ pub(crate) fn fault_response(fault: &Fault) -> Response {
         )
             .into_response(),
         Fault::TooManyRequests { retry_after_secs } => {
-            let mut response = (
-                StatusCode::TOO_MANY_REQUESTS,
-                axum::Json(serde_json::json!({ "message": "Too Many Requests" })),
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            let mut response =
+                (StatusCode::TOO_MANY_REQUESTS, axum::Json(serde_json::json!({ "message": "Too Many Requests" })))
+                    .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             response
         }
-        Fault::InvalidGrant => crate::error::OAuthError::invalid_grant(
-            "the grant was revoked at the provider (injected fault)",
-        )
-        .into_response(),
+        Fault::InvalidGrant => {
+            crate::error::OAuthError::invalid_grant("the grant was revoked at the provider (injected fault)")
+                .into_response()
+        }
         Fault::InvalidClient => crate::error::OAuthError::invalid_client().into_response(),
         Fault::Status(code) => {
             // Status codes outside 100..=999 cannot be sent; a 500 is the honest fallback.
@@ -156,9 +149,7 @@ mod tests {
 
     #[test]
     fn too_many_requests_carries_retry_after() {
-        let response = fault_response(&Fault::TooManyRequests {
-            retry_after_secs: 7,
-        });
+        let response = fault_response(&Fault::TooManyRequests { retry_after_secs: 7 });
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
     }

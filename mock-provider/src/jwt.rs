@@ -51,8 +51,7 @@ pub fn sign_hs256(claims: &impl Serialize, key: &[u8]) -> Result<String, JwtErro
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).map_err(|_| JwtError::Encode)?);
     let signing_input = format!("{header}.{payload}");
-    let signature =
-        URL_SAFE_NO_PAD.encode(mac(key, signing_input.as_bytes())?.finalize().into_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac(key, signing_input.as_bytes())?.finalize().into_bytes());
     Ok(format!("{signing_input}.{signature}"))
 }
 
@@ -60,8 +59,7 @@ pub fn sign_hs256(claims: &impl Serialize, key: &[u8]) -> Result<String, JwtErro
 /// checked: that is the relying party's business, and tests want to read old tokens too.
 pub fn verify_hs256(token: &str, key: &[u8]) -> Result<serde_json::Value, JwtError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwtError::Malformed);
     };
@@ -69,14 +67,10 @@ pub fn verify_hs256(token: &str, key: &[u8]) -> Result<serde_json::Value, JwtErr
     if header.get("alg").and_then(|alg| alg.as_str()) != Some("HS256") {
         return Err(JwtError::WrongAlgorithm);
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| JwtError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| JwtError::Malformed)?;
     let signing_input = &token[..header_and_payload_len(token)];
     // verify_slice compares in constant time.
-    mac(key, signing_input.as_bytes())?
-        .verify_slice(&signature)
-        .map_err(|_| JwtError::BadSignature)?;
+    mac(key, signing_input.as_bytes())?.verify_slice(&signature).map_err(|_| JwtError::BadSignature)?;
     decode_json(payload)
 }
 
@@ -87,9 +81,7 @@ fn mac(key: &[u8], data: &[u8]) -> Result<HmacSha256, JwtError> {
 }
 
 fn decode_json(segment: &str) -> Result<serde_json::Value, JwtError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| JwtError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| JwtError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed)
 }
 
@@ -133,10 +125,7 @@ mod tests {
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
         let parts: Vec<&str> = token.split('.').collect();
         let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
-        assert_eq!(
-            verify_hs256(&tampered, b"secret"),
-            Err(JwtError::BadSignature)
-        );
+        assert_eq!(verify_hs256(&tampered, b"secret"), Err(JwtError::BadSignature));
     }
 
     #[test]

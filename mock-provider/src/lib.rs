@@ -32,6 +32,4 @@ pub use config::{Consent, ConsentMode, MockConfig};
 pub use counters::Counters;
 pub use faults::{Endpoint, Fault};
 pub use server::MockProvider;
-pub use tokens::{
-    ACCESS_TOKEN_PREFIX, CODE_PREFIX, REFRESH_TOKEN_PREFIX, s256_challenge, subject_for,
-};
+pub use tokens::{ACCESS_TOKEN_PREFIX, CODE_PREFIX, REFRESH_TOKEN_PREFIX, s256_challenge, subject_for};

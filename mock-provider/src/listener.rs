@@ -77,10 +77,7 @@ impl Listener for KillableListener {
                         tracing::debug!(%error, "cannot set TCP_NODELAY");
                     }
                     let kill_switch = KillSwitch::default();
-                    let io = KillableStream {
-                        inner: stream,
-                        kill_switch: kill_switch.clone(),
-                    };
+                    let io = KillableStream { inner: stream, kill_switch: kill_switch.clone() };
                     return (io, ConnInfo { peer, kill_switch });
                 }
                 // The client gave up between SYN and accept: nothing to do.
@@ -100,10 +97,7 @@ impl Listener for KillableListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(ConnInfo {
-            peer: self.inner.local_addr()?,
-            kill_switch: KillSwitch::default(),
-        })
+        Ok(ConnInfo { peer: self.inner.local_addr()?, kill_switch: KillSwitch::default() })
     }
 }
 
@@ -117,10 +111,7 @@ pub(crate) struct KillableStream {
 impl KillableStream {
     fn check(&self) -> io::Result<()> {
         if self.kill_switch.is_killed() {
-            Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "connection dropped by an injected fault",
-            ))
+            Err(io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped by an injected fault"))
         } else {
             Ok(())
         }
@@ -128,22 +119,14 @@ impl KillableStream {
 }
 
 impl AsyncRead for KillableStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         self.check()?;
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for KillableStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.check()?;
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }

@@ -51,11 +51,7 @@ impl Args {
             access_token_ttl: Duration::from_secs(self.access_token_ttl_secs),
             rotate_refresh_tokens: self.rotate_refresh_tokens,
             issue_refresh_tokens: !self.no_refresh_tokens,
-            consent: if self.interactive {
-                ConsentMode::Interactive
-            } else {
-                ConsentMode::AutoApprove
-            },
+            consent: if self.interactive { ConsentMode::Interactive } else { ConsentMode::AutoApprove },
             ..MockConfig::default()
         }
     }
@@ -65,9 +61,7 @@ impl Args {
 async fn main() -> std::io::Result<()> {
     // Logs go to stderr: stdout carries only the address line that callers parse.
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();

@@ -51,9 +51,7 @@ impl MockProvider {
             let stop = async move {
                 let _ = stop_rx.await;
             };
-            let served = axum::serve(KillableListener::new(listener), app)
-                .with_graceful_shutdown(stop)
-                .await;
+            let served = axum::serve(KillableListener::new(listener), app).with_graceful_shutdown(stop).await;
             if let Err(error) = served {
                 tracing::error!(%error, "mock provider stopped with an error");
             }
@@ -62,10 +60,7 @@ impl MockProvider {
         Ok(Self {
             shared,
             addr,
-            server: Arc::new(ServerTask {
-                stop: Mutex::new(Some(stop_tx)),
-                handle: Mutex::new(Some(handle)),
-            }),
+            server: Arc::new(ServerTask { stop: Mutex::new(Some(stop_tx)), handle: Mutex::new(Some(handle)) }),
         })
     }
 
@@ -187,10 +182,7 @@ impl MockProvider {
 
     /// Whether `token` is a known access token, not expired and not revoked.
     pub fn access_token_is_valid(&self, token: &str) -> bool {
-        self.shared
-            .store()
-            .token_owner(token, std::time::SystemTime::now())
-            .is_some()
+        self.shared.store().token_owner(token, std::time::SystemTime::now()).is_some()
     }
 
     /// The parameters of the last `/authorize` request, in order, as decoded.
@@ -210,17 +202,8 @@ impl ServerTask {
     /// Signals graceful shutdown to the connections, then aborts the accept loop so the
     /// port closes now rather than after the last slow request. Idempotent.
     fn stop(&self) -> Option<JoinHandle<()>> {
-        drop(
-            self.stop
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let handle = self
-            .handle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
+        drop(self.stop.lock().unwrap_or_else(PoisonError::into_inner).take());
+        let handle = self.handle.lock().unwrap_or_else(PoisonError::into_inner).take()?;
         handle.abort();
         Some(handle)
     }
@@ -236,11 +219,7 @@ impl Drop for ServerTask {
 fn base_url_for(addr: SocketAddr) -> String {
     let mut addr = addr;
     if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            Ipv4Addr::LOCALHOST.into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
+        addr.set_ip(if addr.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
     }
     format!("http://{addr}")
 }
@@ -251,17 +230,8 @@ mod tests {
 
     #[test]
     fn wildcard_addresses_map_to_loopback() {
-        assert_eq!(
-            base_url_for("0.0.0.0:9000".parse().unwrap()),
-            "http://127.0.0.1:9000"
-        );
-        assert_eq!(
-            base_url_for("[::]:9000".parse().unwrap()),
-            "http://[::1]:9000"
-        );
-        assert_eq!(
-            base_url_for("127.0.0.1:1".parse().unwrap()),
-            "http://127.0.0.1:1"
-        );
+        assert_eq!(base_url_for("0.0.0.0:9000".parse().unwrap()), "http://127.0.0.1:9000");
+        assert_eq!(base_url_for("[::]:9000".parse().unwrap()), "http://[::1]:9000");
+        assert_eq!(base_url_for("127.0.0.1:1".parse().unwrap()), "http://127.0.0.1:1");
     }
 }

@@ -21,8 +21,7 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::faults::FaultQueues;
 use crate::jwt::IdTokenClaims;
 use crate::tokens::{
-    ACCESS_TOKEN_PREFIX, CODE_PREFIX, REFRESH_TOKEN_PREFIX, is_pkce_value, random_token,
-    s256_challenge, subject_for,
+    ACCESS_TOKEN_PREFIX, CODE_PREFIX, REFRESH_TOKEN_PREFIX, is_pkce_value, random_token, s256_challenge, subject_for,
 };
 
 /// RFC 6749 §4.1.2 recommends at most 10 minutes for authorization codes.
@@ -182,38 +181,21 @@ impl Store {
     /// The email that approves an automatic authorization, or `None` when the user denies.
     pub(crate) fn automatic_decision(&self, login_hint: Option<&str>) -> Option<String> {
         match &self.consent {
-            Consent::ApproveAsLoginHint => Some(
-                login_hint
-                    .filter(|hint| !hint.is_empty())
-                    .unwrap_or(&self.config.default_email)
-                    .to_owned(),
-            ),
+            Consent::ApproveAsLoginHint => {
+                Some(login_hint.filter(|hint| !hint.is_empty()).unwrap_or(&self.config.default_email).to_owned())
+            }
             Consent::ApproveAs(email) => Some(email.clone()),
             Consent::Deny => None,
         }
     }
 
     /// The user approved as `email`: mint a single-use code bound to the request.
-    pub(crate) fn issue_code(
-        &mut self,
-        request: AuthorizationRequest,
-        email: String,
-        now: SystemTime,
-    ) -> String {
+    pub(crate) fn issue_code(&mut self, request: AuthorizationRequest, email: String, now: SystemTime) -> String {
         let code = random_token(CODE_PREFIX);
-        let scopes = self
-            .granted_scopes
-            .clone()
-            .unwrap_or_else(|| request.scopes.clone());
+        let scopes = self.granted_scopes.clone().unwrap_or_else(|| request.scopes.clone());
         self.codes.insert(
             code.clone(),
-            CodeRecord {
-                request,
-                email,
-                scopes,
-                expires_at: now + CODE_TTL,
-                redeemed_into: None,
-            },
+            CodeRecord { request, email, scopes, expires_at: now + CODE_TTL, redeemed_into: None },
         );
         self.counters.authorizations += 1;
         self.note_issued(now);
@@ -227,22 +209,13 @@ impl Store {
     /// Parks a request while a human looks at the consent page; returns the page's handle.
     pub(crate) fn park(&mut self, request: AuthorizationRequest, now: SystemTime) -> String {
         let id = random_token("mock_req_");
-        self.pending.insert(
-            id.clone(),
-            Pending {
-                request,
-                expires_at: now + PENDING_TTL,
-            },
-        );
+        self.pending.insert(id.clone(), Pending { request, expires_at: now + PENDING_TTL });
         id
     }
 
     /// Takes back a parked request; each consent page can be answered once.
     pub(crate) fn unpark(&mut self, id: &str, now: SystemTime) -> Option<AuthorizationRequest> {
-        self.pending
-            .remove(id)
-            .filter(|pending| pending.expires_at > now)
-            .map(|pending| pending.request)
+        self.pending.remove(id).filter(|pending| pending.expires_at > now).map(|pending| pending.request)
     }
 
     /// `grant_type=authorization_code` for the authenticated `client_id`.
@@ -271,9 +244,7 @@ impl Store {
             return Err(OAuthError::invalid_request("missing redirect_uri"));
         };
         if redirect_uri != record.request.redirect_uri_raw {
-            return Err(OAuthError::invalid_grant(
-                "redirect_uri does not match the authorization request",
-            ));
+            return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
         }
         check_pkce(record.request.code_challenge.as_deref(), code_verifier)?;
 
@@ -286,10 +257,7 @@ impl Store {
         }
         let ttl = self.config.access_token_ttl;
         let access_token = self.mint_access_token(grant, scopes.clone(), ttl, now);
-        let refresh_token = self
-            .config
-            .issue_refresh_tokens
-            .then(|| self.mint_refresh_token(grant));
+        let refresh_token = self.config.issue_refresh_tokens.then(|| self.mint_refresh_token(grant));
         let id_token = self.config.issue_id_token.then(|| IdTokenClaims {
             iss: self.issuer.clone(),
             sub: subject_for(&email),
@@ -301,13 +269,7 @@ impl Store {
             nonce,
         });
         self.counters.authorization_code_grants += 1;
-        Ok(Issued {
-            access_token,
-            expires_in: ttl.as_secs(),
-            scopes,
-            refresh_token,
-            id_token,
-        })
+        Ok(Issued { access_token, expires_in: ttl.as_secs(), scopes, refresh_token, id_token })
     }
 
     /// `grant_type=refresh_token`, with the optional narrowing `scope` parameter.
@@ -320,9 +282,7 @@ impl Store {
         let grant_id = match self.refresh_tokens.get(refresh_token) {
             Some(record) if record.active => record.grant,
             _ => {
-                return Err(OAuthError::invalid_grant(
-                    "refresh token is invalid, expired or revoked",
-                ));
+                return Err(OAuthError::invalid_grant("refresh token is invalid, expired or revoked"));
             }
         };
         let Some(grant) = self.grants.get(&grant_id).filter(|grant| !grant.revoked) else {
@@ -331,10 +291,7 @@ impl Store {
         let requested = match scope.map(parse_scopes) {
             Some(requested) if !requested.is_empty() => {
                 if let Some(extra) = requested.iter().find(|s| !grant.scopes.contains(s)) {
-                    return Err(OAuthError::new(
-                        ErrorCode::InvalidScope,
-                        format!("scope {extra:?} was not granted"),
-                    ));
+                    return Err(OAuthError::new(ErrorCode::InvalidScope, format!("scope {extra:?} was not granted")));
                 }
                 requested
             }
@@ -355,44 +312,19 @@ impl Store {
         let access_token = self.mint_access_token(grant_id, scopes.clone(), ttl, now);
         self.counters.refresh_grants += 1;
         *self.refresh_counts.entry(email).or_default() += 1;
-        Ok(Issued {
-            access_token,
-            expires_in: ttl.as_secs(),
-            scopes,
-            refresh_token: new_refresh_token,
-            id_token: None,
-        })
+        Ok(Issued { access_token, expires_in: ttl.as_secs(), scopes, refresh_token: new_refresh_token, id_token: None })
     }
 
     /// Meta's `grant_type=fb_exchange_token`: a valid access token buys a long-lived one.
-    pub(crate) fn exchange(
-        &mut self,
-        access_token: &str,
-        now: SystemTime,
-    ) -> Result<Issued, OAuthError> {
-        let Some(grant) = self
-            .valid_access_record(access_token, now)
-            .map(|record| record.grant)
-        else {
-            return Err(OAuthError::invalid_grant(
-                "fb_exchange_token is invalid, expired or revoked",
-            ));
+    pub(crate) fn exchange(&mut self, access_token: &str, now: SystemTime) -> Result<Issued, OAuthError> {
+        let Some(grant) = self.valid_access_record(access_token, now).map(|record| record.grant) else {
+            return Err(OAuthError::invalid_grant("fb_exchange_token is invalid, expired or revoked"));
         };
-        let scopes = self
-            .access_tokens
-            .get(access_token)
-            .map(|record| record.scopes.clone())
-            .unwrap_or_default();
+        let scopes = self.access_tokens.get(access_token).map(|record| record.scopes.clone()).unwrap_or_default();
         let ttl = self.config.long_lived_ttl;
         let access_token = self.mint_access_token(grant, scopes.clone(), ttl, now);
         self.counters.exchange_grants += 1;
-        Ok(Issued {
-            access_token,
-            expires_in: ttl.as_secs(),
-            scopes,
-            refresh_token: None,
-            id_token: None,
-        })
+        Ok(Issued { access_token, expires_in: ttl.as_secs(), scopes, refresh_token: None, id_token: None })
     }
 
     /// RFC 7009: a refresh token takes its whole grant down, an access token only itself.
@@ -410,20 +342,14 @@ impl Store {
     pub(crate) fn token_owner(&self, access_token: &str, now: SystemTime) -> Option<TokenOwner> {
         let record = self.valid_access_record(access_token, now)?;
         let grant = self.grants.get(&record.grant)?;
-        Some(TokenOwner {
-            email: grant.email.clone(),
-            scopes: record.scopes.clone(),
-        })
+        Some(TokenOwner { email: grant.email.clone(), scopes: record.scopes.clone() })
     }
 
     /// The user removed the app at the provider: their refresh tokens stop working.
     pub(crate) fn invalidate_refresh_tokens_for(&mut self, email: &str) {
         let grants = &self.grants;
         for record in self.refresh_tokens.values_mut() {
-            if grants
-                .get(&record.grant)
-                .is_some_and(|grant| grant.email == email)
-            {
+            if grants.get(&record.grant).is_some_and(|grant| grant.email == email) {
                 record.active = false;
             }
         }
@@ -441,24 +367,14 @@ impl Store {
         self.access_tokens.get(access_token).filter(|record| {
             !record.revoked
                 && record.expires_at > now
-                && self
-                    .grants
-                    .get(&record.grant)
-                    .is_some_and(|grant| !grant.revoked)
+                && self.grants.get(&record.grant).is_some_and(|grant| !grant.revoked)
         })
     }
 
     fn new_grant(&mut self, email: String, scopes: Vec<String>) -> GrantId {
         let id = self.next_grant;
         self.next_grant += 1;
-        self.grants.insert(
-            id,
-            Grant {
-                email,
-                scopes,
-                revoked: false,
-            },
-        );
+        self.grants.insert(id, Grant { email, scopes, revoked: false });
         id
     }
 
@@ -468,36 +384,16 @@ impl Store {
         }
     }
 
-    fn mint_access_token(
-        &mut self,
-        grant: GrantId,
-        scopes: Vec<String>,
-        ttl: Duration,
-        now: SystemTime,
-    ) -> String {
+    fn mint_access_token(&mut self, grant: GrantId, scopes: Vec<String>, ttl: Duration, now: SystemTime) -> String {
         let token = random_token(ACCESS_TOKEN_PREFIX);
-        self.access_tokens.insert(
-            token.clone(),
-            AccessRecord {
-                grant,
-                scopes,
-                expires_at: now + ttl,
-                revoked: false,
-            },
-        );
+        self.access_tokens.insert(token.clone(), AccessRecord { grant, scopes, expires_at: now + ttl, revoked: false });
         self.note_issued(now);
         token
     }
 
     fn mint_refresh_token(&mut self, grant: GrantId) -> String {
         let token = random_token(REFRESH_TOKEN_PREFIX);
-        self.refresh_tokens.insert(
-            token.clone(),
-            RefreshRecord {
-                grant,
-                active: true,
-            },
-        );
+        self.refresh_tokens.insert(token.clone(), RefreshRecord { grant, active: true });
         token
     }
 
@@ -511,11 +407,7 @@ impl Store {
         self.issued_since_prune = 0;
         let grants = &self.grants;
         self.access_tokens.retain(|_, record| {
-            !record.revoked
-                && record.expires_at > now
-                && grants
-                    .get(&record.grant)
-                    .is_some_and(|grant| !grant.revoked)
+            !record.revoked && record.expires_at > now && grants.get(&record.grant).is_some_and(|grant| !grant.revoked)
         });
         // Redeemed codes are kept until they expire so a replay is still detected.
         self.codes.retain(|_, record| record.expires_at > now);
@@ -528,17 +420,15 @@ impl Store {
 fn check_pkce(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), OAuthError> {
     match (challenge, verifier) {
         (None, None) => Ok(()),
-        (None, Some(_)) => Err(OAuthError::invalid_grant(
-            "code_verifier sent but the authorization request had no code_challenge",
-        )),
+        (None, Some(_)) => {
+            Err(OAuthError::invalid_grant("code_verifier sent but the authorization request had no code_challenge"))
+        }
         (Some(_), None) => Err(OAuthError::invalid_grant("missing code_verifier")),
         (Some(challenge), Some(verifier)) => {
             if is_pkce_value(verifier) && s256_challenge(verifier) == challenge {
                 Ok(())
             } else {
-                Err(OAuthError::invalid_grant(
-                    "code_verifier does not match the code_challenge",
-                ))
+                Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge"))
             }
         }
     }
@@ -556,9 +446,7 @@ pub(crate) fn parse_scopes(scope: &str) -> Vec<String> {
 }
 
 pub(crate) fn unix_secs(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
+    time.duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -655,20 +543,10 @@ mod tests {
     #[test]
     fn rotation_retires_the_old_refresh_token() {
         let now = SystemTime::now();
-        let mut store = store(MockConfig {
-            rotate_refresh_tokens: true,
-            ..MockConfig::default()
-        });
+        let mut store = store(MockConfig { rotate_refresh_tokens: true, ..MockConfig::default() });
         let code = code_for(&mut store, "a@example.com", now);
-        let first = redeem(&mut store, &code, now)
-            .unwrap()
-            .refresh_token
-            .unwrap();
-        let second = store
-            .refresh(&first, None, now)
-            .unwrap()
-            .refresh_token
-            .unwrap();
+        let first = redeem(&mut store, &code, now).unwrap().refresh_token.unwrap();
+        let second = store.refresh(&first, None, now).unwrap().refresh_token.unwrap();
         assert_ne!(first, second);
         assert!(store.refresh(&first, None, now).is_err());
         assert!(store.refresh(&second, None, now).is_ok());
@@ -680,15 +558,10 @@ mod tests {
         let now = SystemTime::now();
         let mut store = store(MockConfig::default());
         let code = code_for(&mut store, "a@example.com", now);
-        let refresh = redeem(&mut store, &code, now)
-            .unwrap()
-            .refresh_token
-            .unwrap();
+        let refresh = redeem(&mut store, &code, now).unwrap().refresh_token.unwrap();
         let narrowed = store.refresh(&refresh, Some("email"), now).unwrap();
         assert_eq!(narrowed.scopes, vec!["email".to_owned()]);
-        let widened = store
-            .refresh(&refresh, Some("email drive"), now)
-            .unwrap_err();
+        let widened = store.refresh(&refresh, Some("email drive"), now).unwrap_err();
         assert_eq!(widened.error, ErrorCode::InvalidScope);
     }
 
@@ -714,11 +587,7 @@ mod tests {
         let issued = redeem(&mut store, &code, now).unwrap();
         store.revoke(&issued.access_token);
         assert!(store.token_owner(&issued.access_token, now).is_none());
-        assert!(
-            store
-                .refresh(&issued.refresh_token.unwrap(), None, now)
-                .is_ok()
-        );
+        assert!(store.refresh(&issued.refresh_token.unwrap(), None, now).is_ok());
         store.revoke("mock_at_unknown");
         assert_eq!(store.counters.revocations, 2);
     }
@@ -732,38 +601,17 @@ mod tests {
         let bob = code_for(&mut store, "bob@example.com", now);
         let bob = redeem(&mut store, &bob, now).unwrap();
         store.invalidate_refresh_tokens_for("alice@example.com");
-        assert!(
-            store
-                .refresh(alice.refresh_token.as_deref().unwrap(), None, now)
-                .is_err()
-        );
-        assert!(
-            store
-                .refresh(bob.refresh_token.as_deref().unwrap(), None, now)
-                .is_ok()
-        );
+        assert!(store.refresh(alice.refresh_token.as_deref().unwrap(), None, now).is_err());
+        assert!(store.refresh(bob.refresh_token.as_deref().unwrap(), None, now).is_ok());
     }
 
     #[test]
     fn consent_decides_the_email() {
         let mut store = store(MockConfig::default());
-        assert_eq!(
-            store
-                .automatic_decision(Some("alice@example.com"))
-                .as_deref(),
-            Some("alice@example.com")
-        );
-        assert_eq!(
-            store.automatic_decision(None).as_deref(),
-            Some("user@example.com")
-        );
+        assert_eq!(store.automatic_decision(Some("alice@example.com")).as_deref(), Some("alice@example.com"));
+        assert_eq!(store.automatic_decision(None).as_deref(), Some("user@example.com"));
         store.consent = Consent::ApproveAs("bob@example.com".into());
-        assert_eq!(
-            store
-                .automatic_decision(Some("alice@example.com"))
-                .as_deref(),
-            Some("bob@example.com")
-        );
+        assert_eq!(store.automatic_decision(Some("alice@example.com")).as_deref(), Some("bob@example.com"));
         store.consent = Consent::Deny;
         assert_eq!(store.automatic_decision(Some("alice@example.com")), None);
     }
@@ -774,10 +622,7 @@ mod tests {
         let mut store = store(MockConfig::default());
         store.granted_scopes = Some(vec!["email".into()]);
         let code = code_for(&mut store, "a@example.com", now);
-        assert_eq!(
-            redeem(&mut store, &code, now).unwrap().scopes,
-            vec!["email"]
-        );
+        assert_eq!(redeem(&mut store, &code, now).unwrap().scopes, vec!["email"]);
     }
 
     #[test]

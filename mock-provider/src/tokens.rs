@@ -29,9 +29,7 @@ pub fn s256_challenge(verifier: &str) -> String {
 /// RFC 7636 §4.1: verifiers (and S256 challenges) are 43 to 128 unreserved characters.
 pub(crate) fn is_pkce_value(value: &str) -> bool {
     (43..=128).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// The OIDC `sub` of a user: stable across runs and servers, so tests can predict it, and
@@ -52,11 +50,7 @@ mod tests {
         let token = random_token(ACCESS_TOKEN_PREFIX);
         assert!(token.starts_with("mock_at_"));
         assert_eq!(token.len(), "mock_at_".len() + 43);
-        assert!(
-            token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        );
+        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(token, random_token(ACCESS_TOKEN_PREFIX));
     }
 
@@ -79,14 +73,8 @@ mod tests {
 
     #[test]
     fn subject_is_stable_and_case_insensitive() {
-        assert_eq!(
-            subject_for("Alice@Example.com"),
-            subject_for("alice@example.com")
-        );
-        assert_ne!(
-            subject_for("alice@example.com"),
-            subject_for("bob@example.com")
-        );
+        assert_eq!(subject_for("Alice@Example.com"), subject_for("alice@example.com"));
+        assert_ne!(subject_for("alice@example.com"), subject_for("bob@example.com"));
         assert_eq!(subject_for("alice@example.com").len(), 20);
     }
 }

@@ -25,9 +25,7 @@ pub struct ActorSystem {
 
 impl std::fmt::Debug for ActorSystem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActorSystem")
-            .field("arbiters", &self.arbiters.len())
-            .finish()
+        f.debug_struct("ActorSystem").field("arbiters", &self.arbiters.len()).finish()
     }
 }
 
@@ -43,8 +41,8 @@ impl ActorSystem {
             .name("actors".into())
             .spawn(move || {
                 let runner = actix::System::new();
-                let arbiters: Vec<Arbiter> = runner
-                    .block_on(async { (0..threads.max(1)).map(|_| Arbiter::new()).collect() });
+                let arbiters: Vec<Arbiter> =
+                    runner.block_on(async { (0..threads.max(1)).map(|_| Arbiter::new()).collect() });
                 let handles = arbiters.iter().map(Arbiter::handle).collect::<Vec<_>>();
                 let _ = tx.send((actix::System::current(), handles));
                 if let Err(err) = runner.run() {
@@ -57,11 +55,7 @@ impl ActorSystem {
             })
             .map_err(|e| ActorSystemError(e.to_string()))?;
         let (system, arbiters) = rx.recv().map_err(|e| ActorSystemError(e.to_string()))?;
-        Ok(Self {
-            system,
-            arbiters,
-            thread: Some(thread),
-        })
+        Ok(Self { system, arbiters, thread: Some(thread) })
     }
 
     pub fn arbiters(&self) -> &[ArbiterHandle] {

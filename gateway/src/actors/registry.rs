@@ -1,16 +1,18 @@
 //! `TokenRegistry`: finds a credential's `TokenActor`, starting it on first
 //! use on an arbiter chosen by hashing the credential, so actors spread over
-//! the arbiters' threads. It also relays cache invalidations from the event
-//! bus to the actors.
+//! the arbiters' threads. A fresh token the actor has published is served
+//! from its snapshot without a mailbox hop. The registry also relays cache
+//! invalidations from the event bus, clearing the snapshot at once and then
+//! telling the actor.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::token::{GetToken, Invalidate, RefreshNow, RefreshReport, Revoke, TokenActor};
+use super::token::{GetToken, Invalidate, RefreshNow, RefreshReport, Revoke, Shared, TokenActor, answer_from_cache};
 use crate::app::Deps;
 use crate::events::Event;
 use crate::oauth::client::RevocationOutcome;
@@ -21,8 +23,14 @@ use crate::store::credentials::CredentialKey;
 /// in flight included) before answering busy.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A live actor and what it shares with the fast path.
+struct Entry {
+    addr: Addr<TokenActor>,
+    shared: Arc<Shared>,
+}
+
 pub struct TokenRegistry {
-    actors: Mutex<HashMap<CredentialKey, Addr<TokenActor>>>,
+    actors: RwLock<HashMap<CredentialKey, Entry>>,
     arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
     deps: Deps,
@@ -31,16 +39,14 @@ pub struct TokenRegistry {
 
 impl std::fmt::Debug for TokenRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenRegistry")
-            .field("actors", &self.len())
-            .finish()
+        f.debug_struct("TokenRegistry").field("actors", &self.len()).finish()
     }
 }
 
 impl TokenRegistry {
     pub fn new(deps: Deps, arbiters: Vec<ArbiterHandle>) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
-            actors: Mutex::new(HashMap::new()),
+            actors: RwLock::new(HashMap::new()),
             arbiters,
             hasher: std::collections::hash_map::RandomState::new(),
             deps,
@@ -50,7 +56,7 @@ impl TokenRegistry {
 
     /// Live actors (credentials warm in memory).
     pub fn len(&self) -> usize {
-        self.actors.lock().map_or(0, |m| m.len())
+        self.actors.read().map_or(0, |m| m.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -58,43 +64,51 @@ impl TokenRegistry {
     }
 
     fn addr(&self, key: &CredentialKey) -> Result<Addr<TokenActor>, TokenError> {
-        let mut actors = self
-            .actors
-            .lock()
-            .map_err(|_| TokenError::Internal("registry lock poisoned".into()))?;
-        if let Some(addr) = actors.get(key)
-            && addr.connected()
+        if let Ok(actors) = self.actors.read()
+            && let Some(entry) = actors.get(key)
+            && entry.addr.connected()
         {
-            return Ok(addr.clone());
+            return Ok(entry.addr.clone());
+        }
+        let mut actors = self.actors.write().map_err(|_| TokenError::Internal("registry lock poisoned".into()))?;
+        // Another caller may have started it between our two looks.
+        if let Some(entry) = actors.get(key)
+            && entry.addr.connected()
+        {
+            return Ok(entry.addr.clone());
         }
         let index = (self.hasher.hash_one(key) % self.arbiters.len().max(1) as u64) as usize;
-        let arbiter = self
-            .arbiters
-            .get(index)
-            .ok_or_else(|| TokenError::Internal("no arbiters".into()))?;
-        let (k, deps, registry) = (key.clone(), self.deps.clone(), self.this.clone());
-        let addr =
-            TokenActor::start_in_arbiter(arbiter, move |_| TokenActor::new(k, deps, registry));
-        actors.insert(key.clone(), addr.clone());
+        let arbiter = self.arbiters.get(index).ok_or_else(|| TokenError::Internal("no arbiters".into()))?;
+        let shared = Arc::new(Shared::default());
+        let (k, deps, registry, s) = (key.clone(), self.deps.clone(), self.this.clone(), shared.clone());
+        let addr = TokenActor::start_in_arbiter(arbiter, move |_| TokenActor::new(k, deps, registry, s));
+        actors.insert(key.clone(), Entry { addr: addr.clone(), shared });
         Ok(addr)
     }
 
     /// Called by an actor as it stops.
     pub fn forget(&self, key: &CredentialKey, addr: &Addr<TokenActor>) {
-        if let Ok(mut actors) = self.actors.lock()
-            && actors.get(key).is_some_and(|a| a == addr)
+        if let Ok(mut actors) = self.actors.write()
+            && actors.get(key).is_some_and(|e| e.addr == *addr)
         {
             actors.remove(key);
         }
     }
 
+    /// A fresh token with the required scopes, straight from the actor's
+    /// published snapshot, or `None` when the actor must be asked.
+    fn fast_path(&self, key: &CredentialKey, required: &[String]) -> Option<Grant> {
+        let shared = self.actors.read().ok()?.get(key)?.shared.clone();
+        let cached = shared.snapshot()?;
+        let answer = answer_from_cache(&cached, required, self.deps.clock.now(), self.deps.tuning.refresh_buffer)?;
+        let grant = answer.ok()?;
+        shared.touch();
+        Some(grant)
+    }
+
     /// Sends `msg` to the credential's actor; retries once if the actor
     /// stopped between lookup and delivery.
-    async fn send<M>(
-        &self,
-        key: &CredentialKey,
-        make: impl Fn() -> M,
-    ) -> Result<M::Result, TokenError>
+    async fn send<M>(&self, key: &CredentialKey, make: impl Fn() -> M) -> Result<M::Result, TokenError>
     where
         M: Message + Send + 'static,
         M::Result: Send,
@@ -111,15 +125,11 @@ impl TokenRegistry {
         Err(TokenError::Busy)
     }
 
-    pub async fn get_token(
-        &self,
-        key: &CredentialKey,
-        required_scopes: &[String],
-    ) -> Result<Grant, TokenError> {
-        self.send(key, || GetToken {
-            required_scopes: required_scopes.to_vec(),
-        })
-        .await?
+    pub async fn get_token(&self, key: &CredentialKey, required_scopes: &[String]) -> Result<Grant, TokenError> {
+        if let Some(grant) = self.fast_path(key, required_scopes) {
+            return Ok(grant);
+        }
+        self.send(key, || GetToken { required_scopes: required_scopes.to_vec() }).await?
     }
 
     pub async fn refresh(
@@ -132,22 +142,34 @@ impl TokenRegistry {
     }
 
     pub async fn revoke(&self, key: &CredentialKey) -> Result<RevocationOutcome, TokenError> {
+        self.clear_snapshot(key);
         self.send(key, || Revoke).await?
     }
 
-    /// Drops the cached token of `key` (if its actor is alive).
-    pub fn invalidate(&self, key: &CredentialKey) {
-        if let Ok(actors) = self.actors.lock()
-            && let Some(addr) = actors.get(key)
+    fn clear_snapshot(&self, key: &CredentialKey) {
+        if let Ok(actors) = self.actors.read()
+            && let Some(entry) = actors.get(key)
         {
-            addr.do_send(Invalidate);
+            entry.shared.clear();
+        }
+    }
+
+    /// Drops the cached token of `key` (if its actor is alive): the snapshot
+    /// at once, so no request is served from it, then the actor's cache.
+    pub fn invalidate(&self, key: &CredentialKey) {
+        if let Ok(actors) = self.actors.read()
+            && let Some(entry) = actors.get(key)
+        {
+            entry.shared.clear();
+            entry.addr.do_send(Invalidate);
         }
     }
 
     fn invalidate_all(&self) {
-        if let Ok(actors) = self.actors.lock() {
-            for addr in actors.values() {
-                addr.do_send(Invalidate);
+        if let Ok(actors) = self.actors.read() {
+            for entry in actors.values() {
+                entry.shared.clear();
+                entry.addr.do_send(Invalidate);
             }
         }
     }
@@ -169,8 +191,7 @@ impl TokenRegistry {
                             registry.invalidate(&CredentialKey { email, provider });
                         }
                     }
-                    Ok(Event::Resync)
-                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Ok(Event::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         registry.invalidate_all()
                     }
                     Ok(Event::Session { .. }) => {}

@@ -19,9 +19,7 @@ use uuid::Uuid;
 
 use crate::app::Deps;
 use crate::events::Event;
-use crate::flow::{
-    self, CallbackOutcome, CallbackParams, FlowError, LinkError, StartRequest, Started,
-};
+use crate::flow::{self, CallbackOutcome, CallbackParams, FlowError, LinkError, StartRequest, Started};
 use crate::store::sessions::SessionRecord;
 
 /// How often channels nobody waits on are dropped.
@@ -62,10 +60,7 @@ pub struct SessionActor {
 
 impl SessionActor {
     pub fn new(deps: Deps) -> Self {
-        Self {
-            deps,
-            watchers: HashMap::new(),
-        }
+        Self { deps, watchers: HashMap::new() }
     }
 
     /// Relays session events to the actor until the bus closes.
@@ -75,8 +70,7 @@ impl SessionActor {
             loop {
                 match events.recv().await {
                     Ok(Event::Session { id }) => addr.do_send(Wake(Some(id))),
-                    Ok(Event::Resync)
-                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Ok(Event::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         addr.do_send(Wake(None))
                     }
                     Ok(Event::Credential { .. }) => {}
@@ -93,11 +87,7 @@ impl SessionActor {
         T: From<TaskFailed>,
     {
         let handle = self.deps.runtime.spawn(work);
-        Box::pin(async move {
-            handle
-                .await
-                .unwrap_or_else(|e| T::from(TaskFailed(e.to_string())))
-        })
+        Box::pin(async move { handle.await.unwrap_or_else(|e| T::from(TaskFailed(e.to_string()))) })
     }
 }
 
@@ -130,9 +120,7 @@ impl Actor for SessionActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
-        ctx.run_interval(PRUNE_EVERY, |act, _| {
-            act.watchers.retain(|_, tx| tx.receiver_count() > 0)
-        });
+        ctx.run_interval(PRUNE_EVERY, |act, _| act.watchers.retain(|_, tx| tx.receiver_count() > 0));
     }
 }
 
@@ -169,11 +157,7 @@ impl Handler<GetStatus> for SessionActor {
     fn handle(&mut self, msg: GetStatus, _ctx: &mut Self::Context) -> Self::Result {
         // Subscribe before reading, so a change between the read and the wait
         // is not missed.
-        let changes = self
-            .watchers
-            .entry(msg.id)
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe();
+        let changes = self.watchers.entry(msg.id).or_insert_with(|| watch::channel(0).0).subscribe();
         let deps = self.deps.clone();
         self.run(async move { flow::wait_status(&deps, msg.id, changes, msg.wait).await })
     }

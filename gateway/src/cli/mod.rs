@@ -13,11 +13,7 @@ use crate::store::Store;
 use crate::{shutdown, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "gateway",
-    version,
-    about = "mcp-auth-gateway: OAuth credentials for every MCP server"
-)]
+#[command(name = "gateway", version, about = "mcp-auth-gateway: OAuth credentials for every MCP server")]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -88,10 +84,7 @@ enum KeysAction {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: could not start the async runtime: {err}");
@@ -109,9 +102,7 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { no_migrate: false }) {
-        Command::Keys {
-            action: KeysAction::Generate { api_key },
-        } => {
+        Command::Keys { action: KeysAction::Generate { api_key } } => {
             let key = if api_key {
                 crate::crypto::key::generate_api_key()
             } else {
@@ -120,18 +111,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", key.expose_secret());
             Ok(())
         }
-        Command::Config {
-            action: ConfigAction::Check,
-        } => {
+        Command::Config { action: ConfigAction::Check } => {
             let settings = Settings::from_env()?;
             // Deriving the keys proves the key inputs are usable, not just well-formed.
             if settings.keys.primary.is_some() {
                 startup::keyring(&settings).await?;
             }
-            let public = settings.http.public_base_url.as_ref().map_or_else(
-                || "derived from HOST and PORT".to_owned(),
-                ToString::to_string,
-            );
+            let public = settings
+                .http
+                .public_base_url
+                .as_ref()
+                .map_or_else(|| "derived from HOST and PORT".to_owned(), ToString::to_string);
             println!(
                 "configuration OK: environment={}, database={:?}, public URL {public}",
                 settings.environment.as_str(),
@@ -156,9 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
-        Command::Keys {
-            action: KeysAction::Status,
-        } => {
+        Command::Keys { action: KeysAction::Status } => {
             let settings = load_with_logs()?;
             let keyring = startup::keyring(&settings).await?;
             let store = startup::connect(&settings).await?;
@@ -180,13 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { no_migrate } => {
             let settings = load_with_logs()?;
             let signal = shutdown::install()?;
-            let app = Application::build(
-                settings,
-                StartOptions {
-                    migrate: !no_migrate,
-                },
-            )
-            .await?;
+            let app = Application::build(settings, StartOptions { migrate: !no_migrate }).await?;
             app.run_until(async {
                 let which = signal.await;
                 tracing::info!(signal = which, "shutting down: draining in-flight requests");

@@ -12,9 +12,7 @@ use url::Url;
 
 use crate::config::Settings;
 use crate::config::providers::{split_scopes, valid_provider_id};
-use crate::oauth::provider::{
-    ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource,
-};
+use crate::oauth::provider::{ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource};
 use crate::startup;
 use crate::store::providers::ProviderRemoval;
 
@@ -72,17 +70,13 @@ pub struct AddArgs {
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| "use name=value".to_owned())
+    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| "use name=value".to_owned())
 }
 
 fn read_secret(path: &PathBuf) -> anyhow::Result<SecretString> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the client secret from standard input")?;
+        std::io::stdin().read_to_string(&mut text).context("reading the client secret from standard input")?;
     } else {
         text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the client secret from {}", path.display()))?;
@@ -111,10 +105,7 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
             if settings.providers.iter().any(|p| p.id == args.id)
                 || ["google", "microsoft", "meta"].contains(&args.id.as_str())
             {
-                bail!(
-                    "{} is configured by environment variables; change its variables instead",
-                    args.id
-                );
+                bail!("{} is configured by environment variables; change its variables instead", args.id);
             }
             for (name, url) in [
                 ("--auth-url", Some(&args.auth_url)),
@@ -129,8 +120,7 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
                 }
             }
             let default_scopes = split_scopes(&args.scopes);
-            let can_tell =
-                args.userinfo_url.is_some() || default_scopes.iter().any(|s| s == "openid");
+            let can_tell = args.userinfo_url.is_some() || default_scopes.iter().any(|s| s == "openid");
             let provider = ProviderConfig {
                 id: args.id.clone(),
                 kind: ProviderKind::Generic,
@@ -153,21 +143,12 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
                 redirect_uri: args.redirect_uri,
                 source: ProviderSource::Database,
             };
-            store
-                .upsert_provider(&provider, &keyring, clock.now())
-                .await?;
-            println!(
-                "provider {} saved (identity check: {})",
-                provider.id,
-                provider.identity_check.as_str()
-            );
+            store.upsert_provider(&provider, &keyring, clock.now()).await?;
+            println!("provider {} saved (identity check: {})", provider.id, provider.identity_check.as_str());
             Ok(())
         }
         ProvidersAction::List => {
-            println!(
-                "{:<20} {:<10} {:<6} {:>11}  client id",
-                "id", "kind", "source", "credentials"
-            );
+            println!("{:<20} {:<10} {:<6} {:>11}  client id", "id", "kind", "source", "credentials");
             for row in store.list_providers().await? {
                 println!(
                     "{:<20} {:<10} {:<6} {:>11}  {}",
@@ -186,12 +167,12 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
                     Ok(())
                 }
                 ProviderRemoval::NotFound => Err(anyhow::anyhow!("no provider {id}")),
-                ProviderRemoval::FromEnvironment => Err(anyhow::anyhow!(
-                    "{id} is configured by environment variables; remove its variables instead"
-                )),
-                ProviderRemoval::InUse(n) => Err(anyhow::anyhow!(
-                    "{n} credential(s) still use {id}; revoke them first (DELETE /auth/revoke)"
-                )),
+                ProviderRemoval::FromEnvironment => {
+                    Err(anyhow::anyhow!("{id} is configured by environment variables; remove its variables instead"))
+                }
+                ProviderRemoval::InUse(n) => {
+                    Err(anyhow::anyhow!("{n} credential(s) still use {id}; revoke them first (DELETE /auth/revoke)"))
+                }
             }
         }
     };

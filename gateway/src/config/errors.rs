@@ -11,16 +11,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(
-        variable: impl Into<String>,
-        problem: impl Into<String>,
-        fix: impl Into<String>,
-    ) -> Self {
-        Self {
-            variable: variable.into(),
-            problem: problem.into(),
-            fix: fix.into(),
-        }
+    pub fn new(variable: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { variable: variable.into(), problem: problem.into(), fix: fix.into() }
     }
 }
 

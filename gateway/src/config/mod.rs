@@ -186,11 +186,7 @@ impl Settings {
     pub fn from_source(src: &Source) -> Result<Self, ConfigErrors> {
         let mut errs = ConfigErrors::default();
 
-        let environment = match src
-            .get(vars::ENVIRONMENT)
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-        {
+        let environment = match src.get(vars::ENVIRONMENT).as_deref().map(str::to_ascii_lowercase) {
             None => Environment::Development,
             Some(v) => match v.as_str() {
                 "development" | "dev" => Environment::Development,
@@ -208,10 +204,7 @@ impl Settings {
         };
         let strict = environment != Environment::Development;
 
-        let data_dir = PathBuf::from(
-            src.get(vars::DATA_DIR)
-                .unwrap_or_else(|| "./data".to_owned()),
-        );
+        let data_dir = PathBuf::from(src.get(vars::DATA_DIR).unwrap_or_else(|| "./data".to_owned()));
 
         let database = parse_database(src, &data_dir, environment, &mut errs);
         let keys = parse_keys(src, environment, &mut errs);
@@ -234,76 +227,26 @@ impl Settings {
             _ => {}
         }
 
-        let host = src.parse_or(
-            vars::HOST,
-            "127.0.0.1".parse().ok(),
-            "an IP address such as 0.0.0.0 or 127.0.0.1",
-            &mut errs,
-        );
-        let port = src.parse_or(
-            vars::PORT,
-            Some(8000u16),
-            "a port number from 0 to 65535",
-            &mut errs,
-        );
+        let host =
+            src.parse_or(vars::HOST, "127.0.0.1".parse().ok(), "an IP address such as 0.0.0.0 or 127.0.0.1", &mut errs);
+        let port = src.parse_or(vars::PORT, Some(8000u16), "a port number from 0 to 65535", &mut errs);
         let public_base_url = parse_public_url(src, environment, &mut errs);
 
-        let session_minutes = src.number(
-            vars::SESSION_EXPIRY_MINUTES,
-            15,
-            1..=1440,
-            "minutes",
-            &mut errs,
-        );
-        let buffer_seconds = src.number(
-            vars::TOKEN_REFRESH_BUFFER_SECONDS,
-            300,
-            0..=86_400,
-            "seconds",
-            &mut errs,
-        );
+        let session_minutes = src.number(vars::SESSION_EXPIRY_MINUTES, 15, 1..=1440, "minutes", &mut errs);
+        let buffer_seconds = src.number(vars::TOKEN_REFRESH_BUFFER_SECONDS, 300, 0..=86_400, "seconds", &mut errs);
 
         let log = parse_log(src, environment, &mut errs);
         let providers = providers::parse(src, environment, &mut errs);
         let redirect_hosts = src
             .get(vars::REDIRECT_HOSTS)
-            .map(|v| {
-                v.split(',')
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .filter(|h| !h.is_empty())
-                    .collect()
-            })
+            .map(|v| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
             .unwrap_or_default();
-        let provider_timeout = src.number(
-            vars::PROVIDER_TIMEOUT_SECONDS,
-            10,
-            1..=60,
-            "seconds",
-            &mut errs,
-        );
-        let actor_idle = src.number(
-            vars::TOKEN_ACTOR_IDLE_MINUTES,
-            30,
-            1..=1440,
-            "minutes",
-            &mut errs,
-        );
-        let default_threads =
-            std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)) as u64;
-        let actor_threads = src.number(
-            vars::ACTOR_THREADS,
-            default_threads,
-            1..=64,
-            "threads",
-            &mut errs,
-        );
+        let provider_timeout = src.number(vars::PROVIDER_TIMEOUT_SECONDS, 10, 1..=60, "seconds", &mut errs);
+        let actor_idle = src.number(vars::TOKEN_ACTOR_IDLE_MINUTES, 30, 1..=1440, "minutes", &mut errs);
+        let default_threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8)) as u64;
+        let actor_threads = src.number(vars::ACTOR_THREADS, default_threads, 1..=64, "threads", &mut errs);
         let metrics = MetricsSettings {
-            addr: src.parse_or(
-                vars::METRICS_ADDR,
-                None,
-                "a socket address such as 0.0.0.0:9100",
-                &mut errs,
-            ),
+            addr: src.parse_or(vars::METRICS_ADDR, None, "a socket address such as 0.0.0.0:9100", &mut errs),
             bearer_token: src.secret(vars::METRICS_BEARER_TOKEN, &mut errs),
         };
 
@@ -321,17 +264,7 @@ impl Settings {
             Some(provider_timeout),
             Some(actor_idle),
             Some(actor_threads),
-        ) = (
-            host,
-            port,
-            session_minutes,
-            buffer_seconds,
-            database,
-            log,
-            provider_timeout,
-            actor_idle,
-            actor_threads,
-        )
+        ) = (host, port, session_minutes, buffer_seconds, database, log, provider_timeout, actor_idle, actor_threads)
         else {
             return Err(errs);
         };
@@ -340,11 +273,7 @@ impl Settings {
             database,
             keys,
             api_key,
-            http: HttpSettings {
-                host,
-                port,
-                public_base_url,
-            },
+            http: HttpSettings { host, port, public_base_url },
             session_expiry: Duration::from_secs(session_minutes * 60),
             token_refresh_buffer: Duration::from_secs(buffer_seconds),
             log,
@@ -367,12 +296,8 @@ fn parse_database(
 ) -> Option<DatabaseSettings> {
     let given = src.secret(vars::DATABASE_URL, errs);
     let embedded_default = given.is_none();
-    let url = given.unwrap_or_else(|| {
-        SecretString::from(format!(
-            "sqlite://{}/gateway.db?mode=rwc",
-            data_dir.display()
-        ))
-    });
+    let url =
+        given.unwrap_or_else(|| SecretString::from(format!("sqlite://{}/gateway.db?mode=rwc", data_dir.display())));
     let text = url.expose_secret();
     let backend = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
         Backend::Postgres
@@ -393,11 +318,7 @@ fn parse_database(
             "production needs PostgreSQL: set DATABASE_URL=postgresql://user:password@host:5432/auth_gateway",
         );
     }
-    Some(DatabaseSettings {
-        url,
-        backend,
-        embedded_default,
-    })
+    Some(DatabaseSettings { url, backend, embedded_default })
 }
 
 fn parse_keys(src: &Source, environment: Environment, errs: &mut ConfigErrors) -> KeySettings {
@@ -431,32 +352,15 @@ fn parse_keys(src: &Source, environment: Environment, errs: &mut ConfigErrors) -
     if let Some(salt) = &salt
         && salt.expose_secret().is_empty()
     {
-        errs.push(
-            vars::ENCRYPTION_KEY_SALT,
-            "is empty",
-            "set a random salt of 16 or more characters, or unset it",
-        );
+        errs.push(vars::ENCRYPTION_KEY_SALT, "is empty", "set a random salt of 16 or more characters, or unset it");
     }
-    KeySettings {
-        primary,
-        rotation,
-        salt,
-    }
+    KeySettings { primary, rotation, salt }
 }
 
-fn check_key_form(
-    name: &str,
-    key: &SecretString,
-    salt: Option<&SecretString>,
-    errs: &mut ConfigErrors,
-) {
+fn check_key_form(name: &str, key: &SecretString, salt: Option<&SecretString>, errs: &mut ConfigErrors) {
     let text = key.expose_secret().trim();
     if text.is_empty() {
-        errs.push(
-            name,
-            "is empty",
-            "set it to a key from `gateway keys generate`",
-        );
+        errs.push(name, "is empty", "set it to a key from `gateway keys generate`");
     } else if !Key::is_fernet_key(text) && salt.is_none() {
         errs.push(
             name,
@@ -468,11 +372,7 @@ fn check_key_form(
 
 /// The explicit `PUBLIC_BASE_URL`, if any (development derives one from the
 /// bound address instead).
-fn parse_public_url(
-    src: &Source,
-    environment: Environment,
-    errs: &mut ConfigErrors,
-) -> Option<Url> {
+fn parse_public_url(src: &Source, environment: Environment, errs: &mut ConfigErrors) -> Option<Url> {
     let raw = match src.get(vars::PUBLIC_BASE_URL) {
         Some(raw) => raw,
         None if environment == Environment::Production => {
@@ -488,11 +388,7 @@ fn parse_public_url(
     let mut url = match Url::parse(raw.trim()) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
         _ => {
-            errs.push(
-                vars::PUBLIC_BASE_URL,
-                "is not an http(s) URL",
-                "use e.g. https://auth.example.com",
-            );
+            errs.push(vars::PUBLIC_BASE_URL, "is not an http(s) URL", "use e.g. https://auth.example.com");
             return None;
         }
     };
@@ -518,15 +414,8 @@ fn parse_public_url(
     Some(url)
 }
 
-fn parse_log(
-    src: &Source,
-    environment: Environment,
-    errs: &mut ConfigErrors,
-) -> Option<LogSettings> {
-    let filter = match src
-        .get(vars::LOG_LEVEL)
-        .map(|l| l.trim().to_ascii_lowercase())
-    {
+fn parse_log(src: &Source, environment: Environment, errs: &mut ConfigErrors) -> Option<LogSettings> {
+    let filter = match src.get(vars::LOG_LEVEL).map(|l| l.trim().to_ascii_lowercase()) {
         None => Some("info".to_owned()),
         Some(level) => match level.as_str() {
             "trace" | "debug" | "info" | "error" => Some(level),
@@ -534,19 +423,12 @@ fn parse_log(
             // Full filter directives (e.g. `info,gateway=debug`) pass through.
             other if other.contains('=') || other.contains(',') => Some(other.to_owned()),
             _ => {
-                errs.push(
-                    vars::LOG_LEVEL,
-                    "is not a log level",
-                    "use DEBUG, INFO, WARNING or ERROR",
-                );
+                errs.push(vars::LOG_LEVEL, "is not a log level", "use DEBUG, INFO, WARNING or ERROR");
                 None
             }
         },
     };
-    let format = match src
-        .get(vars::LOG_FORMAT)
-        .map(|f| f.trim().to_ascii_lowercase())
-    {
+    let format = match src.get(vars::LOG_FORMAT).map(|f| f.trim().to_ascii_lowercase()) {
         None if environment == Environment::Development => Some(LogFormat::Text),
         None => Some(LogFormat::Json),
         Some(f) if f == "json" => Some(LogFormat::Json),
@@ -556,10 +438,7 @@ fn parse_log(
             None
         }
     };
-    Some(LogSettings {
-        filter: filter?,
-        format: format?,
-    })
+    Some(LogSettings { filter: filter?, format: format? })
 }
 
 #[cfg(test)]

@@ -18,31 +18,20 @@
 use url::Url;
 
 use super::{ConfigErrors, Environment, Source};
-use crate::oauth::provider::{
-    ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource, endpoints,
-};
+use crate::oauth::provider::{ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource, endpoints};
 
 pub const PROVIDERS_VAR: &str = "AUTH_GATEWAY_PROVIDERS";
-const BUILT_IN: [(&str, ProviderKind); 3] = [
-    ("google", ProviderKind::Google),
-    ("microsoft", ProviderKind::Microsoft),
-    ("meta", ProviderKind::Meta),
-];
+const BUILT_IN: [(&str, ProviderKind); 3] =
+    [("google", ProviderKind::Google), ("microsoft", ProviderKind::Microsoft), ("meta", ProviderKind::Meta)];
 
 /// Provider ids: lower-case letters, digits, `-` and `_`, 1 to 50 characters
 /// (the `oauth_providers.id` column).
 pub fn valid_provider_id(id: &str) -> bool {
     (1..=50).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-pub fn parse(
-    src: &Source,
-    environment: Environment,
-    errs: &mut ConfigErrors,
-) -> Vec<ProviderConfig> {
+pub fn parse(src: &Source, environment: Environment, errs: &mut ConfigErrors) -> Vec<ProviderConfig> {
     let mut out = Vec::new();
     for (id, kind) in BUILT_IN {
         if let Some(p) = parse_one(src, id, kind, environment, errs) {
@@ -68,11 +57,7 @@ pub fn parse(
             continue;
         }
         if out.iter().any(|p: &ProviderConfig| p.id == id) {
-            errs.push(
-                PROVIDERS_VAR,
-                format!("lists {id} twice"),
-                "list each provider once",
-            );
+            errs.push(PROVIDERS_VAR, format!("lists {id} twice"), "list each provider once");
             continue;
         }
         match parse_one(src, id, ProviderKind::Generic, environment, errs) {
@@ -80,10 +65,7 @@ pub fn parse(
             None if !errs.names(&format!("{}_CLIENT_ID", prefix(id))) => errs.push(
                 &format!("{}_CLIENT_ID", prefix(id)),
                 format!("is not set, but {PROVIDERS_VAR} lists {id}"),
-                format!(
-                    "set {0}_CLIENT_ID and {0}_CLIENT_SECRET, or remove {id} from the list",
-                    prefix(id)
-                ),
+                format!("set {0}_CLIENT_ID and {0}_CLIENT_SECRET, or remove {id} from the list", prefix(id)),
             ),
             None => {}
         }
@@ -127,15 +109,8 @@ fn parse_one(
         }
     };
 
-    let tenant = src
-        .get("MICROSOFT_TENANT")
-        .unwrap_or_else(|| "common".to_owned());
-    let (auth, token, revoke, userinfo): (
-        Option<String>,
-        Option<String>,
-        Option<&str>,
-        Option<&str>,
-    ) = match kind {
+    let tenant = src.get("MICROSOFT_TENANT").unwrap_or_else(|| "common".to_owned());
+    let (auth, token, revoke, userinfo): (Option<String>, Option<String>, Option<&str>, Option<&str>) = match kind {
         ProviderKind::Google => (
             Some(endpoints::GOOGLE_AUTH.to_owned()),
             Some(endpoints::GOOGLE_TOKEN.to_owned()),
@@ -143,14 +118,8 @@ fn parse_one(
             Some(endpoints::GOOGLE_USERINFO),
         ),
         ProviderKind::Microsoft => (
-            Some(format!(
-                "{}/{tenant}/oauth2/v2.0/authorize",
-                endpoints::MICROSOFT_BASE
-            )),
-            Some(format!(
-                "{}/{tenant}/oauth2/v2.0/token",
-                endpoints::MICROSOFT_BASE
-            )),
+            Some(format!("{}/{tenant}/oauth2/v2.0/authorize", endpoints::MICROSOFT_BASE)),
+            Some(format!("{}/{tenant}/oauth2/v2.0/token", endpoints::MICROSOFT_BASE)),
             None,
             Some(endpoints::MICROSOFT_USERINFO),
         ),
@@ -179,14 +148,11 @@ fn parse_one(
         }
     }
 
-    let default_scopes = src
-        .get(&var("SCOPES"))
-        .map(|s| split_scopes(&s))
-        .unwrap_or_default();
+    let default_scopes = src.get(&var("SCOPES")).map(|s| split_scopes(&s)).unwrap_or_default();
     let auth_params = match src.get(&var("AUTH_PARAMS")) {
-        Some(raw) => url::form_urlencoded::parse(raw.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect(),
+        Some(raw) => {
+            url::form_urlencoded::parse(raw.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        }
         None if kind == ProviderKind::Google => vec![
             ("access_type".to_owned(), "offline".to_owned()),
             ("prompt".to_owned(), "consent".to_owned()),
@@ -196,11 +162,7 @@ fn parse_one(
     };
     let pkce = flag(src, &var("PKCE"), true, errs);
     let login_hint = flag(src, &var("LOGIN_HINT"), true, errs);
-    let default_auth = if kind == ProviderKind::Generic {
-        ClientAuth::Basic
-    } else {
-        ClientAuth::Post
-    };
+    let default_auth = if kind == ProviderKind::Generic { ClientAuth::Basic } else { ClientAuth::Post };
     let client_auth = match src.get(&var("CLIENT_AUTH")) {
         None => default_auth,
         Some(v) => ClientAuth::parse(&v).unwrap_or_else(|| {
@@ -213,22 +175,13 @@ fn parse_one(
         }),
     };
     // The provider can tell who consented when it has a userinfo endpoint or issues id_tokens.
-    let can_tell = userinfo_url.is_some()
-        || default_scopes.iter().any(|s| s == "openid")
-        || kind != ProviderKind::Generic;
-    let default_check = if can_tell {
-        IdentityCheck::Required
-    } else {
-        IdentityCheck::Off
-    };
+    let can_tell =
+        userinfo_url.is_some() || default_scopes.iter().any(|s| s == "openid") || kind != ProviderKind::Generic;
+    let default_check = if can_tell { IdentityCheck::Required } else { IdentityCheck::Off };
     let identity_check = match src.get(&var("IDENTITY_CHECK")) {
         None => default_check,
         Some(v) => IdentityCheck::parse(&v).unwrap_or_else(|| {
-            errs.push(
-                &var("IDENTITY_CHECK"),
-                "is not an identity check mode",
-                "use required, optional or off",
-            );
+            errs.push(&var("IDENTITY_CHECK"), "is not an identity check mode", "use required, optional or off");
             default_check
         }),
     };
@@ -255,11 +208,7 @@ fn parse_one(
 
 /// Scopes separated by spaces or commas.
 pub fn split_scopes(raw: &str) -> Vec<String> {
-    raw.split([' ', ','])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    raw.split([' ', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 fn flag(src: &Source, name: &str, default: bool, errs: &mut ConfigErrors) -> bool {
@@ -287,19 +236,11 @@ fn url_var(
         Ok(url) if url.scheme() == "https" => Some(url),
         Ok(url) if url.scheme() == "http" && environment != Environment::Production => Some(url),
         Ok(url) if url.scheme() == "http" => {
-            errs.push(
-                name,
-                "is not https",
-                "providers must be reached over TLS in production",
-            );
+            errs.push(name, "is not https", "providers must be reached over TLS in production");
             None
         }
         _ => {
-            errs.push(
-                name,
-                "is not an http(s) URL",
-                "use the provider's full endpoint URL",
-            );
+            errs.push(name, "is not an http(s) URL", "use the provider's full endpoint URL");
             None
         }
     }
@@ -311,11 +252,7 @@ mod tests {
 
     fn parse_pairs(pairs: &[(&str, &str)]) -> (Vec<ProviderConfig>, ConfigErrors) {
         let mut errs = ConfigErrors::default();
-        let providers = parse(
-            &Source::from_pairs(pairs.iter().copied()),
-            Environment::Development,
-            &mut errs,
-        );
+        let providers = parse(&Source::from_pairs(pairs.iter().copied()), Environment::Development, &mut errs);
         (providers, errs)
     }
 
@@ -327,22 +264,13 @@ mod tests {
 
     #[test]
     fn google_gets_its_offline_parameters_and_real_endpoints() {
-        let (providers, errs) =
-            parse_pairs(&[("GOOGLE_CLIENT_ID", "cid"), ("GOOGLE_CLIENT_SECRET", "s")]);
+        let (providers, errs) = parse_pairs(&[("GOOGLE_CLIENT_ID", "cid"), ("GOOGLE_CLIENT_SECRET", "s")]);
         assert!(errs.is_empty(), "{errs}");
         let google = &providers[0];
         assert_eq!(google.kind, ProviderKind::Google);
         assert_eq!(google.token_url.as_str(), endpoints::GOOGLE_TOKEN);
-        assert!(
-            google
-                .auth_params
-                .contains(&("access_type".into(), "offline".into()))
-        );
-        assert!(
-            google
-                .auth_params
-                .contains(&("prompt".into(), "consent".into()))
-        );
+        assert!(google.auth_params.contains(&("access_type".into(), "offline".into())));
+        assert!(google.auth_params.contains(&("prompt".into(), "consent".into())));
         assert_eq!(google.identity_check, IdentityCheck::Required);
     }
 
@@ -353,25 +281,14 @@ mod tests {
             ("MICROSOFT_CLIENT_SECRET", "s"),
             ("MICROSOFT_TENANT", "contoso"),
         ]);
-        assert!(
-            providers[0]
-                .auth_url
-                .as_str()
-                .contains("/contoso/oauth2/v2.0/authorize")
-        );
+        assert!(providers[0].auth_url.as_str().contains("/contoso/oauth2/v2.0/authorize"));
         assert_eq!(providers[0].offline_scopes(), ["offline_access"]);
     }
 
     #[test]
     fn half_configured_providers_are_errors() {
-        let (_, errs) = parse_pairs(&[
-            ("GOOGLE_CLIENT_ID", "cid"),
-            ("META_CLIENT_SECRET", "secret-value"),
-        ]);
-        assert!(
-            errs.names("GOOGLE_CLIENT_SECRET") && errs.names("META_CLIENT_ID"),
-            "{errs}"
-        );
+        let (_, errs) = parse_pairs(&[("GOOGLE_CLIENT_ID", "cid"), ("META_CLIENT_SECRET", "secret-value")]);
+        assert!(errs.names("GOOGLE_CLIENT_SECRET") && errs.names("META_CLIENT_ID"), "{errs}");
         assert!(!errs.to_string().contains("secret-value"));
     }
 
@@ -384,9 +301,7 @@ mod tests {
         ]);
         assert!(providers.is_empty());
         assert!(
-            errs.names("ACME_SSO_AUTH_URL")
-                && errs.names("ACME_SSO_TOKEN_URL")
-                && errs.names(PROVIDERS_VAR),
+            errs.names("ACME_SSO_AUTH_URL") && errs.names("ACME_SSO_TOKEN_URL") && errs.names(PROVIDERS_VAR),
             "{errs}"
         );
     }
@@ -408,13 +323,7 @@ mod tests {
         assert!(errs.is_empty(), "{errs}");
         let mock = &providers[0];
         assert_eq!(mock.default_scopes, ["openid", "email", "mail.read"]);
-        assert_eq!(
-            mock.auth_params,
-            [
-                ("audience".to_owned(), "api".to_owned()),
-                ("x".to_owned(), "y z".to_owned())
-            ]
-        );
+        assert_eq!(mock.auth_params, [("audience".to_owned(), "api".to_owned()), ("x".to_owned(), "y z".to_owned())]);
         assert!(!mock.pkce);
         assert_eq!(mock.client_auth, ClientAuth::Post);
         assert_eq!(mock.identity_check, IdentityCheck::Required);

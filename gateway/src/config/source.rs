@@ -16,9 +16,7 @@ pub struct Source {
 
 impl Source {
     pub fn process() -> Self {
-        Self {
-            vars: std::env::vars().collect(),
-        }
+        Self { vars: std::env::vars().collect() }
     }
 
     pub fn from_pairs<I, K, V>(pairs: I) -> Self
@@ -27,12 +25,7 @@ impl Source {
         K: Into<String>,
         V: Into<String>,
     {
-        Self {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
+        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
     }
 
     /// A plain (non-secret) variable; unset and empty are the same.
@@ -57,9 +50,7 @@ impl Source {
             (Some(value), None) => Some(SecretString::from(value)),
             (None, Some(path)) => match std::fs::read_to_string(&path) {
                 // Files usually end with a newline that is not part of the secret.
-                Ok(contents) => Some(SecretString::from(
-                    contents.trim_end_matches(['\n', '\r']).to_owned(),
-                )),
+                Ok(contents) => Some(SecretString::from(contents.trim_end_matches(['\n', '\r']).to_owned())),
                 Err(err) => {
                     errs.push(
                         &file_var,
@@ -86,11 +77,7 @@ impl Source {
             Some(raw) => match raw.trim().parse() {
                 Ok(v) => Some(v),
                 Err(_) => {
-                    errs.push(
-                        name,
-                        format!("is not {expected}"),
-                        format!("set {name} to {expected}"),
-                    );
+                    errs.push(name, format!("is not {expected}"), format!("set {name} to {expected}"));
                     None
                 }
             },
@@ -106,11 +93,7 @@ impl Source {
         unit: &str,
         errs: &mut ConfigErrors,
     ) -> Option<u64> {
-        let expected = format!(
-            "a whole number of {unit} from {} to {}",
-            range.start(),
-            range.end()
-        );
+        let expected = format!("a whole number of {unit} from {} to {}", range.start(), range.end());
         let value = self.parse_or(name, Some(default), &expected, errs)?;
         if range.contains(&value) {
             Some(value)

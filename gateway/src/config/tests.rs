@@ -20,22 +20,12 @@ fn nothing_set_means_development_on_embedded_sqlite() {
     assert_eq!(settings.environment, Environment::Development);
     assert_eq!(settings.database.backend, Backend::Sqlite);
     assert!(settings.database.embedded_default);
-    assert_eq!(
-        settings.database.url.expose_secret(),
-        "sqlite://./data/gateway.db?mode=rwc"
-    );
+    assert_eq!(settings.database.url.expose_secret(), "sqlite://./data/gateway.db?mode=rwc");
     assert!(settings.keys.primary.is_none());
     assert!(settings.api_key.is_none());
     assert_eq!(settings.http.port, 8000);
     assert_eq!(settings.http.public_base_url, None);
-    assert_eq!(
-        settings
-            .http
-            .public_url("127.0.0.1:8000".parse().unwrap())
-            .unwrap()
-            .as_str(),
-        "http://127.0.0.1:8000/"
-    );
+    assert_eq!(settings.http.public_url("127.0.0.1:8000".parse().unwrap()).unwrap().as_str(), "http://127.0.0.1:8000/");
     assert_eq!(settings.session_expiry, Duration::from_secs(15 * 60));
     assert_eq!(settings.token_refresh_buffer, Duration::from_secs(300));
     assert_eq!(settings.log.format, LogFormat::Text);
@@ -45,12 +35,7 @@ fn nothing_set_means_development_on_embedded_sqlite() {
 fn production_without_keys_or_postgres_names_every_missing_piece() {
     let errs = parse(&[("ENVIRONMENT", "production")]).unwrap_err();
     let vars = variables(&errs);
-    for expected in [
-        "DATABASE_URL",
-        "AUTH_GATEWAY_ENCRYPTION_KEY",
-        "AUTH_GATEWAY_API_KEY",
-        "PUBLIC_BASE_URL",
-    ] {
+    for expected in ["DATABASE_URL", "AUTH_GATEWAY_ENCRYPTION_KEY", "AUTH_GATEWAY_API_KEY", "PUBLIC_BASE_URL"] {
         assert!(vars.contains(&expected), "{expected} missing from {vars:?}");
     }
     let text = errs.to_string();
@@ -111,45 +96,24 @@ fn a_passphrase_needs_a_salt_and_the_error_never_shows_it() {
     let passphrase = "correct-horse-battery-staple";
     let errs = parse(&[
         ("AUTH_GATEWAY_ENCRYPTION_KEY", passphrase),
-        (
-            "AUTH_GATEWAY_ROTATION_KEYS",
-            &format!("{FERNET_KEY},old-passphrase-xyz"),
-        ),
+        ("AUTH_GATEWAY_ROTATION_KEYS", &format!("{FERNET_KEY},old-passphrase-xyz")),
     ])
     .unwrap_err();
-    assert_eq!(
-        variables(&errs),
-        [
-            "AUTH_GATEWAY_ENCRYPTION_KEY",
-            "AUTH_GATEWAY_ROTATION_KEYS (entry 2)"
-        ]
-    );
+    assert_eq!(variables(&errs), ["AUTH_GATEWAY_ENCRYPTION_KEY", "AUTH_GATEWAY_ROTATION_KEYS (entry 2)"]);
     let text = errs.to_string();
     assert!(text.contains("AUTH_GATEWAY_ENCRYPTION_KEY_SALT"));
     assert!(!text.contains(passphrase) && !text.contains("old-passphrase-xyz"));
 
-    let ok = parse(&[
-        ("AUTH_GATEWAY_ENCRYPTION_KEY", passphrase),
-        ("AUTH_GATEWAY_ENCRYPTION_KEY_SALT", "pepper"),
-    ])
-    .unwrap();
+    let ok =
+        parse(&[("AUTH_GATEWAY_ENCRYPTION_KEY", passphrase), ("AUTH_GATEWAY_ENCRYPTION_KEY_SALT", "pepper")]).unwrap();
     assert_eq!(ok.keys.primary.unwrap().expose_secret(), passphrase);
 }
 
 #[test]
 fn rotation_keys_are_a_comma_separated_list() {
     let other = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-    let settings = parse(&[(
-        "AUTH_GATEWAY_ROTATION_KEYS",
-        &format!(" {FERNET_KEY} , {other},"),
-    )])
-    .unwrap();
-    let keys: Vec<_> = settings
-        .keys
-        .rotation
-        .iter()
-        .map(|k| k.expose_secret().to_owned())
-        .collect();
+    let settings = parse(&[("AUTH_GATEWAY_ROTATION_KEYS", &format!(" {FERNET_KEY} , {other},"))]).unwrap();
+    let keys: Vec<_> = settings.keys.rotation.iter().map(|k| k.expose_secret().to_owned()).collect();
     assert_eq!(keys, [FERNET_KEY, other]);
 }
 
@@ -158,11 +122,7 @@ fn secrets_can_come_from_files() {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     writeln!(file, "{FERNET_KEY}").unwrap();
     let path = file.path().to_str().unwrap();
-    let settings = parse(&[
-        ("AUTH_GATEWAY_ENCRYPTION_KEY_FILE", path),
-        ("AUTH_GATEWAY_API_KEY_FILE", path),
-    ])
-    .unwrap();
+    let settings = parse(&[("AUTH_GATEWAY_ENCRYPTION_KEY_FILE", path), ("AUTH_GATEWAY_API_KEY_FILE", path)]).unwrap();
     assert_eq!(settings.keys.primary.unwrap().expose_secret(), FERNET_KEY);
     assert_eq!(settings.api_key.unwrap().expose_secret(), FERNET_KEY);
 }
@@ -177,10 +137,7 @@ fn a_secret_given_twice_or_from_a_missing_file_is_an_error() {
     .unwrap_err();
     let mut vars = variables(&errs);
     vars.sort_unstable();
-    assert_eq!(
-        vars,
-        ["AUTH_GATEWAY_API_KEY", "AUTH_GATEWAY_ENCRYPTION_KEY_FILE"]
-    );
+    assert_eq!(vars, ["AUTH_GATEWAY_API_KEY", "AUTH_GATEWAY_ENCRYPTION_KEY_FILE"]);
     assert!(errs.to_string().contains("/nonexistent/key"));
     assert!(!errs.to_string().contains("direct-secret-value"));
 }
@@ -207,24 +164,13 @@ fn no_error_ever_prints_a_secret() {
 fn public_urls_keep_their_path_for_relative_links() {
     let settings = parse(&[("PUBLIC_BASE_URL", "https://example.com/gateway")]).unwrap();
     let url = settings.http.public_base_url.unwrap();
-    assert_eq!(
-        url.join("auth/callback/google").unwrap().as_str(),
-        "https://example.com/gateway/auth/callback/google"
-    );
+    assert_eq!(url.join("auth/callback/google").unwrap().as_str(), "https://example.com/gateway/auth/callback/google");
 }
 
 #[test]
 fn production_refuses_plain_http_public_urls() {
-    let errs = parse(&[
-        ("ENVIRONMENT", "production"),
-        ("PUBLIC_BASE_URL", "http://auth.example.com"),
-    ])
-    .unwrap_err();
-    assert!(
-        errs.0
-            .iter()
-            .any(|e| e.variable == "PUBLIC_BASE_URL" && e.problem.contains("https"))
-    );
+    let errs = parse(&[("ENVIRONMENT", "production"), ("PUBLIC_BASE_URL", "http://auth.example.com")]).unwrap_err();
+    assert!(errs.0.iter().any(|e| e.variable == "PUBLIC_BASE_URL" && e.problem.contains("https")));
 }
 
 #[test]
@@ -242,11 +188,8 @@ fn log_levels_follow_the_design_documents_names() {
 
 #[test]
 fn debug_output_of_settings_hides_secrets() {
-    let settings = parse(&[
-        ("AUTH_GATEWAY_API_KEY", "api-key-SECRET5"),
-        ("AUTH_GATEWAY_ENCRYPTION_KEY", FERNET_KEY),
-    ])
-    .unwrap();
+    let settings =
+        parse(&[("AUTH_GATEWAY_API_KEY", "api-key-SECRET5"), ("AUTH_GATEWAY_ENCRYPTION_KEY", FERNET_KEY)]).unwrap();
     let debug = format!("{settings:?}");
     assert!(!debug.contains("api-key-SECRET5"));
     assert!(!debug.contains(FERNET_KEY));

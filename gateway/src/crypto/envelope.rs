@@ -56,15 +56,10 @@ pub(super) fn encode(place: &Place, secret: &[u8]) -> Vec<u8> {
     out
 }
 
-pub(super) fn decode(
-    expected: &Place,
-    plaintext: &[u8],
-) -> Result<SecretString, super::CryptoError> {
+pub(super) fn decode(expected: &Place, plaintext: &[u8]) -> Result<SecretString, super::CryptoError> {
     let (place, secret) = split(plaintext)?;
     if place != expected.as_str().as_bytes() {
-        return Err(super::CryptoError::WrongPlace {
-            expected: expected.as_str().to_owned(),
-        });
+        return Err(super::CryptoError::WrongPlace { expected: expected.as_str().to_owned() });
     }
     let secret = std::str::from_utf8(secret).map_err(|_| EnvelopeError::NotUtf8)?;
     Ok(SecretString::from(secret.to_owned()))
@@ -112,14 +107,8 @@ mod tests {
     #[test]
     fn tokens_written_by_python_fernet_open_here() {
         let ring = Keyring::new(Key::from_bytes([5; 32]).unwrap(), vec![]).unwrap();
-        let place = Place::new(
-            "oauth_credentials",
-            "access_token",
-            "google/alice@company.com",
-        );
-        let opened = ring
-            .open(&place, ring.primary_id().as_str(), PYTHON_TOKEN)
-            .unwrap();
+        let place = Place::new("oauth_credentials", "access_token", "google/alice@company.com");
+        let opened = ring.open(&place, ring.primary_id().as_str(), PYTHON_TOKEN).unwrap();
         assert_eq!(opened.secret.expose_secret(), "ya29.python");
     }
 }

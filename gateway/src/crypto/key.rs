@@ -73,9 +73,7 @@ pub struct Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("Key").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -177,11 +175,9 @@ mod tests {
 
     #[test]
     fn passphrase_derivation_matches_python_cryptography() {
-        let key = Key::parse(
-            &secret("wZq3t6v9y$B&E)H@McQfTjWnZr4u7x!A"),
-            Some(&secret("random-32-character-salt-here")),
-        )
-        .unwrap();
+        let key =
+            Key::parse(&secret("wZq3t6v9y$B&E)H@McQfTjWnZr4u7x!A"), Some(&secret("random-32-character-salt-here")))
+                .unwrap();
         let python = Key::parse(&secret(PYTHON_DERIVED_KEY), None).unwrap();
         assert_eq!(key.id(), python.id());
     }
@@ -217,11 +213,7 @@ mod tests {
     fn generated_api_keys_are_64_url_safe_characters() {
         let key = generate_api_key();
         assert_eq!(key.expose_secret().len(), 64);
-        assert!(
-            key.expose_secret()
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        );
+        assert!(key.expose_secret().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         assert_ne!(key.expose_secret(), generate_api_key().expose_secret());
     }
 

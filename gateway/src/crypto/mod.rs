@@ -57,10 +57,7 @@ impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
             .field("primary", self.primary_id())
-            .field(
-                "rotation",
-                &self.keys[1..].iter().map(Key::id).collect::<Vec<_>>(),
-            )
+            .field("rotation", &self.keys[1..].iter().map(Key::id).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -97,61 +94,34 @@ impl Keyring {
         let plaintext = Zeroizing::new(envelope::encode(place, secret));
         let primary = &self.keys[0];
         let token = primary.fernet().encrypt(&plaintext);
-        metrics::histogram!(crate::telemetry::metrics::ENCRYPTION_DURATION)
-            .record(started.elapsed().as_secs_f64());
-        Sealed {
-            key_id: primary.id().clone(),
-            token,
-        }
+        metrics::histogram!(crate::telemetry::metrics::ENCRYPTION_DURATION).record(started.elapsed().as_secs_f64());
+        Sealed { key_id: primary.id().clone(), token }
     }
 
     /// Opens a value stored at `place`. `stored_key_id` is the key id column
     /// beside it: that key is tried first, then every other configured key.
-    pub fn open(
-        &self,
-        place: &Place,
-        stored_key_id: &str,
-        token: &str,
-    ) -> Result<Opened, CryptoError> {
+    pub fn open(&self, place: &Place, stored_key_id: &str, token: &str) -> Result<Opened, CryptoError> {
         let started = Instant::now();
         let result = self.open_inner(place, stored_key_id, token);
-        metrics::histogram!(crate::telemetry::metrics::DECRYPTION_DURATION)
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(crate::telemetry::metrics::DECRYPTION_DURATION).record(started.elapsed().as_secs_f64());
         if result.is_err() {
-            metrics::counter!(crate::telemetry::metrics::ENCRYPTION_ERRORS, "operation" => "decrypt")
-                .increment(1);
+            metrics::counter!(crate::telemetry::metrics::ENCRYPTION_ERRORS, "operation" => "decrypt").increment(1);
         }
         result
     }
 
-    fn open_inner(
-        &self,
-        place: &Place,
-        stored_key_id: &str,
-        token: &str,
-    ) -> Result<Opened, CryptoError> {
-        let hinted = self
-            .keys
-            .iter()
-            .filter(|k| k.id().as_str() == stored_key_id);
-        let others = self
-            .keys
-            .iter()
-            .filter(|k| k.id().as_str() != stored_key_id);
+    fn open_inner(&self, place: &Place, stored_key_id: &str, token: &str) -> Result<Opened, CryptoError> {
+        let hinted = self.keys.iter().filter(|k| k.id().as_str() == stored_key_id);
+        let others = self.keys.iter().filter(|k| k.id().as_str() != stored_key_id);
         for key in hinted.chain(others) {
             let Ok(plaintext) = key.fernet().decrypt(token) else {
                 continue;
             };
             let plaintext = Zeroizing::new(plaintext);
             let secret = envelope::decode(place, &plaintext)?;
-            return Ok(Opened {
-                secret,
-                key_id: key.id().clone(),
-            });
+            return Ok(Opened { secret, key_id: key.id().clone() });
         }
-        Err(CryptoError::NoMatchingKey {
-            stored_key_id: stored_key_id.to_owned(),
-        })
+        Err(CryptoError::NoMatchingKey { stored_key_id: stored_key_id.to_owned() })
     }
 
     /// Seals and opens a throwaway value: the `/health` "encryption" probe.
@@ -174,11 +144,7 @@ mod tests {
     }
 
     fn place() -> Place {
-        Place::new(
-            "oauth_credentials",
-            "access_token",
-            "google/alice@company.com",
-        )
+        Place::new("oauth_credentials", "access_token", "google/alice@company.com")
     }
 
     #[test]
@@ -186,9 +152,7 @@ mod tests {
         let ring = Keyring::new(key(1), vec![]).unwrap();
         let sealed = ring.seal(&place(), b"ya29.token");
         assert_eq!(&sealed.key_id, ring.primary_id());
-        let opened = ring
-            .open(&place(), sealed.key_id.as_str(), &sealed.token)
-            .unwrap();
+        let opened = ring.open(&place(), sealed.key_id.as_str(), &sealed.token).unwrap();
         assert_eq!(opened.secret.expose_secret(), "ya29.token");
         assert_eq!(&opened.key_id, ring.primary_id());
     }
@@ -199,9 +163,7 @@ mod tests {
         let sealed = old.seal(&place(), b"old-token");
 
         let rotated = Keyring::new(key(2), vec![key(1)]).unwrap();
-        let opened = rotated
-            .open(&place(), sealed.key_id.as_str(), &sealed.token)
-            .unwrap();
+        let opened = rotated.open(&place(), sealed.key_id.as_str(), &sealed.token).unwrap();
         assert_eq!(opened.secret.expose_secret(), "old-token");
         assert_eq!(&opened.key_id, old.primary_id());
         assert_eq!(rotated.seal(&place(), b"new").key_id, *rotated.primary_id());
@@ -217,13 +179,9 @@ mod tests {
 
     #[test]
     fn a_value_no_configured_key_opens_is_refused_clearly() {
-        let sealed = Keyring::new(key(1), vec![])
-            .unwrap()
-            .seal(&place(), b"secret-value");
+        let sealed = Keyring::new(key(1), vec![]).unwrap().seal(&place(), b"secret-value");
         let other = Keyring::new(key(3), vec![]).unwrap();
-        let err = other
-            .open(&place(), sealed.key_id.as_str(), &sealed.token)
-            .unwrap_err();
+        let err = other.open(&place(), sealed.key_id.as_str(), &sealed.token).unwrap_err();
         assert!(matches!(err, CryptoError::NoMatchingKey { .. }));
         let message = err.to_string();
         assert!(message.contains(sealed.key_id.as_str()), "{message}");
@@ -248,30 +206,17 @@ mod tests {
     fn a_value_moved_to_another_row_or_column_is_refused() {
         let ring = Keyring::new(key(1), vec![]).unwrap();
         let sealed = ring.seal(&place(), b"alice-token");
-        let bob = Place::new(
-            "oauth_credentials",
-            "access_token",
-            "google/bob@company.com",
-        );
-        let refresh = Place::new(
-            "oauth_credentials",
-            "refresh_token",
-            "google/alice@company.com",
-        );
+        let bob = Place::new("oauth_credentials", "access_token", "google/bob@company.com");
+        let refresh = Place::new("oauth_credentials", "refresh_token", "google/alice@company.com");
         for elsewhere in [bob, refresh] {
-            let err = ring
-                .open(&elsewhere, sealed.key_id.as_str(), &sealed.token)
-                .unwrap_err();
+            let err = ring.open(&elsewhere, sealed.key_id.as_str(), &sealed.token).unwrap_err();
             assert!(matches!(err, CryptoError::WrongPlace { .. }), "{err}");
         }
     }
 
     #[test]
     fn the_same_key_twice_is_a_configuration_error() {
-        assert!(matches!(
-            Keyring::new(key(1), vec![key(1)]),
-            Err(CryptoError::DuplicateKey(_))
-        ));
+        assert!(matches!(Keyring::new(key(1), vec![key(1)]), Err(CryptoError::DuplicateKey(_))));
     }
 
     #[test]

@@ -23,10 +23,7 @@ pub struct ApiCaller;
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let presented = parts.headers.get(HEADER).ok_or(ApiError::Unauthorized)?;
         let presented = digest(presented.as_bytes());
         if bool::from(presented.ct_eq(&state.api_key_digest)) {

@@ -18,17 +18,12 @@ use crate::http::request_id;
 pub enum ApiError {
     #[error("No credentials found for {email} ({provider}). Please authenticate.")]
     NotAuthenticated { email: String, provider: String },
-    #[error(
-        "The stored grant for {email} ({provider}) can no longer be refreshed. Please re-authenticate."
-    )]
+    #[error("The stored grant for {email} ({provider}) can no longer be refreshed. Please re-authenticate.")]
     RefreshFailed { email: String, provider: String },
     #[error("The stored grant lacks required scopes: {}. Please re-authenticate with them.", missing.join(" "))]
     ScopeInsufficient { missing: Vec<String> },
     #[error("The provider {provider} is unavailable; retry in {retry_after_secs} seconds.")]
-    ProviderUnavailable {
-        provider: String,
-        retry_after_secs: u64,
-    },
+    ProviderUnavailable { provider: String, retry_after_secs: u64 },
     #[error("Unknown provider {0:?}.")]
     UnknownProvider(String),
     #[error("Invalid user_email: {0}.")]
@@ -105,17 +100,11 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NotAuthenticated { .. } | Self::SessionNotFound | Self::NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::NotAuthenticated { .. } | Self::SessionNotFound | Self::NotFound => StatusCode::NOT_FOUND,
             Self::RefreshFailed { .. } | Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::ScopeInsufficient { .. } | Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::ProviderUnavailable { .. } | Self::Busy { .. } | Self::Unavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::UnknownProvider(_) | Self::InvalidEmail(_) | Self::InvalidRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::ProviderUnavailable { .. } | Self::Busy { .. } | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UnknownProvider(_) | Self::InvalidEmail(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -125,9 +114,7 @@ impl ApiError {
 
     fn auth_required(&self) -> Option<bool> {
         match self {
-            Self::NotAuthenticated { .. }
-            | Self::RefreshFailed { .. }
-            | Self::ScopeInsufficient { .. } => Some(true),
+            Self::NotAuthenticated { .. } | Self::RefreshFailed { .. } | Self::ScopeInsufficient { .. } => Some(true),
             Self::ProviderUnavailable { .. } | Self::Busy { .. } => Some(false),
             _ => None,
         }
@@ -135,10 +122,9 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::ProviderUnavailable {
-                retry_after_secs, ..
+            Self::ProviderUnavailable { retry_after_secs, .. } | Self::Busy { retry_after_secs } => {
+                Some(*retry_after_secs)
             }
-            | Self::Busy { retry_after_secs } => Some(*retry_after_secs),
             Self::Unavailable => Some(1),
             _ => None,
         }
@@ -198,13 +184,8 @@ mod tests {
     async fn render(err: ApiError) -> (StatusCode, serde_json::Value, Option<String>) {
         let response = err.into_response();
         let status = response.status();
-        let retry = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .map(|v| v.to_str().unwrap().to_owned());
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .unwrap();
+        let retry = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
         (status, serde_json::from_slice(&bytes).unwrap(), retry)
     }
 
@@ -212,113 +193,45 @@ mod tests {
     async fn every_code_maps_to_its_status_and_shape() {
         let cases: Vec<(ApiError, u16, &str, Option<bool>)> = vec![
             (
-                ApiError::NotAuthenticated {
-                    email: "a@b.co".into(),
-                    provider: "google".into(),
-                },
+                ApiError::NotAuthenticated { email: "a@b.co".into(), provider: "google".into() },
                 404,
                 "not_authenticated",
                 Some(true),
             ),
             (
-                ApiError::RefreshFailed {
-                    email: "a@b.co".into(),
-                    provider: "google".into(),
-                },
+                ApiError::RefreshFailed { email: "a@b.co".into(), provider: "google".into() },
                 401,
                 "refresh_failed",
                 Some(true),
             ),
+            (ApiError::ScopeInsufficient { missing: vec!["mail.send".into()] }, 403, "scope_insufficient", Some(true)),
             (
-                ApiError::ScopeInsufficient {
-                    missing: vec!["mail.send".into()],
-                },
-                403,
-                "scope_insufficient",
-                Some(true),
-            ),
-            (
-                ApiError::ProviderUnavailable {
-                    provider: "google".into(),
-                    retry_after_secs: 7,
-                },
+                ApiError::ProviderUnavailable { provider: "google".into(), retry_after_secs: 7 },
                 503,
                 "provider_unavailable",
                 Some(false),
             ),
-            (
-                ApiError::UnknownProvider("nope".into()),
-                400,
-                "unknown_provider",
-                None,
-            ),
-            (
-                ApiError::InvalidEmail(EmailError::Malformed),
-                400,
-                "invalid_email",
-                None,
-            ),
-            (
-                ApiError::InvalidRequest("bad".into()),
-                400,
-                "invalid_request",
-                None,
-            ),
+            (ApiError::UnknownProvider("nope".into()), 400, "unknown_provider", None),
+            (ApiError::InvalidEmail(EmailError::Malformed), 400, "invalid_email", None),
+            (ApiError::InvalidRequest("bad".into()), 400, "invalid_request", None),
             (ApiError::SessionNotFound, 404, "session_not_found", None),
             (ApiError::Unauthorized, 401, "unauthorized", None),
-            (
-                ApiError::Forbidden("Invalid API key.".into()),
-                403,
-                "forbidden",
-                None,
-            ),
+            (ApiError::Forbidden("Invalid API key.".into()), 403, "forbidden", None),
             (ApiError::NotFound, 404, "not_found", None),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed", None),
-            (
-                ApiError::PayloadTooLarge { limit: 16384 },
-                413,
-                "payload_too_large",
-                None,
-            ),
-            (
-                ApiError::UnsupportedMediaType,
-                415,
-                "unsupported_media_type",
-                None,
-            ),
-            (
-                ApiError::Busy {
-                    retry_after_secs: 1,
-                },
-                503,
-                "busy",
-                Some(false),
-            ),
+            (ApiError::PayloadTooLarge { limit: 16384 }, 413, "payload_too_large", None),
+            (ApiError::UnsupportedMediaType, 415, "unsupported_media_type", None),
+            (ApiError::Busy { retry_after_secs: 1 }, 503, "busy", Some(false)),
             (ApiError::Unavailable, 503, "service_unavailable", None),
-            (
-                ApiError::internal(anyhow::anyhow!("secret-detail")),
-                500,
-                "internal_error",
-                None,
-            ),
+            (ApiError::internal(anyhow::anyhow!("secret-detail")), 500, "internal_error", None),
         ];
         for (err, status, code, auth_required) in cases {
             let (got_status, body, _) = render(err).await;
             assert_eq!(got_status.as_u16(), status, "{code}");
             assert_eq!(body["error"], code);
-            assert!(
-                body["message"].as_str().is_some_and(|m| !m.is_empty()),
-                "{code}"
-            );
-            assert_eq!(
-                body.get("auth_required").and_then(|v| v.as_bool()),
-                auth_required,
-                "{code}"
-            );
-            assert!(
-                body.as_object().unwrap().contains_key("request_id"),
-                "{code}"
-            );
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{code}");
+            assert_eq!(body.get("auth_required").and_then(|v| v.as_bool()), auth_required, "{code}");
+            assert!(body.as_object().unwrap().contains_key("request_id"), "{code}");
         }
     }
 
@@ -331,21 +244,15 @@ mod tests {
 
     #[tokio::test]
     async fn retry_hints_are_in_the_header_and_the_body() {
-        let (_, body, retry) = render(ApiError::ProviderUnavailable {
-            provider: "google".into(),
-            retry_after_secs: 30,
-        })
-        .await;
+        let (_, body, retry) =
+            render(ApiError::ProviderUnavailable { provider: "google".into(), retry_after_secs: 30 }).await;
         assert_eq!(retry.as_deref(), Some("30"));
         assert_eq!(body["retry_after"], 30);
     }
 
     #[tokio::test]
     async fn scope_insufficient_lists_the_missing_scopes() {
-        let (_, body, _) = render(ApiError::ScopeInsufficient {
-            missing: vec!["a".into(), "b".into()],
-        })
-        .await;
+        let (_, body, _) = render(ApiError::ScopeInsufficient { missing: vec!["a".into(), "b".into()] }).await;
         assert_eq!(body["missing_scopes"], serde_json::json!(["a", "b"]));
     }
 }

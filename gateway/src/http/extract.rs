@@ -28,22 +28,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::UnsupportedMediaType),
-            Err(JsonRejection::BytesRejection(r))
-                if r.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
+            Err(JsonRejection::BytesRejection(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT })
             }
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::InvalidRequest(format!(
-                "Invalid JSON body: {}.",
-                e.body_text()
-            ))),
-            Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::InvalidRequest(
-                "The body is not valid JSON.".into(),
-            )),
-            Err(other) => Err(ApiError::InvalidRequest(format!(
-                "Unreadable request body ({}).",
-                other.status()
-            ))),
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::InvalidRequest(format!("Invalid JSON body: {}.", e.body_text())))
+            }
+            Err(JsonRejection::JsonSyntaxError(_)) => {
+                Err(ApiError::InvalidRequest("The body is not valid JSON.".into()))
+            }
+            Err(other) => Err(ApiError::InvalidRequest(format!("Unreadable request body ({}).", other.status()))),
         }
     }
 }
@@ -58,9 +52,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Self(p.0))
-            .map_err(|e: PathRejection| {
-                ApiError::InvalidRequest(format!("Invalid path: {}.", e.body_text()))
-            })
+            .map_err(|e: PathRejection| ApiError::InvalidRequest(format!("Invalid path: {}.", e.body_text())))
     }
 }
 
@@ -74,9 +66,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
-            .map_err(|e: QueryRejection| {
-                ApiError::InvalidRequest(format!("Invalid query: {}.", e.body_text()))
-            })
+            .map_err(|e: QueryRejection| ApiError::InvalidRequest(format!("Invalid query: {}.", e.body_text())))
     }
 }
 
@@ -97,13 +87,10 @@ pub fn provider_id(raw: &str) -> Result<&str, ApiError> {
 pub fn scopes(field: &str, raw: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     let scopes = raw.unwrap_or_default();
     if scopes.len() > MAX_SCOPES {
-        return Err(ApiError::InvalidRequest(format!(
-            "{field} has more than {MAX_SCOPES} entries."
-        )));
+        return Err(ApiError::InvalidRequest(format!("{field} has more than {MAX_SCOPES} entries.")));
     }
     for scope in &scopes {
-        let ok = (1..=MAX_SCOPE_LEN).contains(&scope.len())
-            && scope.chars().all(|c| c.is_ascii_graphic());
+        let ok = (1..=MAX_SCOPE_LEN).contains(&scope.len()) && scope.chars().all(|c| c.is_ascii_graphic());
         if !ok {
             return Err(ApiError::InvalidRequest(format!(
                 "{field} entries must be 1 to {MAX_SCOPE_LEN} visible ASCII characters without spaces."
@@ -130,10 +117,7 @@ mod tests {
     #[test]
     fn provider_ids_must_look_like_ids() {
         assert!(provider_id("google").is_ok());
-        assert!(matches!(
-            provider_id("Google!"),
-            Err(ApiError::UnknownProvider(_))
-        ));
+        assert!(matches!(provider_id("Google!"), Err(ApiError::UnknownProvider(_))));
         assert!(provider_id(&"g".repeat(51)).is_err());
     }
 }

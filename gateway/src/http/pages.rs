@@ -14,15 +14,9 @@ pub fn secure_headers(response: &mut Response) {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
     );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -51,12 +45,7 @@ pub fn page(status: StatusCode, title: &str, heading: &str, message: &str) -> Re
         heading = escape(heading),
         message = escape(message),
     );
-    let mut response = (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        html,
-    )
-        .into_response();
+    let mut response = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
     secure_headers(&mut response);
     response
 }
@@ -66,19 +55,12 @@ pub fn success(provider: &str) -> Response {
         StatusCode::OK,
         "Authentication Successful",
         "✅ Authentication Successful",
-        &format!(
-            "Your {provider} account is connected. You can now close this window and return to your assistant."
-        ),
+        &format!("Your {provider} account is connected. You can now close this window and return to your assistant."),
     )
 }
 
 pub fn failure(status: StatusCode, message: &str) -> Response {
-    page(
-        status,
-        "Authentication Failed",
-        "Authentication failed",
-        message,
-    )
+    page(status, "Authentication Failed", "Authentication failed", message)
 }
 
 #[cfg(test)]
@@ -98,14 +80,9 @@ mod tests {
         let response = failure(StatusCode::BAD_REQUEST, "<b>bad</b>");
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert!(
-            response.headers()[header::CONTENT_SECURITY_POLICY]
-                .to_str()
-                .unwrap()
-                .starts_with("default-src 'none'")
+            response.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("default-src 'none'")
         );
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
         let body = String::from_utf8(body.to_vec()).unwrap();
         assert!(body.contains("&lt;b&gt;bad&lt;/b&gt;") && !body.contains("<b>bad"));
     }

@@ -14,14 +14,12 @@
 use std::time::Duration;
 
 use oauth2::basic::{
-    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
-    BasicTokenType,
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
 };
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
-    EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse, TokenResponse,
-    TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    StandardRevocableToken, StandardTokenResponse, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -58,10 +56,7 @@ pub enum UpstreamError {
     OAuth { code: &'static str },
     /// 5xx or 429.
     #[error("the provider answered HTTP {status}")]
-    Http {
-        status: u16,
-        retry_after: Option<u64>,
-    },
+    Http { status: u16, retry_after: Option<u64> },
     #[error("the provider did not answer in time")]
     Timeout,
     #[error("the provider could not be reached")]
@@ -85,11 +80,7 @@ const OAUTH_CODES: [&str; 9] = [
 ];
 
 fn oauth_code(raw: &str) -> &'static str {
-    OAUTH_CODES
-        .iter()
-        .find(|c| **c == raw)
-        .copied()
-        .unwrap_or("oauth_error")
+    OAUTH_CODES.iter().find(|c| **c == raw).copied().unwrap_or("oauth_error")
 }
 
 impl UpstreamError {
@@ -177,10 +168,7 @@ type Oauth2Client = oauth2::Client<
 #[derive(Debug, thiserror::Error)]
 enum Transport {
     #[error("HTTP {status}")]
-    Status {
-        status: u16,
-        retry_after: Option<u64>,
-    },
+    Status { status: u16, retry_after: Option<u64> },
     #[error("timeout")]
     Timeout,
     #[error("network")]
@@ -190,13 +178,7 @@ enum Transport {
 impl From<Transport> for UpstreamError {
     fn from(t: Transport) -> Self {
         match t {
-            Transport::Status {
-                status,
-                retry_after,
-            } => Self::Http {
-                status,
-                retry_after,
-            },
+            Transport::Status { status, retry_after } => Self::Http { status, retry_after },
             Transport::Timeout => Self::Timeout,
             Transport::Network => Self::Network,
         }
@@ -204,21 +186,11 @@ impl From<Transport> for UpstreamError {
 }
 
 fn classify_reqwest(err: &reqwest::Error) -> Transport {
-    if err.is_timeout() {
-        Transport::Timeout
-    } else {
-        Transport::Network
-    }
+    if err.is_timeout() { Transport::Timeout } else { Transport::Network }
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// Provider requests, with one shared connection pool.
@@ -237,18 +209,13 @@ struct HttpTransport {
 
 impl<'c> oauth2::AsyncHttpClient<'c> for HttpTransport {
     type Error = Transport;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, Transport>> + Send + 'c>,
-    >;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<oauth2::HttpResponse, Transport>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
             let request = reqwest::Request::try_from(request).map_err(|_| Transport::Network)?;
-            let response = self
-                .http
-                .execute(request)
-                .await
-                .map_err(|e| classify_reqwest(&e))?;
+            let response = self.http.execute(request).await.map_err(|e| classify_reqwest(&e))?;
             let status = response.status();
             if status.as_u16() == 429 || status.is_server_error() {
                 return Err(Transport::Status {
@@ -276,23 +243,14 @@ impl OAuthClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("mcp-auth-gateway/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self {
-            transport: HttpTransport { http: http.clone() },
-            http,
-        })
+        Ok(Self { transport: HttpTransport { http: http.clone() }, http })
     }
 
-    fn oauth2(
-        &self,
-        provider: &ProviderConfig,
-        redirect_uri: Option<&Url>,
-    ) -> Result<Oauth2Client, UpstreamError> {
+    fn oauth2(&self, provider: &ProviderConfig, redirect_uri: Option<&Url>) -> Result<Oauth2Client, UpstreamError> {
         let auth_url = AuthUrl::from_url(provider.auth_url.clone());
         let token_url = TokenUrl::from_url(provider.token_url.clone());
         let mut client = oauth2::Client::new(ClientId::new(provider.client_id.clone()))
-            .set_client_secret(ClientSecret::new(
-                provider.client_secret.expose_secret().to_owned(),
-            ))
+            .set_client_secret(ClientSecret::new(provider.client_secret.expose_secret().to_owned()))
             .set_auth_uri(auth_url)
             .set_token_uri(token_url)
             .set_auth_type(match provider.client_auth {
@@ -322,8 +280,7 @@ impl OAuthClient {
             .add_scopes(scopes.iter().map(|s| Scope::new(s.clone())));
         if let Some(verifier) = pkce_verifier {
             let verifier = PkceCodeVerifier::new(verifier.expose_secret().to_owned());
-            request =
-                request.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(&verifier));
+            request = request.set_pkce_challenge(PkceCodeChallenge::from_code_verifier_sha256(&verifier));
         }
         if let Some(email) = login_hint.filter(|_| provider.login_hint) {
             request = request.add_extra_param("login_hint", email.as_str().to_owned());
@@ -343,17 +300,11 @@ impl OAuthClient {
         pkce_verifier: Option<&SecretString>,
     ) -> Result<TokenSet, UpstreamError> {
         let client = self.oauth2(provider, Some(redirect_uri))?;
-        let mut request =
-            client.exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()));
+        let mut request = client.exchange_code(AuthorizationCode::new(code.expose_secret().to_owned()));
         if let Some(verifier) = pkce_verifier {
-            request = request
-                .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_owned()));
+            request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_owned()));
         }
-        request
-            .request_async(&self.transport)
-            .await
-            .map(into_token_set)
-            .map_err(classify)
+        request.request_async(&self.transport).await.map(into_token_set).map_err(classify)
     }
 
     /// The refresh-token grant.
@@ -364,12 +315,7 @@ impl OAuthClient {
     ) -> Result<TokenSet, UpstreamError> {
         let client = self.oauth2(provider, None)?;
         let token = RefreshToken::new(refresh_token.expose_secret().to_owned());
-        client
-            .exchange_refresh_token(&token)
-            .request_async(&self.transport)
-            .await
-            .map(into_token_set)
-            .map_err(classify)
+        client.exchange_refresh_token(&token).request_async(&self.transport).await.map(into_token_set).map_err(classify)
     }
 
     /// Meta's renewal of a long-lived token: `grant_type=fb_exchange_token`.
@@ -393,54 +339,32 @@ impl OAuthClient {
             .map_err(|e| UpstreamError::from(classify_reqwest(&e)))?;
         let status = response.status();
         if status.as_u16() == 429 || status.is_server_error() {
-            return Err(UpstreamError::Http {
-                status: status.as_u16(),
-                retry_after: retry_after(response.headers()),
-            });
+            return Err(UpstreamError::Http { status: status.as_u16(), retry_after: retry_after(response.headers()) });
         }
-        let body: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|_| UpstreamError::InvalidResponse)?;
-        if let Some(code) = body.get("error").and_then(|e| {
-            e.as_str()
-                .or_else(|| e.get("type").and_then(|t| t.as_str()))
-        }) {
+        let body: serde_json::Value = response.json().await.map_err(|_| UpstreamError::InvalidResponse)?;
+        if let Some(code) =
+            body.get("error").and_then(|e| e.as_str().or_else(|| e.get("type").and_then(|t| t.as_str())))
+        {
             // Meta's Graph errors are objects; an expired or revoked token is
             // OAuthException, which means the grant is gone.
-            let code = if code == "OAuthException" {
-                "invalid_grant"
-            } else {
-                oauth_code(code)
-            };
+            let code = if code == "OAuthException" { "invalid_grant" } else { oauth_code(code) };
             return Err(UpstreamError::OAuth { code });
         }
         if !status.is_success() {
             return Err(UpstreamError::InvalidResponse);
         }
-        let access = body
-            .get("access_token")
-            .and_then(|v| v.as_str())
-            .ok_or(UpstreamError::InvalidResponse)?;
+        let access = body.get("access_token").and_then(|v| v.as_str()).ok_or(UpstreamError::InvalidResponse)?;
         Ok(TokenSet {
             access_token: SecretString::from(access.to_owned()),
             refresh_token: None,
-            expires_in: body
-                .get("expires_in")
-                .and_then(json_seconds)
-                .map(Duration::from_secs),
+            expires_in: body.get("expires_in").and_then(json_seconds).map(Duration::from_secs),
             scopes: None,
             id_token: None,
         })
     }
 
     /// RFC 7009 revocation of `token` (a refresh token revokes the whole grant).
-    pub async fn revoke(
-        &self,
-        provider: &ProviderConfig,
-        token: &SecretString,
-        hint: &str,
-    ) -> RevocationOutcome {
+    pub async fn revoke(&self, provider: &ProviderConfig, token: &SecretString, hint: &str) -> RevocationOutcome {
         let Some(url) = &provider.revocation_url else {
             return RevocationOutcome::NotSupported;
         };
@@ -461,11 +385,7 @@ impl OAuthClient {
         let response = match request.form(&form).send().await {
             Ok(r) => r,
             Err(err) => {
-                record_upstream_error(
-                    provider,
-                    "revoke",
-                    &UpstreamError::from(classify_reqwest(&err)),
-                );
+                record_upstream_error(provider, "revoke", &UpstreamError::from(classify_reqwest(&err)));
                 return RevocationOutcome::Failed;
             }
         };
@@ -476,15 +396,10 @@ impl OAuthClient {
         // Google answers 400 invalid_token for a token that is already revoked.
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         match body.get("error").and_then(|e| e.as_str()) {
-            Some("invalid_token" | "invalid_grant" | "unsupported_token_type") => {
-                RevocationOutcome::AlreadyInvalid
-            }
+            Some("invalid_token" | "invalid_grant" | "unsupported_token_type") => RevocationOutcome::AlreadyInvalid,
             _ => {
                 let err = if status.as_u16() == 429 || status.is_server_error() {
-                    UpstreamError::Http {
-                        status: status.as_u16(),
-                        retry_after: None,
-                    }
+                    UpstreamError::Http { status: status.as_u16(), retry_after: None }
                 } else {
                     UpstreamError::InvalidResponse
                 };
@@ -514,29 +429,16 @@ impl OAuthClient {
             .map_err(|e| UpstreamError::from(classify_reqwest(&e)))?;
         let status = response.status();
         if status.as_u16() == 429 || status.is_server_error() {
-            return Err(UpstreamError::Http {
-                status: status.as_u16(),
-                retry_after: retry_after(response.headers()),
-            });
+            return Err(UpstreamError::Http { status: status.as_u16(), retry_after: retry_after(response.headers()) });
         }
         if !status.is_success() {
             return Err(UpstreamError::InvalidResponse);
         }
-        let body: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|_| UpstreamError::InvalidResponse)?;
-        if body
-            .get("email_verified")
-            .and_then(serde_json::Value::as_bool)
-            == Some(false)
-        {
+        let body: serde_json::Value = response.json().await.map_err(|_| UpstreamError::InvalidResponse)?;
+        if body.get("email_verified").and_then(serde_json::Value::as_bool) == Some(false) {
             return Ok(None);
         }
-        Ok(body
-            .get("email")
-            .and_then(|e| e.as_str())
-            .map(str::to_owned))
+        Ok(body.get("email").and_then(|e| e.as_str()).map(str::to_owned))
     }
 }
 
@@ -552,40 +454,24 @@ fn json_seconds(v: &serde_json::Value) -> Option<u64> {
 fn into_token_set(response: ProviderTokenResponse) -> TokenSet {
     TokenSet {
         access_token: SecretString::from(response.access_token().secret().clone()),
-        refresh_token: response
-            .refresh_token()
-            .map(|t| SecretString::from(t.secret().clone())),
+        refresh_token: response.refresh_token().map(|t| SecretString::from(t.secret().clone())),
         expires_in: response.expires_in(),
-        scopes: response
-            .scopes()
-            .map(|s| s.iter().map(|s| s.to_string()).collect()),
-        id_token: response
-            .extra_fields()
-            .id_token
-            .clone()
-            .map(SecretString::from),
+        scopes: response.scopes().map(|s| s.iter().map(|s| s.to_string()).collect()),
+        id_token: response.extra_fields().id_token.clone().map(SecretString::from),
     }
 }
 
 /// Maps `oauth2`'s error, dropping any response body it holds.
 fn classify(err: RequestTokenError<Transport, BasicErrorResponse>) -> UpstreamError {
     match err {
-        RequestTokenError::ServerResponse(e) => UpstreamError::OAuth {
-            code: oauth_code(e.error().as_ref()),
-        },
+        RequestTokenError::ServerResponse(e) => UpstreamError::OAuth { code: oauth_code(e.error().as_ref()) },
         RequestTokenError::Request(transport) => transport.into(),
-        RequestTokenError::Parse(..) | RequestTokenError::Other(_) => {
-            UpstreamError::InvalidResponse
-        }
+        RequestTokenError::Parse(..) | RequestTokenError::Other(_) => UpstreamError::InvalidResponse,
     }
 }
 
 /// Counts a failed provider call.
-pub fn record_upstream_error(
-    provider: &ProviderConfig,
-    operation: &'static str,
-    err: &UpstreamError,
-) {
+pub fn record_upstream_error(provider: &ProviderConfig, operation: &'static str, err: &UpstreamError) {
     metrics::counter!(
         crate::telemetry::metrics::UPSTREAM_ERRORS,
         "provider" => provider.id.clone(),
@@ -601,30 +487,14 @@ mod tests {
 
     #[test]
     fn only_grant_killing_oauth_codes_are_permanent() {
-        for code in [
-            "invalid_grant",
-            "invalid_client",
-            "unauthorized_client",
-            "invalid_scope",
-            "oauth_error",
-        ] {
+        for code in ["invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope", "oauth_error"] {
             assert!(UpstreamError::OAuth { code }.is_permanent(), "{code}");
         }
         for transient in [
-            UpstreamError::OAuth {
-                code: "temporarily_unavailable",
-            },
-            UpstreamError::OAuth {
-                code: "server_error",
-            },
-            UpstreamError::Http {
-                status: 503,
-                retry_after: None,
-            },
-            UpstreamError::Http {
-                status: 429,
-                retry_after: Some(3),
-            },
+            UpstreamError::OAuth { code: "temporarily_unavailable" },
+            UpstreamError::OAuth { code: "server_error" },
+            UpstreamError::Http { status: 503, retry_after: None },
+            UpstreamError::Http { status: 429, retry_after: Some(3) },
             UpstreamError::Timeout,
             UpstreamError::Network,
             UpstreamError::InvalidResponse,
@@ -635,36 +505,10 @@ mod tests {
 
     #[test]
     fn categories_are_bounded_labels() {
-        assert_eq!(
-            UpstreamError::OAuth {
-                code: oauth_code("made_up_code")
-            }
-            .category(),
-            "oauth_error"
-        );
-        assert_eq!(
-            UpstreamError::Http {
-                status: 429,
-                retry_after: None
-            }
-            .category(),
-            "http_429"
-        );
-        assert_eq!(
-            UpstreamError::Http {
-                status: 502,
-                retry_after: None
-            }
-            .category(),
-            "http_5xx"
-        );
-        assert_eq!(
-            UpstreamError::OAuth {
-                code: "invalid_grant"
-            }
-            .kind(),
-            "oauth_error"
-        );
+        assert_eq!(UpstreamError::OAuth { code: oauth_code("made_up_code") }.category(), "oauth_error");
+        assert_eq!(UpstreamError::Http { status: 429, retry_after: None }.category(), "http_429");
+        assert_eq!(UpstreamError::Http { status: 502, retry_after: None }.category(), "http_5xx");
+        assert_eq!(UpstreamError::OAuth { code: "invalid_grant" }.kind(), "oauth_error");
     }
 
     #[test]

@@ -20,10 +20,7 @@ pub fn email_from_id_token(id_token: &SecretString, client_id: &str) -> Option<S
         Some(serde_json::Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(client_id)),
         _ => true,
     };
-    let verified = claims
-        .get("email_verified")
-        .and_then(serde_json::Value::as_bool)
-        != Some(false);
+    let verified = claims.get("email_verified").and_then(serde_json::Value::as_bool) != Some(false);
     if !audience_ok || !verified {
         return None;
     }
@@ -47,26 +44,17 @@ mod tests {
 
     #[test]
     fn reads_a_verified_email_meant_for_us() {
-        let t = token(
-            serde_json::json!({"aud": "cid", "email": "Alice@Company.com", "email_verified": true}),
-        );
-        assert_eq!(
-            email_from_id_token(&t, "cid").as_deref(),
-            Some("Alice@Company.com")
-        );
+        let t = token(serde_json::json!({"aud": "cid", "email": "Alice@Company.com", "email_verified": true}));
+        assert_eq!(email_from_id_token(&t, "cid").as_deref(), Some("Alice@Company.com"));
     }
 
     #[test]
     fn ignores_tokens_for_other_clients_or_unverified_emails() {
         let other = token(serde_json::json!({"aud": "someone-else", "email": "a@b.co"}));
         assert_eq!(email_from_id_token(&other, "cid"), None);
-        let unverified =
-            token(serde_json::json!({"aud": ["cid"], "email": "a@b.co", "email_verified": false}));
+        let unverified = token(serde_json::json!({"aud": ["cid"], "email": "a@b.co", "email_verified": false}));
         assert_eq!(email_from_id_token(&unverified, "cid"), None);
-        assert_eq!(
-            email_from_id_token(&SecretString::from("garbage".to_owned()), "cid"),
-            None
-        );
+        assert_eq!(email_from_id_token(&SecretString::from("garbage".to_owned()), "cid"), None);
     }
 
     #[test]

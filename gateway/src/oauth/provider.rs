@@ -189,11 +189,7 @@ pub fn requested_scopes(provider: &ProviderConfig, caller: Option<&[String]>) ->
         Some(s) if !s.is_empty() => s.to_vec(),
         _ => provider.default_scopes.clone(),
     };
-    for extra in provider
-        .identity_scopes()
-        .iter()
-        .chain(provider.offline_scopes())
-    {
+    for extra in provider.identity_scopes().iter().chain(provider.offline_scopes()) {
         if !scopes.iter().any(|s| s == extra) {
             scopes.push((*extra).to_owned());
         }

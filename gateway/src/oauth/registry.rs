@@ -24,27 +24,15 @@ pub struct Providers {
 
 impl Providers {
     pub fn new(env: Vec<ProviderConfig>, store: Store, keyring: Arc<Keyring>) -> Self {
-        let env = env
-            .into_iter()
-            .map(|p| (p.id.clone(), Arc::new(p)))
-            .collect();
-        Self {
-            env,
-            database: RwLock::new(HashMap::new()),
-            last_reload: std::sync::Mutex::new(None),
-            store,
-            keyring,
-        }
+        let env = env.into_iter().map(|p| (p.id.clone(), Arc::new(p))).collect();
+        Self { env, database: RwLock::new(HashMap::new()), last_reload: std::sync::Mutex::new(None), store, keyring }
     }
 
     /// Loads the database-managed providers.
     pub async fn reload(&self) -> Result<(), crate::store::StoreError> {
         let loaded = self.store.load_database_providers(&self.keyring).await?;
-        let map = loaded
-            .into_iter()
-            .filter(|p| !self.env.contains_key(&p.id))
-            .map(|p| (p.id.clone(), Arc::new(p)))
-            .collect();
+        let map =
+            loaded.into_iter().filter(|p| !self.env.contains_key(&p.id)).map(|p| (p.id.clone(), Arc::new(p))).collect();
         if let Ok(mut db) = self.database.write() {
             *db = map;
         }
@@ -66,11 +54,8 @@ impl Providers {
         if let Some(p) = self.cached(id) {
             return Some(p);
         }
-        let due = self
-            .last_reload
-            .lock()
-            .ok()
-            .is_some_and(|last| last.is_none_or(|t| t.elapsed() >= RELOAD_AT_MOST_EVERY));
+        let due =
+            self.last_reload.lock().ok().is_some_and(|last| last.is_none_or(|t| t.elapsed() >= RELOAD_AT_MOST_EVERY));
         if due && let Err(err) = self.reload().await {
             tracing::warn!(error = %err, "could not reload providers");
         }

@@ -11,9 +11,7 @@
 use chrono::{DateTime, Utc};
 use entity::oauth_credentials::{self as creds, Column as C};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -38,11 +36,7 @@ impl CredentialState {
     }
 
     fn parse(s: &str) -> Self {
-        if s == "needs_reauth" {
-            Self::NeedsReauth
-        } else {
-            Self::Active
-        }
+        if s == "needs_reauth" { Self::NeedsReauth } else { Self::Active }
     }
 }
 
@@ -55,11 +49,7 @@ pub struct CredentialKey {
 
 impl CredentialKey {
     pub fn place(&self, column: &str) -> Place {
-        Place::new(
-            "oauth_credentials",
-            column,
-            &format!("{}/{}", self.provider, self.email),
-        )
+        Place::new("oauth_credentials", column, &format!("{}/{}", self.provider, self.email))
     }
 }
 
@@ -107,11 +97,7 @@ pub struct NewTokens {
 
 pub(super) fn scopes_from_json(json: Option<&serde_json::Value>) -> Vec<String> {
     json.and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 
@@ -120,10 +106,7 @@ pub(super) fn scopes_to_json(scopes: &[String]) -> serde_json::Value {
 }
 
 impl Store {
-    async fn credential_row(
-        &self,
-        key: &CredentialKey,
-    ) -> Result<Option<creds::Model>, StoreError> {
+    async fn credential_row(&self, key: &CredentialKey) -> Result<Option<creds::Model>, StoreError> {
         Ok(creds::Entity::find()
             .filter(C::ProfileId.eq(key.email.as_str()))
             .filter(C::ProviderId.eq(key.provider.as_str()))
@@ -152,10 +135,7 @@ impl Store {
         keyring: &Keyring,
         now: DateTime<Utc>,
     ) -> Result<StoredCredential, StoreError> {
-        let access = keyring.seal(
-            &key.place("access_token"),
-            tokens.access_token.expose_secret().as_bytes(),
-        );
+        let access = keyring.seal(&key.place("access_token"), tokens.access_token.expose_secret().as_bytes());
         let refresh = tokens
             .refresh_token
             .as_ref()
@@ -216,20 +196,16 @@ impl Store {
                         refresh_lease_owner: Set(None),
                         authorized_at: Set(Some(now)),
                     };
-                    creds::Entity::insert(model)
-                        .exec_without_returning(&txn)
-                        .await
-                        .map(|_| ())
+                    creds::Entity::insert(model).exec_without_returning(&txn).await.map(|_| ())
                 }
             };
             match result {
                 Ok(()) => {
                     txn.commit().await?;
-                    return self.load_credential(key, keyring).await?.ok_or_else(|| {
-                        StoreError::Corrupt(
-                            "a credential vanished right after it was written".into(),
-                        )
-                    });
+                    return self
+                        .load_credential(key, keyring)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt("a credential vanished right after it was written".into()));
                 }
                 Err(err) if is_unique_violation(&err) => {
                     txn.rollback().await?;
@@ -237,9 +213,7 @@ impl Store {
                 Err(err) => return Err(err.into()),
             }
         }
-        Err(StoreError::Corrupt(
-            "could not upsert the credential after a conflicting insert".into(),
-        ))
+        Err(StoreError::Corrupt("could not upsert the credential after a conflicting insert".into()))
     }
 
     /// Takes the refresh lease of `key` for `owner` until `until`. False when
@@ -256,12 +230,7 @@ impl Store {
             .col_expr(C::RefreshLeaseUntil, Expr::value(until))
             .filter(C::ProfileId.eq(key.email.as_str()))
             .filter(C::ProviderId.eq(key.provider.as_str()))
-            .filter(
-                C::RefreshLeaseUntil
-                    .is_null()
-                    .or(C::RefreshLeaseUntil.lt(now))
-                    .or(C::RefreshLeaseOwner.eq(owner)),
-            )
+            .filter(C::RefreshLeaseUntil.is_null().or(C::RefreshLeaseUntil.lt(now)).or(C::RefreshLeaseOwner.eq(owner)))
             .exec(self.db())
             .await?;
         Ok(result.rows_affected == 1)
@@ -271,10 +240,7 @@ impl Store {
     pub async fn release_lease(&self, key: &CredentialKey, owner: &str) -> Result<(), StoreError> {
         creds::Entity::update_many()
             .col_expr(C::RefreshLeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(
-                C::RefreshLeaseUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
+            .col_expr(C::RefreshLeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .filter(C::ProfileId.eq(key.email.as_str()))
             .filter(C::ProviderId.eq(key.provider.as_str()))
             .filter(C::RefreshLeaseOwner.eq(owner))
@@ -294,10 +260,7 @@ impl Store {
         keyring: &Keyring,
         now: DateTime<Utc>,
     ) -> Result<Option<i64>, StoreError> {
-        let access = keyring.seal(
-            &key.place("access_token"),
-            tokens.access_token.expose_secret().as_bytes(),
-        );
+        let access = keyring.seal(&key.place("access_token"), tokens.access_token.expose_secret().as_bytes());
         let mut update = creds::Entity::update_many()
             .col_expr(C::AccessToken, Expr::value(access.token))
             .col_expr(C::AccessTokenKeyId, Expr::value(access.key_id.to_string()))
@@ -309,17 +272,11 @@ impl Store {
             .col_expr(C::State, Expr::value(CredentialState::Active.as_str()))
             .col_expr(C::Version, Expr::col(C::Version).add(1))
             .col_expr(C::RefreshLeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(
-                C::RefreshLeaseUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
+            .col_expr(C::RefreshLeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(C::UpdatedAt, Expr::value(now));
         // A rotated refresh token goes in the same write as the access token.
         if let Some(refresh) = &tokens.refresh_token {
-            let sealed = keyring.seal(
-                &key.place("refresh_token"),
-                refresh.expose_secret().as_bytes(),
-            );
+            let sealed = keyring.seal(&key.place("refresh_token"), refresh.expose_secret().as_bytes());
             update = update
                 .col_expr(C::RefreshToken, Expr::value(sealed.token))
                 .col_expr(C::RefreshTokenKeyId, Expr::value(sealed.key_id.to_string()));
@@ -349,15 +306,9 @@ impl Store {
         let mut update = creds::Entity::update_many()
             .col_expr(C::LastErrorCategory, Expr::value(category))
             .col_expr(C::LastErrorAt, Expr::value(now))
-            .col_expr(
-                C::ConsecutiveFailures,
-                Expr::col(C::ConsecutiveFailures).add(1),
-            )
+            .col_expr(C::ConsecutiveFailures, Expr::col(C::ConsecutiveFailures).add(1))
             .col_expr(C::RefreshLeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(
-                C::RefreshLeaseUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
+            .col_expr(C::RefreshLeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(C::UpdatedAt, Expr::value(now));
         if permanent {
             update = update
@@ -384,10 +335,7 @@ impl Store {
     }
 
     /// The user's credentials, without secrets.
-    pub async fn list_credentials(
-        &self,
-        email: &Email,
-    ) -> Result<Vec<CredentialSummary>, StoreError> {
+    pub async fn list_credentials(&self, email: &Email) -> Result<Vec<CredentialSummary>, StoreError> {
         let rows = creds::Entity::find()
             .filter(C::ProfileId.eq(email.as_str()))
             .order_by_asc(C::ProviderId)
@@ -406,11 +354,7 @@ impl Store {
     }
 
     /// Records when the credential was last served (batched by the caller).
-    pub async fn touch_last_used(
-        &self,
-        key: &CredentialKey,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub async fn touch_last_used(&self, key: &CredentialKey, at: DateTime<Utc>) -> Result<(), StoreError> {
         creds::Entity::update_many()
             .col_expr(C::LastUsedAt, Expr::value(at))
             .filter(C::ProfileId.eq(key.email.as_str()))
@@ -421,26 +365,12 @@ impl Store {
     }
 }
 
-fn open_row(
-    key: &CredentialKey,
-    row: creds::Model,
-    keyring: &Keyring,
-) -> Result<StoredCredential, StoreError> {
-    let access = keyring.open(
-        &key.place("access_token"),
-        &row.access_token_key_id,
-        &row.access_token,
-    )?;
+fn open_row(key: &CredentialKey, row: creds::Model, keyring: &Keyring) -> Result<StoredCredential, StoreError> {
+    let access = keyring.open(&key.place("access_token"), &row.access_token_key_id, &row.access_token)?;
     let refresh = match (&row.refresh_token, &row.refresh_token_key_id) {
-        (Some(token), key_id) => Some(
-            keyring
-                .open(
-                    &key.place("refresh_token"),
-                    key_id.as_deref().unwrap_or_default(),
-                    token,
-                )?
-                .secret,
-        ),
+        (Some(token), key_id) => {
+            Some(keyring.open(&key.place("refresh_token"), key_id.as_deref().unwrap_or_default(), token)?.secret)
+        }
         (None, _) => None,
     };
     Ok(StoredCredential {
@@ -455,8 +385,5 @@ fn open_row(
 }
 
 pub(super) fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
-    matches!(
-        err.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }

@@ -24,26 +24,11 @@ pub struct EncryptedColumn {
 
 /// Every encrypted column in the schema.
 pub const ENCRYPTED_COLUMNS: [EncryptedColumn; 5] = [
-    EncryptedColumn {
-        table: "oauth_credentials",
-        column: "access_token",
-    },
-    EncryptedColumn {
-        table: "oauth_credentials",
-        column: "refresh_token",
-    },
-    EncryptedColumn {
-        table: "oauth_providers",
-        column: "client_secret",
-    },
-    EncryptedColumn {
-        table: "oauth_sessions",
-        column: "pkce_verifier",
-    },
-    EncryptedColumn {
-        table: "gateway_metadata",
-        column: "value",
-    },
+    EncryptedColumn { table: "oauth_credentials", column: "access_token" },
+    EncryptedColumn { table: "oauth_credentials", column: "refresh_token" },
+    EncryptedColumn { table: "oauth_providers", column: "client_secret" },
+    EncryptedColumn { table: "oauth_sessions", column: "pkce_verifier" },
+    EncryptedColumn { table: "gateway_metadata", column: "value" },
 ];
 
 /// How many values each key id seals, per column.
@@ -60,11 +45,7 @@ impl KeyUsage {
 
     /// Key ids in use that `keyring` does not hold, with their value counts.
     pub fn unknown_to(&self, keyring: &Keyring) -> BTreeMap<String, u64> {
-        self.rows
-            .keys()
-            .filter(|id| !keyring.knows(id))
-            .map(|id| (id.clone(), self.total(id)))
-            .collect()
+        self.rows.keys().filter(|id| !keyring.knows(id)).map(|id| (id.clone(), self.total(id))).collect()
     }
 }
 
@@ -96,10 +77,8 @@ impl Store {
         keyring: &Keyring,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Canary, CanaryError> {
-        let existing = gateway_metadata::Entity::find_by_id(CANARY_KEY)
-            .one(self.db())
-            .await
-            .map_err(StoreError::from)?;
+        let existing =
+            gateway_metadata::Entity::find_by_id(CANARY_KEY).one(self.db()).await.map_err(StoreError::from)?;
         let Some(row) = existing else {
             let sealed = keyring.seal(&canary_place(), CANARY_VALUE.as_bytes());
             let model = gateway_metadata::ActiveModel {
@@ -112,11 +91,7 @@ impl Store {
             // Two replicas starting at once: the first canary wins, the other
             // is checked on its next start.
             gateway_metadata::Entity::insert(model)
-                .on_conflict(
-                    OnConflict::column(gateway_metadata::Column::Key)
-                        .do_nothing()
-                        .to_owned(),
-                )
+                .on_conflict(OnConflict::column(gateway_metadata::Column::Key).do_nothing().to_owned())
                 .exec_without_returning(self.db())
                 .await
                 .map_err(StoreError::from)?;
@@ -124,15 +99,13 @@ impl Store {
         };
         let stored_key_id = row.key_id.clone().unwrap_or_default();
         match keyring.open(&canary_place(), &stored_key_id, &row.value) {
-            Ok(opened) if opened.secret.expose_secret() == CANARY_VALUE => Ok(Canary::Readable {
-                key_id: opened.key_id.to_string(),
-            }),
+            Ok(opened) if opened.secret.expose_secret() == CANARY_VALUE => {
+                Ok(Canary::Readable { key_id: opened.key_id.to_string() })
+            }
             Ok(_)
-            | Err(
-                CryptoError::NoMatchingKey { .. }
-                | CryptoError::WrongPlace { .. }
-                | CryptoError::Envelope(_),
-            ) => Err(CanaryError::Unreadable { stored_key_id }),
+            | Err(CryptoError::NoMatchingKey { .. } | CryptoError::WrongPlace { .. } | CryptoError::Envelope(_)) => {
+                Err(CanaryError::Unreadable { stored_key_id })
+            }
             Err(other) => Err(StoreError::from(other).into()),
         }
     }
@@ -143,62 +116,36 @@ impl Store {
         let mut usage = KeyUsage::default();
         for col in ENCRYPTED_COLUMNS {
             for (key_id, n) in self.count_by_key_id(col).await? {
-                *usage
-                    .rows
-                    .entry(key_id)
-                    .or_default()
-                    .entry(col)
-                    .or_default() += n;
+                *usage.rows.entry(key_id).or_default().entry(col).or_default() += n;
             }
         }
         Ok(usage)
     }
 
-    async fn count_by_key_id(
-        &self,
-        col: EncryptedColumn,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn count_by_key_id(&self, col: EncryptedColumn) -> Result<Vec<(String, u64)>, StoreError> {
         use entity::{oauth_credentials as c, oauth_providers as p, oauth_sessions as s};
         let count = Expr::cust("COUNT(*)");
         let rows: Vec<(Option<String>, i64)> = match (col.table, col.column) {
             ("oauth_credentials", "access_token") => {
-                grouped::<c::Entity, _>(c::Column::AccessTokenKeyId, count)
-                    .all(self.db())
-                    .await?
+                grouped::<c::Entity, _>(c::Column::AccessTokenKeyId, count).all(self.db()).await?
             }
             ("oauth_credentials", "refresh_token") => {
-                grouped::<c::Entity, _>(c::Column::RefreshTokenKeyId, count)
-                    .all(self.db())
-                    .await?
+                grouped::<c::Entity, _>(c::Column::RefreshTokenKeyId, count).all(self.db()).await?
             }
             ("oauth_providers", "client_secret") => {
-                grouped::<p::Entity, _>(p::Column::ClientSecretKeyId, count)
-                    .all(self.db())
-                    .await?
+                grouped::<p::Entity, _>(p::Column::ClientSecretKeyId, count).all(self.db()).await?
             }
             ("oauth_sessions", "pkce_verifier") => {
-                grouped::<s::Entity, _>(s::Column::PkceVerifierKeyId, count)
-                    .all(self.db())
-                    .await?
+                grouped::<s::Entity, _>(s::Column::PkceVerifierKeyId, count).all(self.db()).await?
             }
-            _ => {
-                grouped::<gateway_metadata::Entity, _>(gateway_metadata::Column::KeyId, count)
-                    .all(self.db())
-                    .await?
-            }
+            _ => grouped::<gateway_metadata::Entity, _>(gateway_metadata::Column::KeyId, count).all(self.db()).await?,
         };
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, n)| Some((id?, u64::try_from(n).unwrap_or(0))))
-            .collect())
+        Ok(rows.into_iter().filter_map(|(id, n)| Some((id?, u64::try_from(n).unwrap_or(0)))).collect())
     }
 }
 
 /// `SELECT key_col, COUNT(*) FROM table WHERE key_col IS NOT NULL GROUP BY key_col`
-fn grouped<E, C>(
-    key_col: C,
-    count: Expr,
-) -> sea_orm::Selector<sea_orm::SelectGetableTuple<(Option<String>, i64)>>
+fn grouped<E, C>(key_col: C, count: Expr) -> sea_orm::Selector<sea_orm::SelectGetableTuple<(Option<String>, i64)>>
 where
     E: EntityTrait,
     C: ColumnTrait + Copy,

@@ -49,11 +49,7 @@ pub enum StoreError {
 
 impl From<DbErr> for StoreError {
     fn from(err: DbErr) -> Self {
-        if is_unavailable(&err) {
-            Self::Unavailable(err)
-        } else {
-            Self::Db(err)
-        }
+        if is_unavailable(&err) { Self::Unavailable(err) } else { Self::Db(err) }
     }
 }
 
@@ -64,11 +60,7 @@ fn is_unavailable(err: &DbErr) -> bool {
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
             matches!(
                 e.as_ref(),
-                Sqlx::Io(_)
-                    | Sqlx::Tls(_)
-                    | Sqlx::PoolTimedOut
-                    | Sqlx::PoolClosed
-                    | Sqlx::WorkerCrashed
+                Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
             ) || is_admin_shutdown(e)
         }
         _ => false,
@@ -114,10 +106,7 @@ impl Store {
             Backend::Sqlite => opts.max_connections(8).min_connections(1),
         };
         let db = Database::connect(opts).await?;
-        Ok(Self {
-            db,
-            backend: settings.backend,
-        })
+        Ok(Self { db, backend: settings.backend })
     }
 
     pub fn backend(&self) -> Backend {
@@ -142,11 +131,8 @@ impl Store {
 
     /// (name, applied) for every migration this build knows.
     pub async fn migration_status(&self) -> Result<Vec<(String, bool)>, StoreError> {
-        let pending: Vec<String> = Migrator::get_pending_migrations(&self.db)
-            .await?
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect();
+        let pending: Vec<String> =
+            Migrator::get_pending_migrations(&self.db).await?.iter().map(|m| m.name().to_owned()).collect();
         Ok(Migrator::migrations()
             .iter()
             .map(|m| (m.name().to_owned(), !pending.iter().any(|p| p == m.name())))
@@ -157,9 +143,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match tokio::time::timeout(PING_TIMEOUT, self.db.execute_unprepared("SELECT 1")).await {
             Ok(result) => result.map(|_| ()).map_err(StoreError::from),
-            Err(_) => Err(StoreError::Unavailable(DbErr::ConnectionAcquire(
-                sea_orm::ConnAcquireErr::Timeout,
-            ))),
+            Err(_) => Err(StoreError::Unavailable(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout))),
         }
     }
 
@@ -171,20 +155,14 @@ impl Store {
 
 /// `sqlite://./data/gateway.db?mode=rwc` → creates `./data`.
 fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:");
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
     match std::path::Path::new(path).parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::SqliteDir {
-                path: dir.display().to_string(),
-                source,
-            })
-        }
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::SqliteDir { path: dir.display().to_string(), source }),
         _ => Ok(()),
     }
 }

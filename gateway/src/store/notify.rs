@@ -33,16 +33,13 @@ impl Store {
             return Ok(None);
         }
         let pool = self.db().get_postgres_connection_pool();
-        let mut listener = PgListener::connect_with(pool).await.map_err(|e| {
-            StoreError::Unavailable(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
-                e.into(),
-            )))
-        })?;
-        listener.listen(CHANNEL).await.map_err(|e| {
-            StoreError::Unavailable(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
-                e.into(),
-            )))
-        })?;
+        let mut listener = PgListener::connect_with(pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()))))?;
+        listener
+            .listen(CHANNEL)
+            .await
+            .map_err(|e| StoreError::Unavailable(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into()))))?;
         Ok(Some(Listener { inner: listener }))
     }
 }
@@ -65,9 +62,7 @@ impl Listener {
         match self.inner.try_recv().await {
             Ok(Some(n)) => Ok(Heard::Payload(payload(&n))),
             Ok(None) => Ok(Heard::Reconnected),
-            Err(e) => Err(StoreError::Unavailable(sea_orm::DbErr::Conn(
-                sea_orm::RuntimeErr::SqlxError(e.into()),
-            ))),
+            Err(e) => Err(StoreError::Unavailable(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))),
         }
     }
 }

@@ -12,9 +12,7 @@ use url::Url;
 
 use super::{Store, StoreError};
 use crate::crypto::{Keyring, Place};
-use crate::oauth::provider::{
-    ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource,
-};
+use crate::oauth::provider::{ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource};
 
 fn secret_place(id: &str) -> Place {
     Place::new("oauth_providers", "client_secret", id)
@@ -39,15 +37,8 @@ impl Store {
         keyring: &Keyring,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let sealed = keyring.seal(
-            &secret_place(&p.id),
-            p.client_secret.expose_secret().as_bytes(),
-        );
-        let params: Vec<[String; 2]> = p
-            .auth_params
-            .iter()
-            .map(|(k, v)| [k.clone(), v.clone()])
-            .collect();
+        let sealed = keyring.seal(&secret_place(&p.id), p.client_secret.expose_secret().as_bytes());
+        let params: Vec<[String; 2]> = p.auth_params.iter().map(|(k, v)| [k.clone(), v.clone()]).collect();
         let model = providers::ActiveModel {
             id: Set(p.id.clone()),
             client_id: Set(p.client_id.clone()),
@@ -104,14 +95,8 @@ impl Store {
 
     /// Providers managed in the database (`source = 'cli'`), secrets opened.
     /// A row that cannot be used is skipped with a warning, not fatal.
-    pub async fn load_database_providers(
-        &self,
-        keyring: &Keyring,
-    ) -> Result<Vec<ProviderConfig>, StoreError> {
-        let rows = providers::Entity::find()
-            .filter(P::Source.eq("cli"))
-            .all(self.db())
-            .await?;
+    pub async fn load_database_providers(&self, keyring: &Keyring) -> Result<Vec<ProviderConfig>, StoreError> {
+        let rows = providers::Entity::find().filter(P::Source.eq("cli")).all(self.db()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row.id.clone();
@@ -126,10 +111,7 @@ impl Store {
     }
 
     pub async fn list_providers(&self) -> Result<Vec<ProviderRow>, StoreError> {
-        let rows = providers::Entity::find()
-            .order_by_asc(P::Id)
-            .all(self.db())
-            .await?;
+        let rows = providers::Entity::find().order_by_asc(P::Id).all(self.db()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let credentials = entity::oauth_credentials::Entity::find()
@@ -150,10 +132,7 @@ impl Store {
 
     /// Removes a provider added by the CLI, and its sessions.
     pub async fn delete_provider(&self, id: &str) -> Result<ProviderRemoval, StoreError> {
-        let Some(row) = providers::Entity::find_by_id(id.to_owned())
-            .one(self.db())
-            .await?
-        else {
+        let Some(row) = providers::Entity::find_by_id(id.to_owned()).one(self.db()).await? else {
             return Ok(ProviderRemoval::NotFound);
         };
         if row.source == "env" {
@@ -166,9 +145,7 @@ impl Store {
         if credentials > 0 {
             return Ok(ProviderRemoval::InUse(credentials));
         }
-        providers::Entity::delete_by_id(id.to_owned())
-            .exec(self.db())
-            .await?;
+        providers::Entity::delete_by_id(id.to_owned()).exec(self.db()).await?;
         Ok(ProviderRemoval::Removed)
     }
 }
@@ -190,11 +167,7 @@ fn provider_from_row(row: providers::Model, keyring: &Keyring) -> Result<Provide
     };
     let optional_url = |s: Option<&str>| s.and_then(|s| Url::parse(s).ok());
     let secret = keyring
-        .open(
-            &secret_place(&row.id),
-            &row.client_secret_key_id,
-            &row.client_secret,
-        )
+        .open(&secret_place(&row.id), &row.client_secret_key_id, &row.client_secret)
         .map_err(|e| e.to_string())?;
     let auth_params = row
         .auth_params
@@ -203,12 +176,7 @@ fn provider_from_row(row: providers::Model, keyring: &Keyring) -> Result<Provide
         .map(|pairs| {
             pairs
                 .iter()
-                .filter_map(|p| {
-                    Some((
-                        p.get(0)?.as_str()?.to_owned(),
-                        p.get(1)?.as_str()?.to_owned(),
-                    ))
-                })
+                .filter_map(|p| Some((p.get(0)?.as_str()?.to_owned(), p.get(1)?.as_str()?.to_owned())))
                 .collect()
         })
         .unwrap_or_default();
@@ -225,8 +193,7 @@ fn provider_from_row(row: providers::Model, keyring: &Keyring) -> Result<Provide
         auth_params,
         pkce: row.pkce,
         client_auth: ClientAuth::parse(&row.client_auth).unwrap_or(ClientAuth::Basic),
-        identity_check: IdentityCheck::parse(&row.identity_check)
-            .unwrap_or(IdentityCheck::Optional),
+        identity_check: IdentityCheck::parse(&row.identity_check).unwrap_or(IdentityCheck::Optional),
         login_hint: row.login_hint,
         source: ProviderSource::Database,
         id: row.id,

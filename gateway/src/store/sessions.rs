@@ -138,10 +138,8 @@ impl Store {
             // An expired twin would block the unique index: close it first.
             self.fail_session(existing.id, "expired", now).await?;
         }
-        let sealed = new
-            .pkce_verifier
-            .as_ref()
-            .map(|v| keyring.seal(&verifier_place(new.id), v.expose_secret().as_bytes()));
+        let sealed =
+            new.pkce_verifier.as_ref().map(|v| keyring.seal(&verifier_place(new.id), v.expose_secret().as_bytes()));
         let model = sessions::ActiveModel {
             id: Set(new.id),
             profile_id: Set(new.email.clone()),
@@ -161,10 +159,7 @@ impl Store {
             callback_at: Set(None),
             scopes_hash: Set(Some(new.scopes_hash.clone())),
         };
-        match sessions::Entity::insert(model)
-            .exec_without_returning(self.db())
-            .await
-        {
+        match sessions::Entity::insert(model).exec_without_returning(self.db()).await {
             Ok(_) => {}
             // Another request created the twin between our look and our insert.
             Err(err) if is_unique_violation(&err) => {
@@ -175,9 +170,10 @@ impl Store {
             }
             Err(err) => return Err(err.into()),
         }
-        let record = self.find_session(new.id).await?.ok_or_else(|| {
-            StoreError::Corrupt("a session vanished right after it was written".into())
-        })?;
+        let record = self
+            .find_session(new.id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a session vanished right after it was written".into()))?;
         Ok((record, false))
     }
 
@@ -194,10 +190,7 @@ impl Store {
     }
 
     pub async fn find_session(&self, id: Uuid) -> Result<Option<SessionRecord>, StoreError> {
-        Ok(sessions::Entity::find_by_id(id)
-            .one(self.db())
-            .await?
-            .map(Into::into))
+        Ok(sessions::Entity::find_by_id(id).one(self.db()).await?.map(Into::into))
     }
 
     /// Marks the connect link used. `None` when it is unknown, already used,
@@ -219,10 +212,7 @@ impl Store {
         if result.rows_affected != 1 {
             return Ok(None);
         }
-        let row = sessions::Entity::find()
-            .filter(S::ConnectId.eq(connect_id))
-            .one(self.db())
-            .await?;
+        let row = sessions::Entity::find().filter(S::ConnectId.eq(connect_id)).one(self.db()).await?;
         row.map(|row| with_verifier(row, keyring)).transpose()
     }
 
@@ -234,11 +224,7 @@ impl Store {
         keyring: &Keyring,
         now: DateTime<Utc>,
     ) -> Result<CallbackClaim, StoreError> {
-        let Some(row) = sessions::Entity::find()
-            .filter(S::State.eq(state))
-            .one(self.db())
-            .await?
-        else {
+        let Some(row) = sessions::Entity::find().filter(S::State.eq(state)).one(self.db()).await? else {
             return Ok(CallbackClaim::Unknown);
         };
         if row.provider_id != provider {
@@ -264,14 +250,8 @@ impl Store {
     }
 
     /// pending → failed with `reason`. False if it was no longer pending.
-    pub async fn fail_session(
-        &self,
-        id: Uuid,
-        reason: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.finish(id, SessionStatus::Failed, Some(reason), now)
-            .await
+    pub async fn fail_session(&self, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.finish(id, SessionStatus::Failed, Some(reason), now).await
     }
 
     async fn finish(
@@ -296,24 +276,14 @@ impl Store {
     }
 }
 
-fn with_verifier(
-    row: sessions::Model,
-    keyring: &Keyring,
-) -> Result<SessionWithVerifier, StoreError> {
+fn with_verifier(row: sessions::Model, keyring: &Keyring) -> Result<SessionWithVerifier, StoreError> {
     let pkce_verifier = match &row.pkce_verifier {
         Some(token) => Some(
             keyring
-                .open(
-                    &verifier_place(row.id),
-                    row.pkce_verifier_key_id.as_deref().unwrap_or_default(),
-                    token,
-                )?
+                .open(&verifier_place(row.id), row.pkce_verifier_key_id.as_deref().unwrap_or_default(), token)?
                 .secret,
         ),
         None => None,
     };
-    Ok(SessionWithVerifier {
-        session: row.into(),
-        pkce_verifier,
-    })
+    Ok(SessionWithVerifier { session: row.into(), pkce_verifier })
 }

@@ -23,17 +23,11 @@ impl Store {
             .into_tuple()
             .all(self.db())
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(p, s, n)| (p, s, u64::try_from(n).unwrap_or(0)))
-            .collect())
+        Ok(rows.into_iter().map(|(p, s, n)| (p, s, u64::try_from(n).unwrap_or(0))).collect())
     }
 
     /// (provider, count) of active credentials expiring before `until`.
-    pub async fn credentials_expiring_before(
-        &self,
-        until: DateTime<Utc>,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+    pub async fn credentials_expiring_before(&self, until: DateTime<Utc>) -> Result<Vec<(String, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = creds::Entity::find()
             .select_only()
             .column(C::ProviderId)
@@ -44,19 +38,12 @@ impl Store {
             .into_tuple()
             .all(self.db())
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(p, n)| (p, u64::try_from(n).unwrap_or(0)))
-            .collect())
+        Ok(rows.into_iter().map(|(p, n)| (p, u64::try_from(n).unwrap_or(0))).collect())
     }
 
     /// When this database first saw `key_id` as its primary key (recorded now
     /// if it never did).
-    pub async fn key_first_seen(
-        &self,
-        key_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>, StoreError> {
+    pub async fn key_first_seen(&self, key_id: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
         let name = format!("key_first_seen/{key_id}");
         let model = gateway_metadata::ActiveModel {
             key: Set(name.clone()),
@@ -66,16 +53,10 @@ impl Store {
             updated_at: Set(now),
         };
         gateway_metadata::Entity::insert(model)
-            .on_conflict(
-                OnConflict::column(gateway_metadata::Column::Key)
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(OnConflict::column(gateway_metadata::Column::Key).do_nothing().to_owned())
             .exec_without_returning(self.db())
             .await?;
-        let row = gateway_metadata::Entity::find_by_id(name)
-            .one(self.db())
-            .await?;
+        let row = gateway_metadata::Entity::find_by_id(name).one(self.db()).await?;
         Ok(row.map_or(now, |r| r.created_at))
     }
 

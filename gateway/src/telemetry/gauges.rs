@@ -30,22 +30,13 @@ pub async fn refresh(
     let by_state = store.credentials_by_state().await?;
     for provider in providers {
         for state in ["active", "needs_reauth"] {
-            let n = by_state
-                .iter()
-                .find(|(p, s, _)| p == provider && s == state)
-                .map_or(0, |(_, _, n)| *n);
-            metrics::gauge!(m::CREDENTIALS, "provider" => provider.clone(), "state" => state)
-                .set(n as f64);
+            let n = by_state.iter().find(|(p, s, _)| p == provider && s == state).map_or(0, |(_, _, n)| *n);
+            metrics::gauge!(m::CREDENTIALS, "provider" => provider.clone(), "state" => state).set(n as f64);
         }
     }
-    let expiring = store
-        .credentials_expiring_before(now + EXPIRING_WINDOW)
-        .await?;
+    let expiring = store.credentials_expiring_before(now + EXPIRING_WINDOW).await?;
     for provider in providers {
-        let n = expiring
-            .iter()
-            .find(|(p, _)| p == provider)
-            .map_or(0, |(_, n)| *n);
+        let n = expiring.iter().find(|(p, _)| p == provider).map_or(0, |(_, n)| *n);
         metrics::gauge!(m::CREDENTIALS_EXPIRING, "provider" => provider.clone()).set(n as f64);
     }
 
@@ -57,13 +48,8 @@ pub async fn refresh(
     let usage = store.key_usage().await?;
     for key_id in keyring.key_ids() {
         // Values under the primary need no work; every other key's count is pending.
-        let pending = if *key_id.as_str() == *primary {
-            0
-        } else {
-            usage.total(key_id.as_str())
-        };
-        metrics::gauge!(m::REENCRYPTION_PENDING, "key_id" => key_id.to_string())
-            .set(pending as f64);
+        let pending = if *key_id.as_str() == *primary { 0 } else { usage.total(key_id.as_str()) };
+        metrics::gauge!(m::REENCRYPTION_PENDING, "key_id" => key_id.to_string()).set(pending as f64);
     }
     Ok(())
 }

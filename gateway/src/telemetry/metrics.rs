@@ -97,12 +97,7 @@ pub const CATALOGUE: &[Metric] = &[
         labels: &["provider", "operation", "kind"],
         help: "Failed calls to a provider by operation (code_exchange, refresh, exchange, revoke, userinfo) and kind (timeout, network, http_5xx, http_429, oauth_error, invalid_response).",
     },
-    Metric {
-        name: SESSIONS_CREATED,
-        kind: Kind::Counter,
-        labels: &["provider"],
-        help: "OAuth sessions started.",
-    },
+    Metric { name: SESSIONS_CREATED, kind: Kind::Counter, labels: &["provider"], help: "OAuth sessions started." },
     Metric {
         name: SESSIONS_COMPLETED,
         kind: Kind::Counter,
@@ -157,24 +152,9 @@ pub const CATALOGUE: &[Metric] = &[
         labels: &[],
         help: "Values that no configured key can decrypt, found by the last re-encryption run.",
     },
-    Metric {
-        name: JOB_RUNS,
-        kind: Kind::Counter,
-        labels: &["job"],
-        help: "Scheduled job runs.",
-    },
-    Metric {
-        name: JOB_FAILURES,
-        kind: Kind::Counter,
-        labels: &["job"],
-        help: "Scheduled job runs that failed.",
-    },
-    Metric {
-        name: JOB_DURATION,
-        kind: Kind::Histogram,
-        labels: &["job"],
-        help: "Time a job run took, in seconds.",
-    },
+    Metric { name: JOB_RUNS, kind: Kind::Counter, labels: &["job"], help: "Scheduled job runs." },
+    Metric { name: JOB_FAILURES, kind: Kind::Counter, labels: &["job"], help: "Scheduled job runs that failed." },
+    Metric { name: JOB_DURATION, kind: Kind::Histogram, labels: &["job"], help: "Time a job run took, in seconds." },
     Metric {
         name: JOB_LAST_SUCCESS,
         kind: Kind::Gauge,
@@ -229,15 +209,13 @@ pub const CATALOGUE: &[Metric] = &[
 /// cache hits and multi-second provider calls are resolved.
 pub fn buckets_for(name: &str) -> &'static [f64] {
     match name {
-        ENCRYPTION_DURATION | DECRYPTION_DURATION => &[
-            0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005,
-        ],
+        ENCRYPTION_DURATION | DECRYPTION_DURATION => {
+            &[0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005]
+        }
         HTTP_REQUEST_DURATION => &[
-            0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-            1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            30.0, 60.0,
         ],
-        _ => &[
-            0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-        ],
+        _ => &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
     }
 }

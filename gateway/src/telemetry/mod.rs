@@ -5,6 +5,7 @@
 //! token, lands in a span.
 
 pub mod gauges;
+pub mod handles;
 pub mod metrics;
 pub mod prometheus;
 
@@ -21,26 +22,16 @@ pub fn init(settings: &LogSettings) -> Result<(), Box<dyn std::error::Error + Se
     init_with_writer(settings, std::io::stdout)
 }
 
-pub fn init_with_writer<W>(
-    settings: &LogSettings,
-    writer: W,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+pub fn init_with_writer<W>(settings: &LogSettings, writer: W) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(&settings.filter)?;
     // Colour only for a human at a terminal; piped logs stay plain text.
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     match settings.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
         LogFormat::Text => builder.try_init(),
     }
 }

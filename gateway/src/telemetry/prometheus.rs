@@ -26,10 +26,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
     let mut builder = PrometheusBuilder::new().upkeep_timeout(UPKEEP_EVERY);
     for metric in CATALOGUE.iter().filter(|c| c.kind == Kind::Histogram) {
         builder = builder
-            .set_buckets_for_metric(
-                Matcher::Full(metric.name.to_owned()),
-                m::buckets_for(metric.name),
-            )
+            .set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), m::buckets_for(metric.name))
             .map_err(|e| e.to_string())?;
     }
     let handle = match builder.install_recorder() {
@@ -55,12 +52,7 @@ fn describe() {
 }
 
 /// The scheduled jobs (values of the `job` label).
-pub const JOBS: [&str; 4] = [
-    "proactive_refresh",
-    "session_sweep",
-    "reencrypt",
-    "metrics_refresh",
-];
+pub const JOBS: [&str; 4] = ["proactive_refresh", "session_sweep", "reencrypt", "metrics_refresh"];
 
 /// Starts at zero the series whose label values are known up front, so the
 /// whole catalogue is on `/metrics` from the first scrape and rates and
@@ -79,8 +71,7 @@ pub fn initialize_series(providers: &[String]) {
     for provider in providers {
         let p = || provider.clone();
         for outcome in TOKEN_OUTCOMES {
-            metrics::counter!(m::TOKEN_REQUESTS, "provider" => p(), "outcome" => outcome)
-                .absolute(0);
+            metrics::counter!(m::TOKEN_REQUESTS, "provider" => p(), "outcome" => outcome).absolute(0);
         }
         for trigger in ["on_demand", "proactive", "keepalive"] {
             for outcome in ["success", "permanent_failure", "transient_failure"] {
@@ -90,7 +81,8 @@ pub fn initialize_series(providers: &[String]) {
             let _ = metrics::histogram!(m::TOKEN_REFRESH_DURATION, "provider" => p(), "trigger" => trigger);
         }
         for operation in ["code_exchange", "refresh", "exchange", "revoke", "userinfo"] {
-            metrics::counter!(m::UPSTREAM_ERRORS, "provider" => p(), "operation" => operation, "kind" => "none").absolute(0);
+            metrics::counter!(m::UPSTREAM_ERRORS, "provider" => p(), "operation" => operation, "kind" => "none")
+                .absolute(0);
         }
         metrics::counter!(m::SESSIONS_CREATED, "provider" => p()).absolute(0);
         metrics::counter!(m::SESSIONS_COMPLETED, "provider" => p()).absolute(0);
@@ -106,12 +98,7 @@ pub fn initialize_series(providers: &[String]) {
         let _ = metrics::histogram!(m::JOB_DURATION, "job" => job);
         metrics::gauge!(m::JOB_LAST_SUCCESS, "job" => job).increment(0.0);
     }
-    for route in [
-        "/auth/init",
-        "/auth/token",
-        "/auth/callback/{provider}",
-        "/connect/{connect_id}",
-    ] {
+    for route in ["/auth/init", "/auth/token", "/auth/callback/{provider}", "/connect/{connect_id}"] {
         metrics::counter!(m::RATE_LIMITED, "route" => route).absolute(0);
     }
     for column in crate::store::keys::ENCRYPTED_COLUMNS {

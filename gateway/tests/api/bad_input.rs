@@ -7,44 +7,147 @@ use serde_json::{Value, json};
 use crate::helpers::{API_KEY, Backend, TestApp, spawn_app};
 use crate::on_both_backends;
 
-on_both_backends!(
-    bad_requests_get_their_code_and_change_nothing,
-    the_api_key_is_required_and_checked
-);
+on_both_backends!(bad_requests_get_their_code_and_change_nothing, the_api_key_is_required_and_checked);
 
 /// (method, path, content type, body, status, code)
-fn cases() -> Vec<(
-    Method,
-    &'static str,
-    &'static str,
-    String,
-    u16,
-    &'static str,
-)> {
+fn cases() -> Vec<(Method, &'static str, &'static str, String, u16, &'static str)> {
     let json = "application/json";
     let long_email = format!("{}@example.com", "a".repeat(300));
     vec![
         (Method::POST, "/auth/init", json, "{not json".into(), 400, "invalid_request"),
         (Method::POST, "/auth/init", json, "[]".into(), 400, "invalid_request"),
         (Method::POST, "/auth/init", json, json!({"provider": "mock"}).to_string(), 400, "invalid_request"),
-        (Method::POST, "/auth/init", json, json!({"provider": 7, "user_email": "a@b.co"}).to_string(), 400, "invalid_request"),
-        (Method::POST, "/auth/init", "text/plain", json!({"provider": "mock", "user_email": "a@b.co"}).to_string(), 415, "unsupported_media_type"),
-        (Method::POST, "/auth/init", json, json!({"provider": "mock", "user_email": "not-an-email"}).to_string(), 400, "invalid_email"),
-        (Method::POST, "/auth/init", json, json!({"provider": "mock", "user_email": long_email}).to_string(), 400, "invalid_email"),
-        (Method::POST, "/auth/init", json, json!({"provider": "nosuch", "user_email": "a@b.co"}).to_string(), 400, "unknown_provider"),
-        (Method::POST, "/auth/init", json, json!({"provider": "x".repeat(500), "user_email": "a@b.co"}).to_string(), 400, "unknown_provider"),
-        (Method::POST, "/auth/init", json, json!({"provider": "mock", "user_email": "a@b.co", "scopes": ["has space"]}).to_string(), 400, "invalid_request"),
-        (Method::POST, "/auth/init", json, json!({"provider": "mock", "user_email": "a@b.co", "scopes": vec!["s"; 51]}).to_string(), 400, "invalid_request"),
-        (Method::POST, "/auth/init", json, json!({"provider": "mock", "user_email": "a@b.co", "redirect_after": "https://evil.example.com/"}).to_string(), 400, "invalid_request"),
-        (Method::POST, "/auth/init", json, json!({"provider": "mock", "user_email": "a@b.co", "pad": "x".repeat(20_000)}).to_string(), 413, "payload_too_large"),
-        (Method::POST, "/auth/token", json, json!({"provider": "mock", "user_email": "a@@b"}).to_string(), 400, "invalid_email"),
-        (Method::POST, "/auth/token", json, json!({"provider": "mock", "user_email": "a@b.co", "required_scopes": "mail"}).to_string(), 400, "invalid_request"),
-        (Method::POST, "/auth/token", json, json!({"provider": "mock", "user_email": "nobody@b.co"}).to_string(), 404, "not_authenticated"),
-        (Method::DELETE, "/auth/revoke", json, json!({"provider": "mock", "user_email": "nobody@b.co"}).to_string(), 404, "not_authenticated"),
+        (
+            Method::POST,
+            "/auth/init",
+            json,
+            json!({"provider": 7, "user_email": "a@b.co"}).to_string(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/auth/init",
+            "text/plain",
+            json!({"provider": "mock", "user_email": "a@b.co"}).to_string(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            "/auth/init",
+            json,
+            json!({"provider": "mock", "user_email": "not-an-email"}).to_string(),
+            400,
+            "invalid_email",
+        ),
+        (
+            Method::POST,
+            "/auth/init",
+            json,
+            json!({"provider": "mock", "user_email": long_email}).to_string(),
+            400,
+            "invalid_email",
+        ),
+        (
+            Method::POST,
+            "/auth/init",
+            json,
+            json!({"provider": "nosuch", "user_email": "a@b.co"}).to_string(),
+            400,
+            "unknown_provider",
+        ),
+        (
+            Method::POST,
+            "/auth/init",
+            json,
+            json!({"provider": "x".repeat(500), "user_email": "a@b.co"}).to_string(),
+            400,
+            "unknown_provider",
+        ),
+        (
+            Method::POST,
+            "/auth/init",
+            json,
+            json!({"provider": "mock", "user_email": "a@b.co", "scopes": ["has space"]}).to_string(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/auth/init",
+            json,
+            json!({"provider": "mock", "user_email": "a@b.co", "scopes": vec!["s"; 51]}).to_string(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/auth/init",
+            json,
+            json!({"provider": "mock", "user_email": "a@b.co", "redirect_after": "https://evil.example.com/"})
+                .to_string(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/auth/init",
+            json,
+            json!({"provider": "mock", "user_email": "a@b.co", "pad": "x".repeat(20_000)}).to_string(),
+            413,
+            "payload_too_large",
+        ),
+        (
+            Method::POST,
+            "/auth/token",
+            json,
+            json!({"provider": "mock", "user_email": "a@@b"}).to_string(),
+            400,
+            "invalid_email",
+        ),
+        (
+            Method::POST,
+            "/auth/token",
+            json,
+            json!({"provider": "mock", "user_email": "a@b.co", "required_scopes": "mail"}).to_string(),
+            400,
+            "invalid_request",
+        ),
+        (
+            Method::POST,
+            "/auth/token",
+            json,
+            json!({"provider": "mock", "user_email": "nobody@b.co"}).to_string(),
+            404,
+            "not_authenticated",
+        ),
+        (
+            Method::DELETE,
+            "/auth/revoke",
+            json,
+            json!({"provider": "mock", "user_email": "nobody@b.co"}).to_string(),
+            404,
+            "not_authenticated",
+        ),
         (Method::DELETE, "/auth/revoke", json, json!({"provider": "mock"}).to_string(), 400, "invalid_request"),
         (Method::GET, "/auth/status/not-a-uuid", json, String::new(), 400, "invalid_request"),
-        (Method::GET, "/auth/status/00000000-0000-0000-0000-000000000000", json, String::new(), 404, "session_not_found"),
-        (Method::GET, "/auth/status/00000000-0000-0000-0000-000000000000?wait=abc", json, String::new(), 400, "invalid_request"),
+        (
+            Method::GET,
+            "/auth/status/00000000-0000-0000-0000-000000000000",
+            json,
+            String::new(),
+            404,
+            "session_not_found",
+        ),
+        (
+            Method::GET,
+            "/auth/status/00000000-0000-0000-0000-000000000000?wait=abc",
+            json,
+            String::new(),
+            400,
+            "invalid_request",
+        ),
         (Method::GET, "/auth/providers/not-an-email", json, String::new(), 400, "invalid_email"),
         (Method::PUT, "/auth/token", json, "{}".into(), 405, "method_not_allowed"),
     ]
@@ -74,17 +177,10 @@ async fn bad_requests_get_their_code_and_change_nothing(backend: Backend) {
         assert_eq!(response.status().as_u16(), status, "{method} {path}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], code, "{method} {path}: {body}");
-        assert!(
-            body["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{method} {path}"
-        );
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}");
         assert!(body["request_id"].is_string(), "{method} {path}");
     }
-    assert_eq!(
-        table_counts(&app).await,
-        before,
-        "bad requests changed the database"
-    );
+    assert_eq!(table_counts(&app).await, before, "bad requests changed the database");
     app.stop().await;
 }
 
@@ -92,28 +188,16 @@ async fn the_api_key_is_required_and_checked(backend: Backend) {
     let app = spawn_app(backend).await;
     let routes = [
         (Method::POST, "/auth/init"),
-        (
-            Method::GET,
-            "/auth/status/00000000-0000-0000-0000-000000000000",
-        ),
+        (Method::GET, "/auth/status/00000000-0000-0000-0000-000000000000"),
         (Method::POST, "/auth/token"),
         (Method::GET, "/auth/providers/a@b.co"),
         (Method::DELETE, "/auth/revoke"),
     ];
     let body = json!({"provider": "mock", "user_email": "a@b.co"});
     for (method, path) in routes {
-        let missing = app
-            .client
-            .request(method.clone(), app.url(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let missing = app.client.request(method.clone(), app.url(path)).json(&body).send().await.unwrap();
         assert_eq!(missing.status(), 401, "{method} {path}");
-        assert_eq!(
-            missing.json::<Value>().await.unwrap()["error"],
-            "unauthorized"
-        );
+        assert_eq!(missing.json::<Value>().await.unwrap()["error"], "unauthorized");
         let wrong = app
             .client
             .request(method.clone(), app.url(path))
@@ -126,53 +210,17 @@ async fn the_api_key_is_required_and_checked(backend: Backend) {
         assert_eq!(wrong.json::<Value>().await.unwrap()["error"], "forbidden");
     }
     // The browser-facing pages and health need no key.
-    assert_eq!(
-        app.client
-            .get(app.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/connect/unknown"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        app.client
-            .get(app.url("/auth/callback/mock?state=x&code=y"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
+    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
+    assert_eq!(app.client.get(app.url("/connect/unknown")).send().await.unwrap().status(), 404);
+    assert_eq!(app.client.get(app.url("/auth/callback/mock?state=x&code=y")).send().await.unwrap().status(), 400);
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_and_docs_are_served_from_the_binary() {
     let app = spawn_app(Backend::Sqlite).await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        doc["openapi"].as_str().unwrap().starts_with("3.1"),
-        "{}",
-        doc["openapi"]
-    );
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
     for path in [
         "/auth/init",
         "/auth/token",
@@ -181,18 +229,12 @@ async fn openapi_and_docs_are_served_from_the_binary() {
         "/auth/revoke",
         "/health",
     ] {
-        assert!(
-            doc["paths"].get(path).is_some(),
-            "{path} missing from the OpenAPI document"
-        );
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }
     let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     let html = docs.text().await.unwrap();
     assert!(html.contains("swagger"), "the docs page is Swagger UI");
-    assert!(
-        !html.contains("cdn.") && !html.contains("unpkg"),
-        "no asset is loaded from a CDN"
-    );
+    assert!(!html.contains("cdn.") && !html.contains("unpkg"), "no asset is loaded from a CDN");
     app.stop().await;
 }

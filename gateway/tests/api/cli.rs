@@ -10,9 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_gateway");
 /// A command with an empty environment (but PATH), run in `dir`.
 fn gateway(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(dir);
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).current_dir(dir);
     cmd
 }
 
@@ -20,13 +18,7 @@ fn gateway(dir: &std::path::Path) -> Command {
 fn with_no_configuration_at_all_it_serves_health_on_embedded_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     // PORT=0 only so parallel tests do not fight over 8000.
-    let mut child = KillOnDrop(
-        gateway(dir.path())
-            .env("PORT", "0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = KillOnDrop(gateway(dir.path()).env("PORT", "0").stdout(Stdio::piped()).spawn().unwrap());
     let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -47,36 +39,20 @@ fn with_no_configuration_at_all_it_serves_health_on_embedded_sqlite() {
             break line[start..].split_whitespace().next().unwrap().to_owned();
         }
     };
-    assert!(
-        log.contains("GENERATED"),
-        "the generated key must be announced loudly:\n{log}"
-    );
+    assert!(log.contains("GENERATED"), "the generated key must be announced loudly:\n{log}");
 
-    let body: serde_json::Value = reqwest::blocking::get(format!("http://{address}/health"))
-        .unwrap()
-        .json()
-        .unwrap();
+    let body: serde_json::Value = reqwest::blocking::get(format!("http://{address}/health")).unwrap().json().unwrap();
     assert_eq!(body["status"], "healthy");
     assert!(dir.path().join("data/gateway.db").exists());
     for secret in ["data/encryption.key", "data/api-key"] {
         let meta = std::fs::metadata(dir.path().join(secret)).unwrap();
-        assert_eq!(
-            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
-            0o600,
-            "{secret}"
-        );
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600, "{secret}");
         let contents = std::fs::read_to_string(dir.path().join(secret)).unwrap();
-        assert!(
-            !log.contains(contents.trim()),
-            "{secret} leaked into the log"
-        );
+        assert!(!log.contains(contents.trim()), "{secret} leaked into the log");
     }
 
     // Graceful shutdown on SIGTERM.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = wait_with_timeout(&mut child.0, Duration::from_secs(20));
     assert!(exit.success(), "exit status {exit:?}");
@@ -120,22 +96,10 @@ fn config_check_names_every_problem_and_no_secret() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
-    for variable in [
-        "AUTH_GATEWAY_ENCRYPTION_KEY",
-        "AUTH_GATEWAY_API_KEY",
-        "DATABASE_URL",
-        "PORT",
-        "PUBLIC_BASE_URL",
-    ] {
-        assert!(
-            stderr.contains(variable),
-            "{variable} not named in:\n{stderr}"
-        );
+    for variable in ["AUTH_GATEWAY_ENCRYPTION_KEY", "AUTH_GATEWAY_API_KEY", "DATABASE_URL", "PORT", "PUBLIC_BASE_URL"] {
+        assert!(stderr.contains(variable), "{variable} not named in:\n{stderr}");
     }
-    assert!(
-        !stderr.contains("my-secret-passphrase") && !stderr.contains("short-secret"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("my-secret-passphrase") && !stderr.contains("short-secret"), "{stderr}");
 }
 
 #[test]
@@ -147,35 +111,18 @@ fn config_check_passes_a_good_configuration() {
         .env("AUTH_GATEWAY_ENCRYPTION_KEY_SALT", "a salt")
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        String::from_utf8(output.stdout)
-            .unwrap()
-            .contains("configuration OK")
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8(output.stdout).unwrap().contains("configuration OK"));
 }
 
 #[test]
 fn keys_generate_prints_fernet_and_api_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let fernet = gateway(dir.path())
-        .args(["keys", "generate"])
-        .output()
-        .unwrap();
+    let fernet = gateway(dir.path()).args(["keys", "generate"]).output().unwrap();
     let fernet = String::from_utf8(fernet.stdout).unwrap();
-    assert!(
-        gateway::crypto::Key::is_fernet_key(fernet.trim()),
-        "{fernet}"
-    );
+    assert!(gateway::crypto::Key::is_fernet_key(fernet.trim()), "{fernet}");
 
-    let api = gateway(dir.path())
-        .args(["keys", "generate", "--api-key"])
-        .output()
-        .unwrap();
+    let api = gateway(dir.path()).args(["keys", "generate", "--api-key"]).output().unwrap();
     let api = String::from_utf8(api.stdout).unwrap();
     assert_eq!(api.trim().len(), 64, "{api}");
 }
@@ -184,46 +131,22 @@ fn keys_generate_prints_fernet_and_api_keys() {
 fn migrate_applies_and_reports_status() {
     let dir = tempfile::tempdir().unwrap();
     let up = gateway(dir.path()).arg("migrate").output().unwrap();
-    assert!(
-        up.status.success(),
-        "{}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let status = gateway(dir.path())
-        .args(["migrate", "status"])
-        .output()
-        .unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let status = gateway(dir.path()).args(["migrate", "status"]).output().unwrap();
     let stdout = String::from_utf8(status.stdout).unwrap();
-    assert!(
-        stdout.contains("applied m20261127_000001_create_tables"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("applied m20261127_000001_create_tables"), "{stdout}");
     assert!(!stdout.contains("pending"), "{stdout}");
 
-    let down = gateway(dir.path())
-        .args(["migrate", "down"])
-        .output()
-        .unwrap();
+    let down = gateway(dir.path()).args(["migrate", "down"]).output().unwrap();
     assert!(down.status.success());
-    let status = gateway(dir.path())
-        .args(["migrate", "status"])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8(status.stdout)
-            .unwrap()
-            .contains("pending m20261127_000001_create_tables")
-    );
+    let status = gateway(dir.path()).args(["migrate", "status"]).output().unwrap();
+    assert!(String::from_utf8(status.stdout).unwrap().contains("pending m20261127_000001_create_tables"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_added_by_the_cli_are_served_without_a_restart() {
     let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
-    assert_eq!(
-        app.init("acme", "a@b.co", None).await.status(),
-        400,
-        "unknown before it is added"
-    );
+    assert_eq!(app.init("acme", "a@b.co", None).await.status(), 400, "unknown before it is added");
 
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
@@ -253,16 +176,9 @@ async fn providers_added_by_the_cli_are_served_without_a_restart() {
         "--scopes",
         "openid email",
     ]);
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let listed = String::from_utf8(run(&["providers", "list"]).stdout).unwrap();
-    assert!(
-        listed.contains("acme") && listed.contains("cli"),
-        "{listed}"
-    );
+    assert!(listed.contains("acme") && listed.contains("cli"), "{listed}");
     assert!(!listed.contains("acme-client-secret-value"));
 
     // The running gateway finds it on the first request for it (after its reload interval).
@@ -270,21 +186,11 @@ async fn providers_added_by_the_cli_are_served_without_a_restart() {
         app.init("acme", "a@b.co", None).await.status() == 200
     })
     .await;
-    assert!(
-        served,
-        "the running gateway did not pick up the new provider"
-    );
+    assert!(served, "the running gateway did not pick up the new provider");
 
     let google = run(&["providers", "remove", "google"]);
-    assert!(
-        !google.status.success(),
-        "providers from the environment cannot be removed here"
-    );
+    assert!(!google.status.success(), "providers from the environment cannot be removed here");
     let removed = run(&["providers", "remove", "acme"]);
-    assert!(
-        removed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&removed.stderr)
-    );
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
     app.stop().await;
 }

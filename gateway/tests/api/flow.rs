@@ -29,22 +29,14 @@ async fn the_full_flow_stores_a_credential_and_serves_its_token(backend: Backend
     let app = spawn_app(backend).await;
 
     let (auth_url, session_id) = app.init_ok("mock", ALICE).await;
-    assert!(
-        auth_url.starts_with(&format!("{}/connect/", app.address)),
-        "{auth_url}"
-    );
+    assert!(auth_url.starts_with(&format!("{}/connect/", app.address)), "{auth_url}");
     assert_eq!(app.status_json(&session_id).await["status"], "pending");
 
     let page = app.browse(&auth_url).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("Authentication Successful"));
     assert_eq!(page.headers["cache-control"], "no-store");
-    assert!(
-        page.headers["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("default-src 'none'")
-    );
+    assert!(page.headers["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
     assert!(
         !page.body.contains("mock_at_") && !page.body.contains("mock_code_"),
         "the page must not show tokens or codes"
@@ -57,53 +49,28 @@ async fn the_full_flow_stores_a_credential_and_serves_its_token(backend: Backend
 
     let token = app.token_ok("mock", ALICE).await;
     let access = token["access_token"].as_str().unwrap();
-    assert!(
-        app.mock.access_token_is_valid(access),
-        "the gateway must hand out the provider's token"
-    );
+    assert!(app.mock.access_token_is_valid(access), "the gateway must hand out the provider's token");
     assert_eq!(token["token_type"], "Bearer");
     assert!(token["expires_at"].is_string());
-    let scopes: Vec<&str> = token["scopes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap())
-        .collect();
+    let scopes: Vec<&str> = token["scopes"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     assert!(scopes.contains(&"mail.read"), "{scopes:?}");
     // The second read is served from memory: same token.
-    assert_eq!(
-        app.token_ok("mock", "Alice@Company.com").await["access_token"],
-        access
-    );
+    assert_eq!(app.token_ok("mock", "Alice@Company.com").await["access_token"], access);
 
-    let listed: Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/auth/providers/{ALICE}"),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value =
+        app.api(reqwest::Method::GET, &format!("/auth/providers/{ALICE}"), None).await.json().await.unwrap();
     assert_eq!(listed["user_email"], ALICE);
     assert_eq!(listed["providers"][0]["provider"], "mock");
     assert_eq!(listed["providers"][0]["state"], "active");
     assert!(listed["providers"][0]["authenticated_at"].is_string());
-    assert!(
-        listed.to_string().find("mock_at_").is_none(),
-        "listings carry no token"
-    );
+    assert!(listed.to_string().find("mock_at_").is_none(), "listings carry no token");
 
     let revoked = app.revoke("mock", ALICE).await;
     assert_eq!(revoked.status(), 200);
     let revoked: Value = revoked.json().await.unwrap();
     assert_eq!(revoked["success"], true);
     assert_eq!(revoked["provider_revocation"], "revoked");
-    assert!(
-        !app.mock.access_token_is_valid(access),
-        "revoking the grant revokes its access token at the provider"
-    );
+    assert!(!app.mock.access_token_is_valid(access), "revoking the grant revokes its access token at the provider");
     assert_eq!(app.mock.counters().revocations, 1);
 
     let after = app.token("mock", ALICE, None).await;
@@ -119,23 +86,10 @@ async fn a_retried_init_returns_the_waiting_session(backend: Backend) {
     let app = spawn_app(backend).await;
     let (url_a, id_a) = app.init_ok("mock", ALICE).await;
     let (url_b, id_b) = app.init_ok("mock", ALICE).await;
-    assert_eq!(
-        (&url_a, &id_a),
-        (&url_b, &id_b),
-        "same user, provider and scopes while pending: same session"
-    );
+    assert_eq!((&url_a, &id_a), (&url_b, &id_b), "same user, provider and scopes while pending: same session");
 
-    let other_scopes = app
-        .init("mock", ALICE, Some(&["mail.send"]))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap();
-    assert_ne!(
-        other_scopes["session_id"],
-        id_a.as_str(),
-        "other scopes: another session"
-    );
+    let other_scopes = app.init("mock", ALICE, Some(&["mail.send"])).await.json::<Value>().await.unwrap();
+    assert_ne!(other_scopes["session_id"], id_a.as_str(), "other scopes: another session");
 
     // Once the link has been opened, a retry gets a fresh link.
     let _ = app.client.get(&url_a).send().await.unwrap();
@@ -157,24 +111,12 @@ async fn the_connect_link_works_once_and_sends_pkce_and_login_hint(backend: Back
     assert_eq!(query["code_challenge_method"], "S256");
     assert!(query["code_challenge"].len() >= 43);
     assert_eq!(query["login_hint"], ALICE);
-    assert!(
-        query["state"].len() >= 22,
-        "state carries at least 128 bits"
-    );
-    assert_eq!(
-        query["redirect_uri"],
-        format!("{}/auth/callback/mock", app.address)
-    );
+    assert!(query["state"].len() >= 22, "state carries at least 128 bits");
+    assert_eq!(query["redirect_uri"], format!("{}/auth/callback/mock", app.address));
 
     let second = app.client.get(&auth_url).send().await.unwrap();
     assert_eq!(second.status(), 404);
-    assert!(
-        second
-            .text()
-            .await
-            .unwrap()
-            .contains("already used or has expired")
-    );
+    assert!(second.text().await.unwrap().contains("already used or has expired"));
     app.stop().await;
 }
 
@@ -186,38 +128,16 @@ async fn a_replayed_callback_changes_nothing(backend: Backend) {
     let token_before = app.token_ok("mock", ALICE).await["access_token"].clone();
     let grants_before = app.mock.counters().authorization_code_grants;
 
-    let replay = app
-        .client
-        .get(page.callback_url().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let replay = app.client.get(page.callback_url().unwrap()).send().await.unwrap();
     assert_eq!(replay.status(), 400);
     assert!(replay.text().await.unwrap().contains("already"));
-    assert_eq!(
-        app.mock.counters().authorization_code_grants,
-        grants_before,
-        "a replay never reaches the provider"
-    );
+    assert_eq!(app.mock.counters().authorization_code_grants, grants_before, "a replay never reaches the provider");
     assert_eq!(app.status_json(&session_id).await["status"], "completed");
-    assert_eq!(
-        app.token_ok("mock", ALICE).await["access_token"],
-        token_before
-    );
+    assert_eq!(app.token_ok("mock", ALICE).await["access_token"], token_before);
 
-    let unknown = app
-        .client
-        .get(app.url("/auth/callback/mock?code=x&state=never-issued"))
-        .send()
-        .await
-        .unwrap();
+    let unknown = app.client.get(app.url("/auth/callback/mock?code=x&state=never-issued")).send().await.unwrap();
     assert_eq!(unknown.status(), 400);
-    let missing = app
-        .client
-        .get(app.url("/auth/callback/mock?code=x"))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.client.get(app.url("/auth/callback/mock?code=x")).send().await.unwrap();
     assert_eq!(missing.status(), 400);
     app.stop().await;
 }
@@ -234,11 +154,7 @@ async fn an_expired_session_reports_failed_and_its_link_is_dead(backend: Backend
 
     let page = app.browse(&auth_url).await;
     assert_eq!(page.status, 404);
-    assert_eq!(
-        app.mock.counters().authorizations,
-        0,
-        "an expired link never reaches the provider"
-    );
+    assert_eq!(app.mock.counters().authorizations, 0, "an expired link never reaches the provider");
 
     // A new init after expiry starts a new session.
     let (_, fresh) = app.init_ok("mock", ALICE).await;
@@ -251,15 +167,9 @@ async fn a_callback_for_another_provider_changes_nothing(backend: Backend) {
     let (auth_url, session_id) = app.init_ok("mock", ALICE).await;
     // Stop at the provider's redirect back to us, and deliver it to the wrong provider path.
     let to_provider = app.client.get(&auth_url).send().await.unwrap();
-    let provider_url = to_provider.headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let provider_url = to_provider.headers()["location"].to_str().unwrap().to_owned();
     let back = app.client.get(&provider_url).send().await.unwrap();
-    let callback = back.headers()["location"]
-        .to_str()
-        .unwrap()
-        .replace("/auth/callback/mock", "/auth/callback/google");
+    let callback = back.headers()["location"].to_str().unwrap().replace("/auth/callback/mock", "/auth/callback/google");
 
     let response = app.client.get(&callback).send().await.unwrap();
     assert_eq!(response.status(), 400);
@@ -267,17 +177,14 @@ async fn a_callback_for_another_provider_changes_nothing(backend: Backend) {
     assert_eq!(app.mock.counters().authorization_code_grants, 0);
 
     // The right provider path still works: nothing was used up.
-    let right = app
-        .browse(&callback.replace("/auth/callback/google", "/auth/callback/mock"))
-        .await;
+    let right = app.browse(&callback.replace("/auth/callback/google", "/auth/callback/mock")).await;
     assert_eq!(right.status, 200, "{}", right.body);
     app.stop().await;
 }
 
 async fn a_different_account_consenting_is_refused_and_nothing_is_stored(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.mock
-        .set_consent(Consent::ApproveAs("bob@company.com".into()));
+    app.mock.set_consent(Consent::ApproveAs("bob@company.com".into()));
     let (auth_url, session_id) = app.init_ok("mock", ALICE).await;
 
     let page = app.browse(&auth_url).await;
@@ -288,15 +195,8 @@ async fn a_different_account_consenting_is_refused_and_nothing_is_stored(backend
     assert_eq!(status["reason"], "account_mismatch");
     assert_eq!(app.count("oauth_credentials").await, 0);
     assert_eq!(app.token("mock", ALICE, None).await.status(), 404);
-    assert_eq!(
-        app.token("mock", "bob@company.com", None).await.status(),
-        404
-    );
-    assert_eq!(
-        app.mock.counters().revocations,
-        1,
-        "tokens that are not stored are revoked"
-    );
+    assert_eq!(app.token("mock", "bob@company.com", None).await.status(), 404);
+    assert_eq!(app.mock.counters().revocations, 1, "tokens that are not stored are revoked");
     app.stop().await;
 }
 
@@ -327,10 +227,7 @@ async fn google_without_a_refresh_token_is_a_failure(backend: Backend) {
     };
     assert_eq!(query["access_type"], "offline");
     assert_eq!(query["prompt"], "consent");
-    assert!(
-        query["scope"].split(' ').any(|s| s == "openid"),
-        "identity scopes are added"
-    );
+    assert!(query["scope"].split(' ').any(|s| s == "openid"), "identity scopes are added");
 
     let (auth_url, session_id_2) = app.init_ok("google", ALICE).await;
     assert_ne!(session_id, session_id_2);
@@ -354,10 +251,7 @@ async fn status_long_polls_until_the_session_completes(backend: Backend) {
     let pending = Instant::now();
     let body: Value = app.status(&session_id, Some(1)).await.json().await.unwrap();
     assert_eq!(body["status"], "pending");
-    assert!(
-        pending.elapsed() >= Duration::from_millis(900),
-        "wait=1 waits about a second while pending"
-    );
+    assert!(pending.elapsed() >= Duration::from_millis(900), "wait=1 waits about a second while pending");
 
     let poll = {
         let client = app.client.clone();
@@ -380,15 +274,9 @@ async fn status_long_polls_until_the_session_completes(backend: Backend) {
     // the poll is correct either way, this only makes it exercise the wake-up).
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.browse(&auth_url).await.status, 200);
-    let (body, waited) = tokio::time::timeout(Duration::from_secs(10), poll)
-        .await
-        .unwrap()
-        .unwrap();
+    let (body, waited) = tokio::time::timeout(Duration::from_secs(10), poll).await.unwrap().unwrap();
     assert_eq!(body["status"], "completed");
-    assert!(
-        waited < Duration::from_secs(10),
-        "the poll returns when the session completes, not at its deadline"
-    );
+    assert!(waited < Duration::from_secs(10), "the poll returns when the session completes, not at its deadline");
 
     let too_long = app.status(&session_id, Some(61)).await;
     assert_eq!(too_long.status(), 400);

@@ -19,22 +19,13 @@ async fn a_working_gateway_is_healthy(backend: Backend) {
     assert_eq!(body["encryption"], "operational");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
     let timestamp = body["timestamp"].as_str().unwrap();
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
-        "{timestamp}"
-    );
+    assert!(chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(), "{timestamp}");
     app.stop().await;
 }
 
 async fn unknown_paths_get_a_json_404(backend: Backend) {
     let app = spawn_app(backend).await;
-    let response = app
-        .client
-        .get(app.url("/nope"))
-        .header("x-request-id", "req-42")
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(app.url("/nope")).header("x-request-id", "req-42").send().await.unwrap();
     assert_eq!(response.status(), 404);
     assert_eq!(response.headers()["x-request-id"], "req-42");
     let body: serde_json::Value = response.json().await.unwrap();
@@ -67,13 +58,7 @@ async fn health_degrades_while_postgres_is_unreachable_and_recovers() {
     assert_eq!(body["encryption"], "operational");
 
     app.db.restore().await;
-    let recovered = eventually(Duration::from_secs(15), || async {
-        app.get_health().await.status() == 200
-    })
-    .await;
-    assert!(
-        recovered,
-        "the gateway did not recover after the database came back"
-    );
+    let recovered = eventually(Duration::from_secs(15), || async { app.get_health().await.status() == 200 }).await;
+    assert!(recovered, "the gateway did not recover after the database came back");
     app.stop().await;
 }

@@ -79,42 +79,23 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let url = format!("sqlite://{}/gateway.db?mode=rwc", dir.path().display());
-                Self {
-                    backend,
-                    url,
-                    pg: None,
-                    _dir: dir,
-                }
+                Self { backend, url, pg: None, _dir: dir }
             }
             Backend::Postgres => {
                 let admin = std::env::var("TEST_DATABASE_URL").unwrap();
                 let name = format!("gw_test_{}", uuid::Uuid::new_v4().simple());
-                let conn = Database::connect(&admin)
-                    .await
-                    .expect("connect to TEST_DATABASE_URL");
-                conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .unwrap();
+                let conn = Database::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
+                conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
                 conn.close().await.unwrap();
                 let url = with_database(&admin, &name);
-                Self {
-                    backend,
-                    url,
-                    pg: Some((name, admin)),
-                    _dir: dir,
-                }
+                Self { backend, url, pg: Some((name, admin)), _dir: dir }
             }
         }
     }
 
     /// Another handle on a database some other `TestDb` owns (a second replica).
     pub fn attach(backend: Backend, url: &str) -> Self {
-        Self {
-            backend,
-            url: url.to_owned(),
-            pg: None,
-            _dir: tempfile::tempdir().unwrap(),
-        }
+        Self { backend, url: url.to_owned(), pg: None, _dir: tempfile::tempdir().unwrap() }
     }
 
     /// A direct connection, for tests that inspect or tamper with rows.
@@ -131,9 +112,7 @@ impl TestDb {
     pub async fn cut_off(&self) {
         let (name, admin) = self.pg.as_ref().expect("cut_off is PostgreSQL only");
         let conn = Database::connect(admin).await.unwrap();
-        conn.execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
-            .await
-            .unwrap();
+        conn.execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).await.unwrap();
         conn.execute_unprepared(&format!(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
         ))
@@ -145,9 +124,7 @@ impl TestDb {
     pub async fn restore(&self) {
         let (name, admin) = self.pg.as_ref().expect("restore is PostgreSQL only");
         let conn = Database::connect(admin).await.unwrap();
-        conn.execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
-            .await
-            .unwrap();
+        conn.execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await.unwrap();
         conn.close().await.unwrap();
     }
 }
@@ -159,15 +136,10 @@ impl Drop for TestDb {
         };
         // Drop runs inside the test's runtime, which cannot block on itself.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async {
                 if let Ok(conn) = Database::connect(&admin).await {
-                    let _ = conn
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
+                    let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                     let _ = conn.close().await;
                 }
             });
@@ -188,9 +160,7 @@ pub const API_KEY: &str = "test-api-key-0123456789-abcdefghijklmnopqrstuvwxyz";
 /// A fresh random Fernet key string.
 pub fn fernet_key() -> String {
     use secrecy::ExposeSecret;
-    gateway::crypto::key::generate_fernet_key()
-        .expose_secret()
-        .to_owned()
+    gateway::crypto::key::generate_fernet_key().expose_secret().to_owned()
 }
 
 /// Variables configuring the generic provider `mock` and the built-in
@@ -200,18 +170,12 @@ pub fn provider_vars(mock: &MockProvider) -> Vec<(String, String)> {
     for prefix in ["MOCK", "GOOGLE"] {
         vars.extend([
             (format!("{prefix}_CLIENT_ID"), mock.client_id().to_owned()),
-            (
-                format!("{prefix}_CLIENT_SECRET"),
-                mock.client_secret().to_owned(),
-            ),
+            (format!("{prefix}_CLIENT_SECRET"), mock.client_secret().to_owned()),
             (format!("{prefix}_AUTH_URL"), mock.authorize_url()),
             (format!("{prefix}_TOKEN_URL"), mock.token_url()),
             (format!("{prefix}_REVOCATION_URL"), mock.revoke_url()),
             (format!("{prefix}_USERINFO_URL"), mock.userinfo_url()),
-            (
-                format!("{prefix}_SCOPES"),
-                "openid email mail.read".to_owned(),
-            ),
+            (format!("{prefix}_SCOPES"), "openid email mail.read".to_owned()),
         ]);
     }
     vars.push(("AUTH_GATEWAY_PROVIDERS".into(), "mock".into()));
@@ -223,12 +187,7 @@ pub fn settings(db: &TestDb, key: &str, extra: &[(&str, &str)]) -> Settings {
     settings_with(db, key, &[], extra)
 }
 
-pub fn settings_with(
-    db: &TestDb,
-    key: &str,
-    base: &[(String, String)],
-    extra: &[(&str, &str)],
-) -> Settings {
+pub fn settings_with(db: &TestDb, key: &str, base: &[(String, String)], extra: &[(&str, &str)]) -> Settings {
     let data_dir = db.data_dir();
     let mut vars: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), db.url.clone()),
@@ -275,12 +234,7 @@ pub async fn spawn_app_on(db: TestDb, key: String, extra: &[(&str, &str)]) -> Te
 }
 
 /// A gateway on `db` whose providers are served by `mock`.
-pub async fn spawn_app_with(
-    db: TestDb,
-    key: String,
-    mock: MockProvider,
-    extra: &[(&str, &str)],
-) -> TestApp {
+pub async fn spawn_app_with(db: TestDb, key: String, mock: MockProvider, extra: &[(&str, &str)]) -> TestApp {
     let clock = Clock::system();
     let settings = settings_with(&db, &key, &provider_vars(&mock), extra);
     let app = Application::build_with_clock(settings, StartOptions::default(), clock.clone())
@@ -297,17 +251,7 @@ pub async fn spawn_app_with(
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    TestApp {
-        address,
-        client,
-        clock,
-        db,
-        key,
-        mock,
-        metrics_addr,
-        stop: Some(stop),
-        server: Some(server),
-    }
+    TestApp { address, client, clock, db, key, mock, metrics_addr, stop: Some(stop), server: Some(server) }
 }
 
 pub async fn try_build(
@@ -329,60 +273,33 @@ impl TestApp {
     }
 
     /// A JSON request with the API key.
-    pub async fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .request(method, self.url(path))
-            .header("x-api-key", API_KEY);
+    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path)).header("x-api-key", API_KEY);
         if let Some(body) = body {
             request = request.json(&body);
         }
         request.send().await.unwrap()
     }
 
-    pub async fn init(
-        &self,
-        provider: &str,
-        email: &str,
-        scopes: Option<&[&str]>,
-    ) -> reqwest::Response {
+    pub async fn init(&self, provider: &str, email: &str, scopes: Option<&[&str]>) -> reqwest::Response {
         let mut body = json!({"provider": provider, "user_email": email});
         if let Some(scopes) = scopes {
             body["scopes"] = json!(scopes);
         }
-        self.api(reqwest::Method::POST, "/auth/init", Some(body))
-            .await
+        self.api(reqwest::Method::POST, "/auth/init", Some(body)).await
     }
 
     /// `/auth/init` that must succeed: (auth_url, session_id).
     pub async fn init_ok(&self, provider: &str, email: &str) -> (String, String) {
         let response = self.init(provider, email, None).await;
-        assert_eq!(
-            response.status(),
-            200,
-            "init failed: {}",
-            response.text().await.unwrap()
-        );
+        assert_eq!(response.status(), 200, "init failed: {}", response.text().await.unwrap());
         let body: Value = response.json().await.unwrap();
-        (
-            body["auth_url"].as_str().unwrap().to_owned(),
-            body["session_id"].as_str().unwrap().to_owned(),
-        )
+        (body["auth_url"].as_str().unwrap().to_owned(), body["session_id"].as_str().unwrap().to_owned())
     }
 
     pub async fn status(&self, session_id: &str, wait: Option<u64>) -> reqwest::Response {
         let query = wait.map(|w| format!("?wait={w}")).unwrap_or_default();
-        self.api(
-            reqwest::Method::GET,
-            &format!("/auth/status/{session_id}{query}"),
-            None,
-        )
-        .await
+        self.api(reqwest::Method::GET, &format!("/auth/status/{session_id}{query}"), None).await
     }
 
     pub async fn status_json(&self, session_id: &str) -> Value {
@@ -391,39 +308,24 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
-    pub async fn token(
-        &self,
-        provider: &str,
-        email: &str,
-        required: Option<&[&str]>,
-    ) -> reqwest::Response {
+    pub async fn token(&self, provider: &str, email: &str, required: Option<&[&str]>) -> reqwest::Response {
         let mut body = json!({"provider": provider, "user_email": email});
         if let Some(required) = required {
             body["required_scopes"] = json!(required);
         }
-        self.api(reqwest::Method::POST, "/auth/token", Some(body))
-            .await
+        self.api(reqwest::Method::POST, "/auth/token", Some(body)).await
     }
 
     /// `/auth/token` that must succeed: the body.
     pub async fn token_ok(&self, provider: &str, email: &str) -> Value {
         let response = self.token(provider, email, None).await;
-        assert_eq!(
-            response.status(),
-            200,
-            "token failed: {}",
-            response.text().await.unwrap()
-        );
+        assert_eq!(response.status(), 200, "token failed: {}", response.text().await.unwrap());
         response.json().await.unwrap()
     }
 
     pub async fn revoke(&self, provider: &str, email: &str) -> reqwest::Response {
-        self.api(
-            reqwest::Method::DELETE,
-            "/auth/revoke",
-            Some(json!({"provider": provider, "user_email": email})),
-        )
-        .await
+        self.api(reqwest::Method::DELETE, "/auth/revoke", Some(json!({"provider": provider, "user_email": email})))
+            .await
     }
 
     /// Follows `url` as a browser would (redirects by hand, so each hop can be
@@ -434,10 +336,7 @@ impl TestApp {
         for _ in 0..10 {
             let response = self.client.get(&url).send().await.unwrap();
             if response.status().is_redirection() {
-                let location = response.headers()[reqwest::header::LOCATION]
-                    .to_str()
-                    .unwrap()
-                    .to_owned();
+                let location = response.headers()[reqwest::header::LOCATION].to_str().unwrap().to_owned();
                 hops.push(url.clone());
                 url = location;
                 continue;
@@ -446,12 +345,7 @@ impl TestApp {
             let headers = response.headers().clone();
             let body = response.text().await.unwrap();
             hops.push(url.clone());
-            return Browsed {
-                status,
-                body,
-                headers,
-                hops,
-            };
+            return Browsed { status, body, headers, hops };
         }
         panic!("too many redirects from {url}");
     }
@@ -483,9 +377,7 @@ impl TestApp {
 
     /// Stops the server gracefully and hands back the database.
     pub async fn stop(self) -> TestDb {
-        let TestApp {
-            db, stop, server, ..
-        } = self;
+        let TestApp { db, stop, server, .. } = self;
         if let Some(stop) = stop {
             let _ = stop.send(());
         }
@@ -512,10 +404,7 @@ pub struct Browsed {
 impl Browsed {
     /// The gateway callback URL among the hops (it carries code and state).
     pub fn callback_url(&self) -> Option<&str> {
-        self.hops
-            .iter()
-            .find(|h| h.contains("/auth/callback/"))
-            .map(String::as_str)
+        self.hops.iter().find(|h| h.contains("/auth/callback/")).map(String::as_str)
     }
 }
 

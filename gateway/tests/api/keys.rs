@@ -18,10 +18,7 @@ on_both_backends!(
 );
 
 fn key_id(key: &str) -> String {
-    Key::parse(&SecretString::from(key.to_owned()), None)
-        .unwrap()
-        .id()
-        .to_string()
+    Key::parse(&SecretString::from(key.to_owned()), None).unwrap().id().to_string()
 }
 
 async fn a_key_that_cannot_read_the_canary_is_refused(backend: Backend) {
@@ -30,10 +27,7 @@ async fn a_key_that_cannot_read_the_canary_is_refused(backend: Backend) {
     let db = app.stop().await;
 
     let key_b = fernet_key();
-    let err = try_build(&db, &key_b, &[], Clock::system())
-        .await
-        .err()
-        .expect("start-up must refuse");
+    let err = try_build(&db, &key_b, &[], Clock::system()).await.err().expect("start-up must refuse");
     assert!(
         matches!(&err, StartupError::CanaryUnreadable { stored_key_id } if *stored_key_id == key_id(&key_a)),
         "{err}"
@@ -41,10 +35,7 @@ async fn a_key_that_cannot_read_the_canary_is_refused(backend: Backend) {
     let message = err.to_string();
     assert!(message.contains(&key_id(&key_a)), "{message}");
     assert!(message.contains("AUTH_GATEWAY_ROTATION_KEYS"), "{message}");
-    assert!(
-        !message.contains(&key_a) && !message.contains(&key_b),
-        "a key leaked: {message}"
-    );
+    assert!(!message.contains(&key_a) && !message.contains(&key_b), "a key leaked: {message}");
 }
 
 async fn rows_under_an_unconfigured_key_are_counted_and_refused(backend: Backend) {
@@ -66,13 +57,8 @@ async fn rows_under_an_unconfigured_key_are_counted_and_refused(backend: Backend
     }
     conn.close().await.unwrap();
 
-    let err = try_build(&db, &key, &[], Clock::system())
-        .await
-        .err()
-        .expect("start-up must refuse");
-    let StartupError::MissingKeys(missing) = &err else {
-        panic!("unexpected error: {err}")
-    };
+    let err = try_build(&db, &key, &[], Clock::system()).await.err().expect("start-up must refuse");
+    let StartupError::MissingKeys(missing) = &err else { panic!("unexpected error: {err}") };
     // The provider row written by the helper is under 'k1', also unconfigured.
     assert_eq!(missing.get("deadbeefdeadbeef"), Some(&2));
     assert_eq!(missing.get("k1"), Some(&1));

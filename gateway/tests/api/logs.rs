@@ -24,19 +24,12 @@ async fn a_full_flow_at_debug_level_logs_no_secret() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let key = fernet_key();
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .env_clear()
         .envs(provider_vars(&mock))
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/gw.db?mode=rwc", dir.path().display()),
-        )
+        .env("DATABASE_URL", format!("sqlite://{}/gw.db?mode=rwc", dir.path().display()))
         .env("AUTH_GATEWAY_ENCRYPTION_KEY", &key)
         .env("AUTH_GATEWAY_API_KEY", API_KEY)
         .env("PORT", port.to_string())
@@ -47,34 +40,18 @@ async fn a_full_flow_at_debug_level_logs_no_secret() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let up = eventually(Duration::from_secs(60), || async {
-        client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
+        client.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status() == 200)
     })
     .await;
     assert!(up, "the gateway did not start");
 
     let api = |method: reqwest::Method, path: &str, body: Value| {
-        client
-            .request(method, format!("{base}{path}"))
-            .header("x-api-key", API_KEY)
-            .json(&body)
-            .send()
+        client.request(method, format!("{base}{path}")).header("x-api-key", API_KEY).json(&body).send()
     };
     let alice = json!({"provider": "mock", "user_email": "alice@company.com"});
-    let init: Value = api(reqwest::Method::POST, "/auth/init", alice.clone())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let init: Value = api(reqwest::Method::POST, "/auth/init", alice.clone()).await.unwrap().json().await.unwrap();
     let mut url = init["auth_url"].as_str().unwrap().to_owned();
     let mut codes = Vec::new();
     for _ in 0..5 {
@@ -84,71 +61,33 @@ async fn a_full_flow_at_debug_level_logs_no_secret() {
             break;
         }
         url = response.headers()["location"].to_str().unwrap().to_owned();
-        if let Some(code) = url::Url::parse(&url)
-            .unwrap()
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-        {
+        if let Some(code) = url::Url::parse(&url).unwrap().query_pairs().find(|(k, _)| k == "code") {
             codes.push(code.1.into_owned());
         }
     }
     assert_eq!(codes.len(), 1, "the flow went through the provider");
     let mut tokens = Vec::new();
     for _ in 0..3 {
-        let token: Value = api(reqwest::Method::POST, "/auth/token", alice.clone())
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token: Value =
+            api(reqwest::Method::POST, "/auth/token", alice.clone()).await.unwrap().json().await.unwrap();
         tokens.push(token["access_token"].as_str().unwrap().to_owned());
     }
-    assert!(
-        mock.refresh_count_for("alice@company.com") >= 2,
-        "refreshes happened"
-    );
-    assert_eq!(
-        api(reqwest::Method::DELETE, "/auth/revoke", alice)
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert!(mock.refresh_count_for("alice@company.com") >= 2, "refreshes happened");
+    assert_eq!(api(reqwest::Method::DELETE, "/auth/revoke", alice).await.unwrap().status(), 200);
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let mut log = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut log).unwrap();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     let _ = child.wait();
 
-    assert!(
-        log.contains("authorization completed") && log.contains("DEBUG"),
-        "the log is at debug level:\n{log}"
-    );
+    assert!(log.contains("authorization completed") && log.contains("DEBUG"), "the log is at debug level:\n{log}");
     let mut secrets: Vec<(&str, String)> = vec![
         ("API key", API_KEY.to_owned()),
         ("encryption key", key.clone()),
         ("client secret", mock.client_secret().to_owned()),
-        (
-            "any access token",
-            mock_provider::ACCESS_TOKEN_PREFIX.to_owned(),
-        ),
-        (
-            "any refresh token",
-            mock_provider::REFRESH_TOKEN_PREFIX.to_owned(),
-        ),
+        ("any access token", mock_provider::ACCESS_TOKEN_PREFIX.to_owned()),
+        ("any refresh token", mock_provider::REFRESH_TOKEN_PREFIX.to_owned()),
         ("any code", mock_provider::CODE_PREFIX.to_owned()),
     ];
     secrets.extend(tokens.into_iter().map(|t| ("a served token", t)));

@@ -8,17 +8,9 @@ use sea_orm_migration::SchemaManager;
 use crate::helpers::{Backend, TestDb, postgres_available};
 use crate::on_both_backends;
 
-const TABLES: [&str; 4] = [
-    "oauth_providers",
-    "oauth_credentials",
-    "oauth_sessions",
-    "gateway_metadata",
-];
+const TABLES: [&str; 4] = ["oauth_providers", "oauth_credentials", "oauth_sessions", "gateway_metadata"];
 
-on_both_backends!(
-    migrations_go_up_down_and_up_again,
-    credentials_are_unique_per_user_and_provider
-);
+on_both_backends!(migrations_go_up_down_and_up_again, credentials_are_unique_per_user_and_provider);
 
 async fn migrations_go_up_down_and_up_again(backend: Backend) {
     let db = TestDb::new(backend).await;
@@ -29,27 +21,16 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
     for table in TABLES {
         assert!(manager.has_table(table).await.unwrap(), "{table} after up");
     }
-    assert!(
-        Migrator::get_pending_migrations(&conn)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(Migrator::get_pending_migrations(&conn).await.unwrap().is_empty());
 
     Migrator::down(&conn, None).await.unwrap();
     for table in TABLES {
-        assert!(
-            !manager.has_table(table).await.unwrap(),
-            "{table} after down"
-        );
+        assert!(!manager.has_table(table).await.unwrap(), "{table} after down");
     }
 
     Migrator::up(&conn, None).await.unwrap();
     for table in TABLES {
-        assert!(
-            manager.has_table(table).await.unwrap(),
-            "{table} after up again"
-        );
+        assert!(manager.has_table(table).await.unwrap(), "{table} after up again");
     }
     conn.close().await.unwrap();
 }
@@ -60,28 +41,10 @@ async fn credentials_are_unique_per_user_and_provider(backend: Backend) {
     Migrator::up(&conn, None).await.unwrap();
     insert_provider(&conn, "google").await;
 
-    assert!(
-        insert_credential(&conn, "alice@company.com", "google")
-            .await
-            .is_ok()
-    );
-    assert!(
-        insert_credential(&conn, "alice@company.com", "google")
-            .await
-            .is_err(),
-        "UNIQUE(profile_id, provider_id)"
-    );
-    assert!(
-        insert_credential(&conn, "bob@company.com", "google")
-            .await
-            .is_ok()
-    );
-    assert!(
-        insert_credential(&conn, "bob@company.com", "nosuch")
-            .await
-            .is_err(),
-        "provider foreign key"
-    );
+    assert!(insert_credential(&conn, "alice@company.com", "google").await.is_ok());
+    assert!(insert_credential(&conn, "alice@company.com", "google").await.is_err(), "UNIQUE(profile_id, provider_id)");
+    assert!(insert_credential(&conn, "bob@company.com", "google").await.is_ok());
+    assert!(insert_credential(&conn, "bob@company.com", "nosuch").await.is_err(), "provider foreign key");
     conn.close().await.unwrap();
 }
 

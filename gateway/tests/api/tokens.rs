@@ -6,9 +6,7 @@ use std::time::Duration;
 use mock_provider::{Endpoint, Fault, MockProvider};
 use serde_json::Value;
 
-use crate::helpers::{
-    Backend, TestDb, eventually, fernet_key, postgres_available, spawn_app, spawn_app_with,
-};
+use crate::helpers::{Backend, TestDb, eventually, fernet_key, postgres_available, spawn_app, spawn_app_with};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -28,10 +26,7 @@ const INTO_BUFFER: Duration = Duration::from_secs(3400);
 async fn two_hundred_callers_share_one_refresh(backend: Backend) {
     let app = spawn_app(backend).await;
     app.authorize("mock", ALICE).await;
-    let before = app.token_ok("mock", ALICE).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let before = app.token_ok("mock", ALICE).await["access_token"].as_str().unwrap().to_owned();
     app.clock.advance(INTO_BUFFER);
 
     let calls = (0..200).map(|_| {
@@ -45,28 +40,14 @@ async fn two_hundred_callers_share_one_refresh(backend: Backend) {
                 .await
                 .unwrap();
             assert_eq!(response.status(), 200);
-            response.json::<Value>().await.unwrap()["access_token"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
         })
     });
-    let tokens: Vec<String> = futures::future::join_all(calls)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(
-        app.mock.refresh_count_for(ALICE),
-        1,
-        "exactly one refresh at the provider"
-    );
+    let tokens: Vec<String> = futures::future::join_all(calls).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(app.mock.refresh_count_for(ALICE), 1, "exactly one refresh at the provider");
     let fresh = &tokens[0];
     assert_ne!(fresh, &before);
-    assert!(
-        tokens.iter().all(|t| t == fresh),
-        "every caller gets the new token"
-    );
+    assert!(tokens.iter().all(|t| t == fresh), "every caller gets the new token");
     assert!(app.mock.access_token_is_valid(fresh));
     app.stop().await;
 }
@@ -79,26 +60,14 @@ async fn rotated_refresh_tokens_are_stored_and_the_old_one_never_used(backend: B
     for round in 1..=3 {
         app.clock.advance(INTO_BUFFER);
         let token = app.token_ok("mock", ALICE).await;
-        assert!(
-            app.mock
-                .access_token_is_valid(token["access_token"].as_str().unwrap()),
-            "round {round}"
-        );
+        assert!(app.mock.access_token_is_valid(token["access_token"].as_str().unwrap()), "round {round}");
         assert_eq!(app.mock.refresh_count_for(ALICE), round);
     }
     // The mock refuses a rotated-away refresh token with invalid_grant: had
     // the gateway used an old one, the credential would be needs_reauth.
     assert_eq!(app.mock.counters().token_errors, 0);
-    let listed: Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/auth/providers/{ALICE}"),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value =
+        app.api(reqwest::Method::GET, &format!("/auth/providers/{ALICE}"), None).await.json().await.unwrap();
     assert_eq!(listed["providers"][0]["state"], "active");
     app.stop().await;
 }
@@ -115,16 +84,8 @@ async fn invalid_grant_marks_the_credential_for_reauthorization(backend: Backend
     assert_eq!(body["error"], "refresh_failed");
     assert_eq!(body["auth_required"], true);
 
-    let listed: Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/auth/providers/{ALICE}"),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value =
+        app.api(reqwest::Method::GET, &format!("/auth/providers/{ALICE}"), None).await.json().await.unwrap();
     assert_eq!(listed["providers"][0]["state"], "needs_reauth");
     // Later requests are refused without asking the provider again.
     let refreshes_before = app.mock.counters().token_errors;
@@ -148,33 +109,13 @@ async fn transient_faults_are_retried_and_never_mark_reauthorization(backend: Ba
 
     // A provider that keeps failing: the still-valid token is served, the
     // credential stays active.
-    app.mock.inject(
-        Endpoint::Token,
-        Fault::TooManyRequests {
-            retry_after_secs: 1,
-        },
-        100,
-    );
+    app.mock.inject(Endpoint::Token, Fault::TooManyRequests { retry_after_secs: 1 }, 100);
     app.clock.advance(INTO_BUFFER);
     let served = app.token_ok("mock", ALICE).await;
-    assert_eq!(
-        served["access_token"], refreshed["access_token"],
-        "the current token while it is still valid"
-    );
-    let listed: Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/auth/providers/{ALICE}"),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        listed["providers"][0]["state"], "active",
-        "a transient failure never marks re-authorization"
-    );
+    assert_eq!(served["access_token"], refreshed["access_token"], "the current token while it is still valid");
+    let listed: Value =
+        app.api(reqwest::Method::GET, &format!("/auth/providers/{ALICE}"), None).await.json().await.unwrap();
+    assert_eq!(listed["providers"][0]["state"], "active", "a transient failure never marks re-authorization");
     app.stop().await;
 }
 
@@ -190,48 +131,26 @@ async fn an_expired_token_and_a_provider_down_is_provider_unavailable(backend: B
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "provider_unavailable");
     assert_eq!(body["auth_required"], false);
-    let listed: Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("/auth/providers/{ALICE}"),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value =
+        app.api(reqwest::Method::GET, &format!("/auth/providers/{ALICE}"), None).await.json().await.unwrap();
     assert_eq!(listed["providers"][0]["state"], "active");
 
     app.mock.clear_faults();
-    assert_eq!(
-        app.token("mock", ALICE, None).await.status(),
-        200,
-        "recovers when the provider does"
-    );
+    assert_eq!(app.token("mock", ALICE, None).await.status(), 200, "recovers when the provider does");
     app.stop().await;
 }
 
 async fn a_grant_lacking_required_scopes_is_never_returned(backend: Backend) {
     let app = spawn_app(backend).await;
     app.authorize("mock", ALICE).await;
-    assert_eq!(
-        app.token("mock", ALICE, Some(&["mail.read"]))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(app.token("mock", ALICE, Some(&["mail.read"])).await.status(), 200);
 
-    let response = app
-        .token("mock", ALICE, Some(&["mail.read", "mail.send", "calendar"]))
-        .await;
+    let response = app.token("mock", ALICE, Some(&["mail.read", "mail.send", "calendar"])).await;
     assert_eq!(response.status(), 403);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "scope_insufficient");
     assert_eq!(body["auth_required"], true);
-    assert_eq!(
-        body["missing_scopes"],
-        serde_json::json!(["mail.send", "calendar"])
-    );
+    assert_eq!(body["missing_scopes"], serde_json::json!(["mail.send", "calendar"]));
     assert!(body.get("access_token").is_none());
     app.stop().await;
 }
@@ -245,10 +164,7 @@ async fn reauthorizing_replaces_a_needs_reauth_credential(backend: Backend) {
 
     app.authorize("mock", ALICE).await;
     let token = app.token_ok("mock", ALICE).await;
-    assert!(
-        app.mock
-            .access_token_is_valid(token["access_token"].as_str().unwrap())
-    );
+    assert!(app.mock.access_token_is_valid(token["access_token"].as_str().unwrap()));
     assert_eq!(app.count("oauth_credentials").await, 1);
     app.stop().await;
 }
@@ -269,20 +185,11 @@ async fn a_revoke_on_one_replica_reaches_the_other_within_a_second() {
     let b = spawn_app_with(b_db, key, mock, &[]).await;
 
     a.authorize("mock", ALICE).await;
-    assert_eq!(
-        b.token("mock", ALICE, None).await.status(),
-        200,
-        "B warms its cache"
-    );
+    assert_eq!(b.token("mock", ALICE, None).await.status(), 200, "B warms its cache");
     assert_eq!(a.revoke("mock", ALICE).await.status(), 200);
-    let gone = eventually(Duration::from_secs(1), || async {
-        b.token("mock", ALICE, None).await.status() == 404
-    })
-    .await;
-    assert!(
-        gone,
-        "replica B still served a revoked token after a second"
-    );
+    let gone =
+        eventually(Duration::from_secs(1), || async { b.token("mock", ALICE, None).await.status() == 404 }).await;
+    assert!(gone, "replica B still served a revoked token after a second");
     b.stop().await;
     a.stop().await;
 }

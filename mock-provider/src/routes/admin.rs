@@ -84,9 +84,7 @@ impl FaultSpec {
     fn into_fault(self) -> Result<Fault, String> {
         Ok(match self {
             Self::ServerError => Fault::ServerError,
-            Self::TooManyRequests { retry_after_secs } => {
-                Fault::TooManyRequests { retry_after_secs }
-            }
+            Self::TooManyRequests { retry_after_secs } => Fault::TooManyRequests { retry_after_secs },
             Self::Slow { millis } => Fault::Slow(Duration::from_millis(millis)),
             Self::InvalidGrant => Fault::InvalidGrant,
             Self::InvalidClient => Fault::InvalidClient,
@@ -160,10 +158,7 @@ async fn settings(State(shared): State<Arc<Shared>>) -> Json<SettingsView> {
     Json(SettingsView::of(&shared.store()))
 }
 
-async fn update_settings(
-    State(shared): State<Arc<Shared>>,
-    Json(update): Json<SettingsUpdate>,
-) -> Json<SettingsView> {
+async fn update_settings(State(shared): State<Arc<Shared>>, Json(update): Json<SettingsUpdate>) -> Json<SettingsView> {
     let mut store = shared.store();
     if let Some(secs) = update.access_token_ttl_secs {
         store.config.access_token_ttl = Duration::from_secs(secs);
@@ -189,10 +184,7 @@ struct InvalidateBody {
     email: String,
 }
 
-async fn invalidate(
-    State(shared): State<Arc<Shared>>,
-    Json(body): Json<InvalidateBody>,
-) -> StatusCode {
+async fn invalidate(State(shared): State<Arc<Shared>>, Json(body): Json<InvalidateBody>) -> StatusCode {
     shared.store().invalidate_refresh_tokens_for(&body.email);
     StatusCode::NO_CONTENT
 }
@@ -221,18 +213,12 @@ mod tests {
 
     #[test]
     fn fault_specs_parse() {
-        let body: FaultBody = serde_json::from_str(
-            r#"{"endpoint":"token","fault":{"kind":"too_many_requests","retry_after_secs":5}}"#,
-        )
-        .unwrap();
+        let body: FaultBody =
+            serde_json::from_str(r#"{"endpoint":"token","fault":{"kind":"too_many_requests","retry_after_secs":5}}"#)
+                .unwrap();
         assert_eq!(body.endpoint, Endpoint::Token);
         assert_eq!(body.times, 1);
-        assert_eq!(
-            body.fault.into_fault(),
-            Ok(Fault::TooManyRequests {
-                retry_after_secs: 5
-            })
-        );
+        assert_eq!(body.fault.into_fault(), Ok(Fault::TooManyRequests { retry_after_secs: 5 }));
         let slow: FaultSpec = serde_json::from_str(r#"{"kind":"slow","millis":2000}"#).unwrap();
         assert_eq!(slow.into_fault(), Ok(Fault::Slow(Duration::from_secs(2))));
         let bad: FaultSpec = serde_json::from_str(r#"{"kind":"status","code":42}"#).unwrap();
@@ -241,8 +227,7 @@ mod tests {
 
     #[test]
     fn consent_bodies_parse() {
-        let body: ConsentBody =
-            serde_json::from_str(r#"{"mode":"approve_as","email":"bob@example.com"}"#).unwrap();
+        let body: ConsentBody = serde_json::from_str(r#"{"mode":"approve_as","email":"bob@example.com"}"#).unwrap();
         assert!(matches!(body, ConsentBody::ApproveAs { email } if email == "bob@example.com"));
         assert!(serde_json::from_str::<ConsentBody>(r#"{"mode":"maybe"}"#).is_err());
     }

@@ -49,46 +49,27 @@ pub(super) async fn authorize(
     };
     let state = params.get("state").map(str::to_owned);
     let refuse = |error: &str, description: &str| {
-        redirect(
-            &redirect_uri,
-            &[("error", error), ("error_description", description)],
-            state.as_deref(),
-        )
+        redirect(&redirect_uri, &[("error", error), ("error_description", description)], state.as_deref())
     };
 
     if let Some(name) = params.duplicate() {
         return refuse("invalid_request", &format!("parameter {name} sent twice"));
     }
     if params.get("response_type") != Some("code") {
-        return refuse(
-            "unsupported_response_type",
-            "only response_type=code is supported",
-        );
+        return refuse("unsupported_response_type", "only response_type=code is supported");
     }
-    let code_challenge = match (
-        params.get("code_challenge"),
-        params.get("code_challenge_method"),
-    ) {
+    let code_challenge = match (params.get("code_challenge"), params.get("code_challenge_method")) {
         (None, None) => None,
         (Some(challenge), Some("S256")) if is_pkce_value(challenge) => Some(challenge.to_owned()),
         (Some(_), Some("S256")) => {
-            return refuse(
-                "invalid_request",
-                "code_challenge must be 43-128 unreserved characters",
-            );
+            return refuse("invalid_request", "code_challenge must be 43-128 unreserved characters");
         }
         (None, Some(_)) => {
-            return refuse(
-                "invalid_request",
-                "code_challenge_method without code_challenge",
-            );
+            return refuse("invalid_request", "code_challenge_method without code_challenge");
         }
         // A missing method means "plain" (RFC 7636 §4.3), which OAuth 2.1 forbids.
         (Some(_), _) => {
-            return refuse(
-                "invalid_request",
-                "code_challenge_method must be S256 (plain is refused)",
-            );
+            return refuse("invalid_request", "code_challenge_method must be S256 (plain is refused)");
         }
     };
 
@@ -103,10 +84,7 @@ pub(super) async fn authorize(
     };
 
     if store.config.consent == ConsentMode::Interactive {
-        let email = request
-            .login_hint
-            .clone()
-            .unwrap_or_else(|| store.config.default_email.clone());
+        let email = request.login_hint.clone().unwrap_or_else(|| store.config.default_email.clone());
         let client_id = store.config.client_id.clone();
         let scopes = request.scopes.clone();
         let request_id = store.park(request, now);
@@ -137,10 +115,7 @@ pub(super) struct Decision {
     decision: String,
 }
 
-pub(super) async fn decision(
-    State(shared): State<Arc<Shared>>,
-    Form(decision): Form<Decision>,
-) -> Response {
+pub(super) async fn decision(State(shared): State<Arc<Shared>>, Form(decision): Form<Decision>) -> Response {
     let now = SystemTime::now();
     let mut store = shared.store();
     let Some(request) = store.unpark(&decision.request_id, now) else {
@@ -164,14 +139,7 @@ pub(super) async fn decision(
 }
 
 fn deny(redirect_uri: &Url, state: Option<&str>) -> Response {
-    redirect(
-        redirect_uri,
-        &[
-            ("error", "access_denied"),
-            ("error_description", "The user denied access."),
-        ],
-        state,
-    )
+    redirect(redirect_uri, &[("error", "access_denied"), ("error_description", "The user denied access.")], state)
 }
 
 /// 302 to `redirect_uri` with `params` (and `state`) appended to whatever query it had.
@@ -190,9 +158,7 @@ fn redirect(redirect_uri: &Url, params: &[(&str, &str)], state: Option<&str>) ->
     match HeaderValue::from_str(location.as_str()) {
         Ok(value) => {
             response.headers_mut().insert(header::LOCATION, value);
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
         // `Url` serialises to ASCII, so this only guards against the impossible.
@@ -201,10 +167,7 @@ fn redirect(redirect_uri: &Url, params: &[(&str, &str)], state: Option<&str>) ->
 }
 
 fn error_page(message: &str) -> Response {
-    let body = page(
-        "Authorization error",
-        &format!("<h1>Authorization error</h1><p>{}</p>", escape(message)),
-    );
+    let body = page("Authorization error", &format!("<h1>Authorization error</h1><p>{}</p>", escape(message)));
     (StatusCode::BAD_REQUEST, Html(body)).into_response()
 }
 
@@ -212,10 +175,7 @@ fn consent_page(request_id: &str, client_id: &str, scopes: &[String], email: &st
     let scopes = if scopes.is_empty() {
         "<li><em>no scopes requested</em></li>".to_owned()
     } else {
-        scopes
-            .iter()
-            .map(|scope| format!("<li><code>{}</code></li>", escape(scope)))
-            .collect()
+        scopes.iter().map(|scope| format!("<li><code>{}</code></li>", escape(scope))).collect()
     };
     let body = format!(
         r#"<h1>Sign in to the mock provider</h1>
@@ -234,9 +194,7 @@ fn consent_page(request_id: &str, client_id: &str, scopes: &[String], email: &st
         email = escape(email),
     );
     let mut response = Html(page("Mock provider: consent", &body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -279,19 +237,12 @@ mod tests {
         let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
         assert_eq!(
             pairs,
-            vec![
-                ("tenant".into(), "a b".into()),
-                ("code".into(), "c&d".into()),
-                ("state".into(), "s =1".into()),
-            ]
+            vec![("tenant".into(), "a b".into()), ("code".into(), "c&d".into()), ("state".into(), "s =1".into()),]
         );
     }
 
     #[test]
     fn escape_covers_markup_and_quotes() {
-        assert_eq!(
-            escape(r#"<a href="x">&'"#),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
+        assert_eq!(escape(r#"<a href="x">&'"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
     }
 }

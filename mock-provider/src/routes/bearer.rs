@@ -21,24 +21,17 @@ impl IntoResponse for BearerError {
         match self {
             // RFC 6750 §3.1: no error code when the request carried no credentials at all.
             Self::Missing => unauthorized("Bearer realm=\"mock-provider\"", "missing bearer token"),
-            Self::Invalid => unauthorized(
-                "Bearer error=\"invalid_token\"",
-                "the access token is invalid, expired or revoked",
-            ),
+            Self::Invalid => {
+                unauthorized("Bearer error=\"invalid_token\"", "the access token is invalid, expired or revoked")
+            }
         }
     }
 }
 
 /// The owner of the request's bearer token.
-pub(super) fn authorize_bearer(
-    shared: &Shared,
-    headers: &HeaderMap,
-) -> Result<TokenOwner, BearerError> {
+pub(super) fn authorize_bearer(shared: &Shared, headers: &HeaderMap) -> Result<TokenOwner, BearerError> {
     let token = bearer_token(headers).ok_or(BearerError::Missing)?;
-    shared
-        .store()
-        .token_owner(token, SystemTime::now())
-        .ok_or(BearerError::Invalid)
+    shared.store().token_owner(token, SystemTime::now()).ok_or(BearerError::Invalid)
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -57,10 +50,7 @@ fn unauthorized(challenge: &'static str, description: &str) -> Response {
         })),
     )
         .into_response();
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
-    );
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     response
 }
 
@@ -71,10 +61,7 @@ mod tests {
     #[test]
     fn bearer_scheme_is_case_insensitive() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("bearer abc"),
-        );
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer abc"));
         assert_eq!(bearer_token(&headers), Some("abc"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer_token(&headers), None);

@@ -10,18 +10,10 @@ use crate::config::MockConfig;
 use crate::error::OAuthError;
 
 /// Checks the request's client credentials against the one configured client.
-pub(crate) fn authenticate(
-    headers: &HeaderMap,
-    params: &Params,
-    config: &MockConfig,
-) -> Result<(), OAuthError> {
+pub(crate) fn authenticate(headers: &HeaderMap, params: &Params, config: &MockConfig) -> Result<(), OAuthError> {
     let Some((id, secret)) = basic_credentials(headers)? else {
         return match (params.get("client_id"), params.get("client_secret")) {
-            (Some(id), Some(secret))
-                if id == config.client_id && secret == config.client_secret =>
-            {
-                Ok(())
-            }
+            (Some(id), Some(secret)) if id == config.client_id && secret == config.client_secret => Ok(()),
             _ => Err(OAuthError::invalid_client()),
         };
     };
@@ -32,9 +24,8 @@ pub(crate) fn authenticate(
     }
     // RFC 6749 §2.3.1 has clients form-urlencode id and secret before base64; many skip
     // that step (and real providers let them), so the raw values are accepted too.
-    let matches = |sent: &str, expected: &str| {
-        sent == expected || form_decode(sent).is_some_and(|decoded| decoded == expected)
-    };
+    let matches =
+        |sent: &str, expected: &str| sent == expected || form_decode(sent).is_some_and(|decoded| decoded == expected);
     if !matches(&id, &config.client_id) || !matches(&secret, &config.client_secret) {
         return Err(OAuthError::invalid_client());
     }
@@ -63,9 +54,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(OAuthError::invalid_client)?;
-    let (id, secret) = decoded
-        .split_once(':')
-        .ok_or_else(OAuthError::invalid_client)?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(OAuthError::invalid_client)?;
     Ok(Some((id.to_owned(), secret.to_owned())))
 }
 
@@ -97,20 +86,13 @@ mod tests {
     use crate::error::ErrorCode;
 
     fn config() -> MockConfig {
-        MockConfig {
-            client_id: "my id".into(),
-            client_secret: "s3cr%t:+".into(),
-            ..MockConfig::default()
-        }
+        MockConfig { client_id: "my id".into(), client_secret: "s3cr%t:+".into(), ..MockConfig::default() }
     }
 
     fn basic(id: &str, secret: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let value = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(&value).unwrap(),
-        );
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&value).unwrap());
         headers
     }
 

@@ -25,18 +25,12 @@ use crate::state::Shared;
 /// Every route of the provider.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            get(discovery::openid_configuration),
-        )
+        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/authorize", get(authorize::authorize))
         .route("/authorize/decision", post(authorize::decision))
         .route("/token", get(token::token).post(token::token))
         .route("/revoke", post(revoke::revoke))
-        .route(
-            "/userinfo",
-            get(userinfo::userinfo).post(userinfo::userinfo),
-        )
+        .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/api/me", get(api::me))
         .nest("/__admin", admin::router())
         .with_state(shared)

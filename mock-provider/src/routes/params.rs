@@ -12,43 +12,29 @@ pub(crate) struct Params {
 
 impl Params {
     pub(crate) fn parse(encoded: &[u8]) -> Self {
-        Self {
-            pairs: form_urlencoded::parse(encoded).into_owned().collect(),
-        }
+        Self { pairs: form_urlencoded::parse(encoded).into_owned().collect() }
     }
 
     /// `base` overlaid with `overrides`: a name present in `overrides` wins.
     pub(crate) fn overlaid(base: &Self, overrides: &Self) -> Self {
-        let mut pairs: Vec<(String, String)> = base
-            .pairs
-            .iter()
-            .filter(|(name, _)| overrides.get(name).is_none())
-            .cloned()
-            .collect();
+        let mut pairs: Vec<(String, String)> =
+            base.pairs.iter().filter(|(name, _)| overrides.get(name).is_none()).cloned().collect();
         pairs.extend(overrides.pairs.iter().cloned());
         Self { pairs }
     }
 
     /// The value of `name`, `None` when absent or empty.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(key, value)| key == name && !value.is_empty())
-            .map(|(_, value)| value.as_str())
+        self.pairs.iter().find(|(key, value)| key == name && !value.is_empty()).map(|(_, value)| value.as_str())
     }
 
     /// The first parameter sent more than once with a value, which RFC 6749 forbids.
     pub(crate) fn duplicate(&self) -> Option<&str> {
-        self.pairs
-            .iter()
-            .enumerate()
-            .find_map(|(index, (name, value))| {
-                let repeated = !value.is_empty()
-                    && self.pairs[..index]
-                        .iter()
-                        .any(|(earlier, value)| earlier == name && !value.is_empty());
-                repeated.then_some(name.as_str())
-            })
+        self.pairs.iter().enumerate().find_map(|(index, (name, value))| {
+            let repeated = !value.is_empty()
+                && self.pairs[..index].iter().any(|(earlier, value)| earlier == name && !value.is_empty());
+            repeated.then_some(name.as_str())
+        })
     }
 
     pub(crate) fn into_pairs(self) -> Vec<(String, String)> {

@@ -48,12 +48,8 @@ pub(super) async fn token(
     if let Some(response) = fault_gate(&shared, Endpoint::Token, &conn).await {
         return response;
     }
-    let request = TokenRequest {
-        method: &method,
-        headers: &headers,
-        query: query.as_deref().unwrap_or(""),
-        body: &body,
-    };
+    let request =
+        TokenRequest { method: &method, headers: &headers, query: query.as_deref().unwrap_or(""), body: &body };
     match grant(&shared, &request, SystemTime::now()) {
         Ok(response) => response,
         Err(error) => {
@@ -72,16 +68,10 @@ struct TokenRequest<'a> {
 }
 
 /// Authenticates the client, runs the grant and renders the answer.
-fn grant(
-    shared: &Shared,
-    request: &TokenRequest<'_>,
-    now: SystemTime,
-) -> Result<Response, OAuthError> {
+fn grant(shared: &Shared, request: &TokenRequest<'_>, now: SystemTime) -> Result<Response, OAuthError> {
     let params = parameters(request)?;
     if let Some(name) = params.duplicate() {
-        return Err(OAuthError::invalid_request(format!(
-            "parameter {name} sent twice"
-        )));
+        return Err(OAuthError::invalid_request(format!("parameter {name} sent twice")));
     }
     let (issued, client_secret) = {
         let mut store = shared.store();
@@ -94,11 +84,7 @@ fn grant(
                 params.get("code_verifier"),
                 now,
             )?,
-            Some("refresh_token") => store.refresh(
-                required(&params, "refresh_token")?,
-                params.get("scope"),
-                now,
-            )?,
+            Some("refresh_token") => store.refresh(required(&params, "refresh_token")?, params.get("scope"), now)?,
             Some(FB_EXCHANGE) => store.exchange(required(&params, FB_EXCHANGE)?, now)?,
             Some(other) => {
                 return Err(OAuthError::new(
@@ -128,17 +114,11 @@ fn parameters(request: &TokenRequest<'_>) -> Result<Params, OAuthError> {
         };
     }
     if !request.body.is_empty() && !is_form(request.headers) {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
+        return Err(OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
     }
     let body = Params::parse(request.body);
     let grant_type = body.get("grant_type").or_else(|| query.get("grant_type"));
-    if grant_type == Some(FB_EXCHANGE) {
-        Ok(Params::overlaid(&query, &body))
-    } else {
-        Ok(body)
-    }
+    if grant_type == Some(FB_EXCHANGE) { Ok(Params::overlaid(&query, &body)) } else { Ok(body) }
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -146,16 +126,11 @@ fn is_form(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
-        .is_some_and(|mime| {
-            mime.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
 }
 
 fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
-    params
-        .get(name)
-        .ok_or_else(|| OAuthError::invalid_request(format!("missing {name}")))
+    params.get(name).ok_or_else(|| OAuthError::invalid_request(format!("missing {name}")))
 }
 
 fn render(issued: Issued, client_secret: &str) -> Response {

@@ -9,25 +9,13 @@ use crate::helpers::*;
 async fn unknown_client_or_missing_redirect_uri_shows_an_error_page() {
     let provider = MockProvider::start().await.unwrap();
     let client = client();
-    for overrides in [
-        [("client_id", "someone-else")],
-        [("client_id", "")],
-        [("redirect_uri", "")],
-        [("redirect_uri", "not a url")],
-    ] {
-        let response = client
-            .get(authorize_url(&provider, &overrides))
-            .send()
-            .await
-            .unwrap();
+    for overrides in
+        [[("client_id", "someone-else")], [("client_id", "")], [("redirect_uri", "")], [("redirect_uri", "not a url")]]
+    {
+        let response = client.get(authorize_url(&provider, &overrides)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{overrides:?}");
         assert!(!response.headers().contains_key("location"));
-        assert!(
-            response.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     }
     assert_eq!(provider.counters().authorizations, 0);
 }
@@ -43,17 +31,9 @@ async fn bad_requests_are_redirected_with_an_error() {
         (&[("response_type", "token")], "unsupported_response_type"),
     ];
     for (overrides, error) in cases {
-        let response = client
-            .get(authorize_url(&provider, overrides))
-            .send()
-            .await
-            .unwrap();
+        let response = client.get(authorize_url(&provider, overrides)).send().await.unwrap();
         let location = location(&response);
-        assert_eq!(
-            query_param(&location, "error").as_deref(),
-            Some(error),
-            "{overrides:?}"
-        );
+        assert_eq!(query_param(&location, "error").as_deref(), Some(error), "{overrides:?}");
         assert_eq!(query_param(&location, "state").as_deref(), Some(STATE));
         assert!(query_param(&location, "code").is_none());
     }
@@ -65,10 +45,7 @@ async fn redirect_keeps_the_redirect_uris_query() {
     let client = client();
     let redirect_uri = "http://localhost:8080/callback?tenant=a%20b";
     let response = client
-        .get(authorize_url(
-            &provider,
-            &[("redirect_uri", redirect_uri), ("state", "a b&c=d")],
-        ))
+        .get(authorize_url(&provider, &[("redirect_uri", redirect_uri), ("state", "a b&c=d")]))
         .send()
         .await
         .unwrap();
@@ -112,12 +89,7 @@ async fn extra_parameters_are_accepted_and_recorded() {
     let response = client.get(url).send().await.unwrap();
     assert!(query_param(&location(&response), "code").is_some());
     let recorded = provider.last_authorize_query().unwrap();
-    let get = |name: &str| {
-        recorded
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
+    let get = |name: &str| recorded.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
     assert_eq!(get("access_type"), Some("offline"));
     assert_eq!(get("prompt"), Some("consent"));
     assert_eq!(get("include_granted_scopes"), Some("true"));
@@ -128,10 +100,7 @@ async fn extra_parameters_are_accepted_and_recorded() {
 async fn pkce_is_optional() {
     let provider = MockProvider::start().await.unwrap();
     let client = client();
-    let url = authorize_url(
-        &provider,
-        &[("code_challenge", ""), ("code_challenge_method", "")],
-    );
+    let url = authorize_url(&provider, &[("code_challenge", ""), ("code_challenge_method", "")]);
     let code = query_param(&location(&client.get(url).send().await.unwrap()), "code").unwrap();
     let form = [
         ("grant_type", "authorization_code"),
@@ -140,11 +109,6 @@ async fn pkce_is_optional() {
         ("client_id", provider.client_id()),
         ("client_secret", provider.client_secret()),
     ];
-    let response = client
-        .post(provider.token_url())
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let response = client.post(provider.token_url()).form(&form).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }

@@ -20,19 +20,10 @@ async fn full_flow_with_pkce_issues_working_tokens() {
     let response = exchange(&provider, &client, &code).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "no-store");
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(
-        body["expires_in"].as_u64(),
-        Some(3600),
-        "expires_in is a JSON integer"
-    );
+    assert_eq!(body["expires_in"].as_u64(), Some(3600), "expires_in is a JSON integer");
     assert_eq!(body["scope"], "openid email https://mail.example.com/read");
     let access = str_field(&body, "access_token");
     let refresh = str_field(&body, "refresh_token");
@@ -40,11 +31,7 @@ async fn full_flow_with_pkce_issues_working_tokens() {
     assert!(refresh.starts_with("mock_rt_") && refresh.len() >= 40);
     assert!(provider.access_token_is_valid(access));
 
-    let me: Value = userinfo(&provider, &client, access)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = userinfo(&provider, &client, access).await.json().await.unwrap();
     assert_eq!(me["email"], "alice@example.com");
     assert_eq!(me["email_verified"], true);
     assert_eq!(me["sub"], subject_for("alice@example.com"));
@@ -59,17 +46,10 @@ async fn full_flow_with_pkce_issues_working_tokens() {
 async fn id_token_is_signed_with_the_client_secret() {
     let provider = MockProvider::start().await.unwrap();
     let client = client();
-    let url = authorize_url(
-        &provider,
-        &[("login_hint", "alice@example.com"), ("nonce", "n-1")],
-    );
+    let url = authorize_url(&provider, &[("login_hint", "alice@example.com"), ("nonce", "n-1")]);
     let location = location(&client.get(url).send().await.unwrap());
     let code = query_param(&location, "code").unwrap();
-    let body: Value = exchange(&provider, &client, &code)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = exchange(&provider, &client, &code).await.json().await.unwrap();
     let id_token = str_field(&body, "id_token");
 
     // Verified by hand, independently of the crate's own JWT code.
@@ -77,8 +57,7 @@ async fn id_token_is_signed_with_the_client_secret() {
     assert_eq!(parts.len(), 3);
     let mut mac = Hmac::<Sha256>::new_from_slice(provider.client_secret().as_bytes()).unwrap();
     mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
-    mac.verify_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap())
-        .expect("signature verifies");
+    mac.verify_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).expect("signature verifies");
     let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
     assert_eq!(header["alg"], "HS256");
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
@@ -88,15 +67,10 @@ async fn id_token_is_signed_with_the_client_secret() {
     assert_eq!(claims["iss"], provider.base_url());
     assert_eq!(claims["sub"], subject_for("alice@example.com"));
     assert_eq!(claims["nonce"], "n-1");
-    assert_eq!(
-        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
-        3600
-    );
+    assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 3600);
 
     // The crate's verifier agrees, and refuses another key.
-    assert!(
-        mock_provider::jwt::verify_hs256(id_token, provider.client_secret().as_bytes()).is_ok()
-    );
+    assert!(mock_provider::jwt::verify_hs256(id_token, provider.client_secret().as_bytes()).is_ok());
     assert!(mock_provider::jwt::verify_hs256(id_token, b"wrong").is_err());
 }
 
@@ -117,19 +91,11 @@ async fn wrong_or_missing_verifier_is_invalid_grant() {
         if let Some(verifier) = verifier {
             form.push(("code_verifier", verifier));
         }
-        let response = client
-            .post(provider.token_url())
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let response = client.post(provider.token_url()).form(&form).send().await.unwrap();
         expect_oauth_error(response, StatusCode::BAD_REQUEST, "invalid_grant").await;
     }
     // A failed attempt does not burn the code.
-    assert_eq!(
-        exchange(&provider, &client, &code).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(exchange(&provider, &client, &code).await.status(), StatusCode::OK);
     assert_eq!(provider.counters().token_errors, 2);
 }
 
@@ -138,11 +104,7 @@ async fn reused_code_is_refused_and_revokes_its_tokens() {
     let provider = MockProvider::start().await.unwrap();
     let client = client();
     let code = code(&provider, &client, "alice@example.com").await;
-    let first: Value = exchange(&provider, &client, &code)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let first: Value = exchange(&provider, &client, &code).await.json().await.unwrap();
     let access = str_field(&first, "access_token");
     assert!(provider.access_token_is_valid(access));
 
@@ -217,31 +179,15 @@ async fn bad_client_credentials_are_invalid_client() {
     expect_oauth_error(basic, StatusCode::UNAUTHORIZED, "invalid_client").await;
 
     let mut post_form = form.to_vec();
-    post_form.extend([
-        ("client_id", provider.client_id()),
-        ("client_secret", "wrong"),
-    ]);
-    let post = client
-        .post(provider.token_url())
-        .form(&post_form)
-        .send()
-        .await
-        .unwrap();
+    post_form.extend([("client_id", provider.client_id()), ("client_secret", "wrong")]);
+    let post = client.post(provider.token_url()).form(&post_form).send().await.unwrap();
     expect_oauth_error(post, StatusCode::UNAUTHORIZED, "invalid_client").await;
 
-    let missing = client
-        .post(provider.token_url())
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let missing = client.post(provider.token_url()).form(&form).send().await.unwrap();
     expect_oauth_error(missing, StatusCode::UNAUTHORIZED, "invalid_client").await;
 
     // The code survived the failed attempts.
-    assert_eq!(
-        exchange(&provider, &client, &code).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(exchange(&provider, &client, &code).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]

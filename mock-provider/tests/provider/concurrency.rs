@@ -32,17 +32,9 @@ async fn shutdown_closes_the_port() {
     let provider = MockProvider::start().await.unwrap();
     let url = provider.token_url();
     let client = client();
-    assert_eq!(
-        client.get(&url).send().await.unwrap().status(),
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(client.get(&url).send().await.unwrap().status(), StatusCode::BAD_REQUEST);
     provider.shutdown().await;
     // A fresh client, so no pooled connection can hide the closed port.
-    let error = reqwest::Client::new()
-        .get(&url)
-        .timeout(REQUEST_TIMEOUT)
-        .send()
-        .await
-        .unwrap_err();
+    let error = reqwest::Client::new().get(&url).timeout(REQUEST_TIMEOUT).send().await.unwrap_err();
     assert!(error.is_connect(), "{error:?}");
 }

@@ -20,11 +20,7 @@ pub const STATE: &str = "state-123";
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(REQUEST_TIMEOUT).build().unwrap()
 }
 
 /// Computed here rather than with the crate's helper, so the test checks the crate.
@@ -56,16 +52,12 @@ pub fn authorize_url(provider: &MockProvider, overrides: &[(&str, &str)]) -> Url
 
 pub fn location(response: &reqwest::Response) -> Url {
     assert_eq!(response.status(), StatusCode::FOUND, "expected a redirect");
-    let location = response.headers()[reqwest::header::LOCATION]
-        .to_str()
-        .unwrap();
+    let location = response.headers()[reqwest::header::LOCATION].to_str().unwrap();
     Url::parse(location).unwrap()
 }
 
 pub fn query_param(url: &Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
+    url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
 }
 
 /// Runs `/authorize` and returns the code from the redirect.
@@ -78,11 +70,7 @@ pub async fn code(provider: &MockProvider, client: &reqwest::Client, login_hint:
 }
 
 /// Exchanges a code with client_secret_post and the right verifier.
-pub async fn exchange(
-    provider: &MockProvider,
-    client: &reqwest::Client,
-    code: &str,
-) -> reqwest::Response {
+pub async fn exchange(provider: &MockProvider, client: &reqwest::Client, code: &str) -> reqwest::Response {
     client
         .post(provider.token_url())
         .form(&[
@@ -106,42 +94,22 @@ pub async fn login(provider: &MockProvider, client: &reqwest::Client, email: &st
     response.json().await.unwrap()
 }
 
-pub async fn refresh(
-    provider: &MockProvider,
-    client: &reqwest::Client,
-    refresh_token: &str,
-) -> reqwest::Response {
+pub async fn refresh(provider: &MockProvider, client: &reqwest::Client, refresh_token: &str) -> reqwest::Response {
     client
         .post(provider.token_url())
         .basic_auth(provider.client_id(), Some(provider.client_secret()))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ])
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
         .send()
         .await
         .unwrap()
 }
 
-pub async fn userinfo(
-    provider: &MockProvider,
-    client: &reqwest::Client,
-    access_token: &str,
-) -> reqwest::Response {
-    client
-        .get(provider.userinfo_url())
-        .bearer_auth(access_token)
-        .send()
-        .await
-        .unwrap()
+pub async fn userinfo(provider: &MockProvider, client: &reqwest::Client, access_token: &str) -> reqwest::Response {
+    client.get(provider.userinfo_url()).bearer_auth(access_token).send().await.unwrap()
 }
 
 /// Asserts an OAuth error answer and returns its body.
-pub async fn expect_oauth_error(
-    response: reqwest::Response,
-    status: StatusCode,
-    error: &str,
-) -> Value {
+pub async fn expect_oauth_error(response: reqwest::Response, status: StatusCode, error: &str) -> Value {
     assert_eq!(response.status(), status);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], error, "body: {body}");
@@ -149,7 +117,5 @@ pub async fn expect_oauth_error(
 }
 
 pub fn str_field<'a>(body: &'a Value, name: &str) -> &'a str {
-    body[name]
-        .as_str()
-        .unwrap_or_else(|| panic!("{name} missing in {body}"))
+    body[name].as_str().unwrap_or_else(|| panic!("{name} missing in {body}"))
 }

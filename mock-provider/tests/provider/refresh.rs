@@ -31,31 +31,20 @@ async fn without_rotation_the_same_refresh_token_keeps_working() {
 
 #[tokio::test]
 async fn with_rotation_the_old_refresh_token_dies() {
-    let provider = MockProvider::start_with(MockConfig {
-        rotate_refresh_tokens: true,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let provider =
+        MockProvider::start_with(MockConfig { rotate_refresh_tokens: true, ..MockConfig::default() }).await.unwrap();
     let client = client();
     let body = login(&provider, &client, "alice@example.com").await;
     let first = str_field(&body, "refresh_token");
 
-    let rotated: Value = refresh(&provider, &client, first)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rotated: Value = refresh(&provider, &client, first).await.json().await.unwrap();
     let second = str_field(&rotated, "refresh_token");
     assert!(second.starts_with("mock_rt_"));
     assert_ne!(first, second);
 
     let stale = refresh(&provider, &client, first).await;
     expect_oauth_error(stale, StatusCode::BAD_REQUEST, "invalid_grant").await;
-    assert_eq!(
-        refresh(&provider, &client, second).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(refresh(&provider, &client, second).await.status(), StatusCode::OK);
     assert_eq!(provider.refresh_count_for("alice@example.com"), 2);
     assert_eq!(provider.counters().token_errors, 1);
 }
@@ -66,11 +55,7 @@ async fn rotation_can_be_switched_at_runtime() {
     let client = client();
     let body = login(&provider, &client, "alice@example.com").await;
     provider.set_rotate_refresh_tokens(true);
-    let rotated: Value = refresh(&provider, &client, str_field(&body, "refresh_token"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let rotated: Value = refresh(&provider, &client, str_field(&body, "refresh_token")).await.json().await.unwrap();
     assert!(rotated["refresh_token"].is_string());
 }
 
@@ -101,11 +86,7 @@ async fn scope_can_be_narrowed_not_widened() {
     let client = client();
     let body = login(&provider, &client, "alice@example.com").await;
     let form = |scope: &'static str| {
-        [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", str_field(&body, "refresh_token")),
-            ("scope", scope),
-        ]
+        [("grant_type", "refresh_token"), ("refresh_token", str_field(&body, "refresh_token")), ("scope", scope)]
     };
     let auth = (provider.client_id(), Some(provider.client_secret()));
     let narrowed: Value = client
@@ -119,12 +100,7 @@ async fn scope_can_be_narrowed_not_widened() {
         .await
         .unwrap();
     assert_eq!(narrowed["scope"], "email");
-    let widened = client
-        .post(provider.token_url())
-        .basic_auth(auth.0, auth.1)
-        .form(&form("email admin"))
-        .send()
-        .await
-        .unwrap();
+    let widened =
+        client.post(provider.token_url()).basic_auth(auth.0, auth.1).form(&form("email admin")).send().await.unwrap();
     expect_oauth_error(widened, StatusCode::BAD_REQUEST, "invalid_scope").await;
 }

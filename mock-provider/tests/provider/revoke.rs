@@ -6,11 +6,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-async fn revoke(
-    provider: &MockProvider,
-    client: &reqwest::Client,
-    token: &str,
-) -> reqwest::Response {
+async fn revoke(provider: &MockProvider, client: &reqwest::Client, token: &str) -> reqwest::Response {
     client
         .post(provider.revoke_url())
         .basic_auth(provider.client_id(), Some(provider.client_secret()))
@@ -26,20 +22,10 @@ async fn revoking_a_refresh_token_kills_its_access_tokens() {
     let client = client();
     let body = login(&provider, &client, "alice@example.com").await;
     let refresh_token = str_field(&body, "refresh_token");
-    let refreshed: Value = refresh(&provider, &client, refresh_token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let access_tokens = [
-        str_field(&body, "access_token"),
-        str_field(&refreshed, "access_token"),
-    ];
+    let refreshed: Value = refresh(&provider, &client, refresh_token).await.json().await.unwrap();
+    let access_tokens = [str_field(&body, "access_token"), str_field(&refreshed, "access_token")];
     for token in access_tokens {
-        assert_eq!(
-            userinfo(&provider, &client, token).await.status(),
-            StatusCode::OK
-        );
+        assert_eq!(userinfo(&provider, &client, token).await.status(), StatusCode::OK);
     }
 
     let response = revoke(&provider, &client, refresh_token).await;
@@ -50,10 +36,7 @@ async fn revoking_a_refresh_token_kills_its_access_tokens() {
         let response = userinfo(&provider, &client, token).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         let challenge = response.headers()["www-authenticate"].to_str().unwrap();
-        assert!(
-            challenge.contains(r#"error="invalid_token""#),
-            "{challenge}"
-        );
+        assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
     }
     let again = refresh(&provider, &client, refresh_token).await;
     expect_oauth_error(again, StatusCode::BAD_REQUEST, "invalid_grant").await;
@@ -107,19 +90,11 @@ async fn api_me_returns_the_user_and_their_messages() {
     let provider = MockProvider::start().await.unwrap();
     let client = client();
     let body = login(&provider, &client, "alice@example.com").await;
-    let response = client
-        .get(provider.api_url())
-        .bearer_auth(str_field(&body, "access_token"))
-        .send()
-        .await
-        .unwrap();
+    let response = client.get(provider.api_url()).bearer_auth(str_field(&body, "access_token")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let me: Value = response.json().await.unwrap();
     assert_eq!(me["email"], "alice@example.com");
-    assert_eq!(
-        me["scopes"],
-        serde_json::json!(["openid", "email", "https://mail.example.com/read"])
-    );
+    assert_eq!(me["scopes"], serde_json::json!(["openid", "email", "https://mail.example.com/read"]));
     assert_eq!(me["messages"][0]["id"], 1);
     assert_eq!(me["messages"][0]["subject"], "Welcome");
     assert_eq!(provider.counters().api_calls, 1);
@@ -132,23 +107,10 @@ async fn protected_endpoints_refuse_missing_and_bogus_tokens() {
     for url in [provider.userinfo_url(), provider.api_url()] {
         let missing = client.get(&url).send().await.unwrap();
         assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
-        assert!(
-            missing.headers()["www-authenticate"]
-                .to_str()
-                .unwrap()
-                .starts_with("Bearer")
-        );
-        let bogus = client
-            .get(&url)
-            .bearer_auth("mock_at_bogus")
-            .send()
-            .await
-            .unwrap();
+        assert!(missing.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+        let bogus = client.get(&url).bearer_auth("mock_at_bogus").send().await.unwrap();
         assert_eq!(bogus.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(
-            bogus.headers()["www-authenticate"],
-            r#"Bearer error="invalid_token""#
-        );
+        assert_eq!(bogus.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
     }
     let counters = provider.counters();
     assert_eq!((counters.userinfo_calls, counters.api_calls), (2, 2));

@@ -12,12 +12,8 @@ const SIXTY_DAYS: u64 = 60 * 24 * 3600;
 
 #[tokio::test]
 async fn fb_exchange_over_get_with_query_parameters() {
-    let provider = MockProvider::start_with(MockConfig {
-        issue_refresh_tokens: false,
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap();
+    let provider =
+        MockProvider::start_with(MockConfig { issue_refresh_tokens: false, ..MockConfig::default() }).await.unwrap();
     let client = client();
     let body = login(&provider, &client, "alice@example.com").await;
     assert!(body.get("refresh_token").is_none());
@@ -40,11 +36,7 @@ async fn fb_exchange_over_get_with_query_parameters() {
     assert!(long_lived.get("refresh_token").is_none());
     let token = str_field(&long_lived, "access_token");
     assert_ne!(token, short_lived);
-    let me: Value = userinfo(&provider, &client, token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = userinfo(&provider, &client, token).await.json().await.unwrap();
     assert_eq!(me["email"], "alice@example.com");
     assert_eq!(provider.counters().exchange_grants, 1);
 }
@@ -90,16 +82,8 @@ async fn expired_access_tokens_are_refused_everywhere() {
     assert_eq!(body["expires_in"].as_u64(), Some(0));
     let access = str_field(&body, "access_token");
     assert!(!provider.access_token_is_valid(access));
-    assert_eq!(
-        userinfo(&provider, &client, access).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    let api = client
-        .get(provider.api_url())
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(userinfo(&provider, &client, access).await.status(), StatusCode::UNAUTHORIZED);
+    let api = client.get(provider.api_url()).bearer_auth(access).send().await.unwrap();
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     let exchange = client
         .get(provider.token_url())
@@ -116,11 +100,7 @@ async fn expired_access_tokens_are_refused_everywhere() {
 
     // A refresh gives a working token again once the TTL is back.
     provider.set_access_token_ttl(Duration::from_secs(60));
-    let refreshed: Value = refresh(&provider, &client, str_field(&body, "refresh_token"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let refreshed: Value = refresh(&provider, &client, str_field(&body, "refresh_token")).await.json().await.unwrap();
     assert_eq!(refreshed["expires_in"].as_u64(), Some(60));
     assert!(provider.access_token_is_valid(str_field(&refreshed, "access_token")));
 }
@@ -134,20 +114,11 @@ async fn malformed_token_requests() {
     let unsupported = client
         .post(provider.token_url())
         .basic_auth(auth.0, auth.1)
-        .form(&[
-            ("grant_type", "password"),
-            ("username", "a"),
-            ("password", "b"),
-        ])
+        .form(&[("grant_type", "password"), ("username", "a"), ("password", "b")])
         .send()
         .await
         .unwrap();
-    expect_oauth_error(
-        unsupported,
-        StatusCode::BAD_REQUEST,
-        "unsupported_grant_type",
-    )
-    .await;
+    expect_oauth_error(unsupported, StatusCode::BAD_REQUEST, "unsupported_grant_type").await;
 
     let missing = client
         .post(provider.token_url())
@@ -161,10 +132,7 @@ async fn malformed_token_requests() {
     let over_get = client
         .get(provider.token_url())
         .basic_auth(auth.0, auth.1)
-        .query(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", "mock_rt_x"),
-        ])
+        .query(&[("grant_type", "refresh_token"), ("refresh_token", "mock_rt_x")])
         .send()
         .await
         .unwrap();
@@ -182,11 +150,7 @@ async fn malformed_token_requests() {
     let twice = client
         .post(provider.token_url())
         .basic_auth(auth.0, auth.1)
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", "a"),
-            ("refresh_token", "b"),
-        ])
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "a"), ("refresh_token", "b")])
         .send()
         .await
         .unwrap();
@@ -199,19 +163,9 @@ async fn malformed_token_requests() {
 async fn discovery_document_points_at_the_endpoints() {
     let provider = MockProvider::start().await.unwrap();
     let url = format!("{}/.well-known/openid-configuration", provider.base_url());
-    let document: Value = client()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value = client().get(url).send().await.unwrap().json().await.unwrap();
     assert_eq!(document["issuer"], provider.base_url());
     assert_eq!(document["token_endpoint"], provider.token_url());
     assert_eq!(document["authorization_endpoint"], provider.authorize_url());
-    assert_eq!(
-        document["code_challenge_methods_supported"],
-        serde_json::json!(["S256"])
-    );
+    assert_eq!(document["code_challenge_methods_supported"], serde_json::json!(["S256"]));
 }

@@ -22,7 +22,6 @@ use crate::oauth::client::RevocationOutcome;
 use crate::refresh::TokenError;
 use crate::store::credentials::{CredentialKey, CredentialState};
 use crate::store::sessions::SessionStatus;
-use crate::telemetry::metrics as m;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -154,13 +153,10 @@ fn token_error(err: TokenError, key: &CredentialKey) -> ApiError {
         TokenError::NotAuthenticated => ApiError::NotAuthenticated { email, provider },
         TokenError::RefreshFailed => ApiError::RefreshFailed { email, provider },
         TokenError::ScopeInsufficient { missing } => ApiError::ScopeInsufficient { missing },
-        TokenError::ProviderUnavailable { retry_after } => ApiError::ProviderUnavailable {
-            provider,
-            retry_after_secs: retry_after,
-        },
-        TokenError::Busy => ApiError::Busy {
-            retry_after_secs: 1,
-        },
+        TokenError::ProviderUnavailable { retry_after } => {
+            ApiError::ProviderUnavailable { provider, retry_after_secs: retry_after }
+        }
+        TokenError::Busy => ApiError::Busy { retry_after_secs: 1 },
         TokenError::UnknownProvider => ApiError::UnknownProvider(provider),
         TokenError::Unavailable => ApiError::Unavailable,
         TokenError::Internal(m) => ApiError::internal(anyhow::anyhow!(m)),
@@ -185,27 +181,13 @@ pub async fn init(
 ) -> Result<Json<InitResponse>, ApiError> {
     let email = extract::email(&req.user_email)?;
     let provider = known_provider(&state, &req.provider).await?;
-    let scopes = req
-        .scopes
-        .map(|s| extract::scopes("scopes", Some(s)))
-        .transpose()?;
-    if req
-        .redirect_after
-        .as_ref()
-        .is_some_and(|r| r.len() > MAX_URL_LEN)
-    {
-        return Err(ApiError::InvalidRequest(format!(
-            "redirect_after is longer than {MAX_URL_LEN} characters."
-        )));
+    let scopes = req.scopes.map(|s| extract::scopes("scopes", Some(s))).transpose()?;
+    if req.redirect_after.as_ref().is_some_and(|r| r.len() > MAX_URL_LEN) {
+        return Err(ApiError::InvalidRequest(format!("redirect_after is longer than {MAX_URL_LEN} characters.")));
     }
     let started = state
         .sessions
-        .send(Start(StartRequest {
-            provider,
-            email,
-            scopes,
-            redirect_after: req.redirect_after,
-        }))
+        .send(Start(StartRequest { provider, email, scopes, redirect_after: req.redirect_after }))
         .await
         .map_err(ApiError::internal)?
         .map_err(flow_error)?;
@@ -233,8 +215,7 @@ pub async fn status(
     ApiPath(session_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<StatusQuery>,
 ) -> Result<Json<StatusResponse>, ApiError> {
-    let id = Uuid::parse_str(&session_id)
-        .map_err(|_| ApiError::InvalidRequest("session_id is not a UUID.".into()))?;
+    let id = Uuid::parse_str(&session_id).map_err(|_| ApiError::InvalidRequest("session_id is not a UUID.".into()))?;
     let wait = query.wait.unwrap_or(0);
     if wait > flow::MAX_WAIT.as_secs() {
         return Err(ApiError::InvalidRequest(format!(
@@ -244,10 +225,7 @@ pub async fn status(
     }
     let record = state
         .sessions
-        .send(GetStatus {
-            id,
-            wait: std::time::Duration::from_secs(wait),
-        })
+        .send(GetStatus { id, wait: std::time::Duration::from_secs(wait) })
         .await
         .map_err(ApiError::internal)?
         .map_err(flow_error)?;
@@ -303,8 +281,7 @@ pub async fn token(
         Ok(grant) => grant.source.as_str(),
         Err(err) => err.outcome(),
     };
-    metrics::counter!(m::TOKEN_REQUESTS, "provider" => key.provider.clone(), "outcome" => outcome)
-        .increment(1);
+    crate::telemetry::handles::token_request(&key.provider, outcome).increment(1);
     let grant = result.map_err(|e| token_error(e, &key))?;
     Ok(Json(TokenResponse {
         access_token: grant.access_token.expose_secret().to_owned(),
@@ -364,11 +341,7 @@ pub async fn revoke(
     let email = extract::email(&req.user_email)?;
     let provider = extract::provider_id(&req.provider)?.to_owned();
     let key = CredentialKey { email, provider };
-    let outcome = state
-        .tokens
-        .revoke(&key)
-        .await
-        .map_err(|e| token_error(e, &key))?;
+    let outcome = state.tokens.revoke(&key).await.map_err(|e| token_error(e, &key))?;
     Ok(Json(RevokeResponse {
         success: true,
         message: format!("Credentials revoked for {} ({})", key.email, key.provider),

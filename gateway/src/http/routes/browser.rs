@@ -15,9 +15,7 @@ use crate::http::extract::ApiPath;
 use crate::http::pages;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/connect/{connect_id}", get(connect))
-        .route("/auth/callback/{provider}", get(callback))
+    Router::new().route("/connect/{connect_id}", get(connect)).route("/auth/callback/{provider}", get(callback))
 }
 
 /// Opens a connect link: records its use and sends the browser to the provider.
@@ -27,10 +25,7 @@ pub fn router() -> Router<AppState> {
         (status = 302, description = "To the provider's consent page"),
         (status = 404, description = "HTML page: the link was used, expired or never existed"),
     ))]
-pub async fn connect(
-    State(state): State<AppState>,
-    ApiPath(connect_id): ApiPath<String>,
-) -> Response {
+pub async fn connect(State(state): State<AppState>, ApiPath(connect_id): ApiPath<String>) -> Response {
     match state.sessions.send(OpenLink(connect_id)).await {
         Ok(Ok(url)) => {
             let mut response = Redirect::to(url.as_str()).into_response();
@@ -78,16 +73,12 @@ pub async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     // Parsed by hand so that a malformed query still gets a page, not JSON.
-    let params: CallbackParams =
-        match serde_urlencoded::from_str(query.as_deref().unwrap_or_default()) {
-            Ok(p) => p,
-            Err(_) => {
-                return pages::failure(
-                    StatusCode::BAD_REQUEST,
-                    "The sign-in redirect was malformed.",
-                );
-            }
-        };
+    let params: CallbackParams = match serde_urlencoded::from_str(query.as_deref().unwrap_or_default()) {
+        Ok(p) => p,
+        Err(_) => {
+            return pages::failure(StatusCode::BAD_REQUEST, "The sign-in redirect was malformed.");
+        }
+    };
     let outcome = match state.sessions.send(Callback { provider, params }).await {
         Ok(outcome) => outcome,
         Err(err) => {
@@ -99,10 +90,7 @@ pub async fn callback(
         }
     };
     match outcome {
-        CallbackOutcome::Completed {
-            redirect_after: Some(target),
-            ..
-        } => {
+        CallbackOutcome::Completed { redirect_after: Some(target), .. } => {
             let mut response = StatusCode::SEE_OTHER.into_response();
             if let Ok(location) = HeaderValue::from_str(&target) {
                 response.headers_mut().insert(header::LOCATION, location);
@@ -111,9 +99,7 @@ pub async fn callback(
             response
         }
         CallbackOutcome::Completed { provider, .. } => pages::success(&provider),
-        CallbackOutcome::Failed(reason) => {
-            pages::failure(StatusCode::BAD_REQUEST, &format!("{}.", reason.message()))
-        }
+        CallbackOutcome::Failed(reason) => pages::failure(StatusCode::BAD_REQUEST, &format!("{}.", reason.message())),
         CallbackOutcome::Rejected(message) => pages::failure(StatusCode::BAD_REQUEST, message),
     }
 }

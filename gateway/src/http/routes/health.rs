@@ -34,27 +34,11 @@ pub fn router() -> Router<AppState> {
     ))]
 pub async fn health(State(state): State<AppState>) -> Response {
     let report: Report = state.health().await;
-    let status = if report.healthy() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if report.healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = HealthResponse {
-        status: if report.healthy() {
-            "healthy"
-        } else {
-            "degraded"
-        },
-        database: if report.database_ok {
-            "connected"
-        } else {
-            "disconnected"
-        },
-        encryption: if report.encryption_ok {
-            "operational"
-        } else {
-            "failed"
-        },
+        status: if report.healthy() { "healthy" } else { "degraded" },
+        database: if report.database_ok { "connected" } else { "disconnected" },
+        encryption: if report.encryption_ok { "operational" } else { "failed" },
         version: env!("CARGO_PKG_VERSION"),
         timestamp: report.checked_at,
     };

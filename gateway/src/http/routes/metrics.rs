@@ -21,16 +21,12 @@ pub struct MetricsState {
 
 impl std::fmt::Debug for MetricsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsState")
-            .field("protected", &self.bearer_digest.is_some())
-            .finish()
+        f.debug_struct("MetricsState").field("protected", &self.bearer_digest.is_some()).finish()
     }
 }
 
 pub fn router<S: Clone + Send + Sync + 'static>(state: MetricsState) -> Router<S> {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(state)
+    Router::new().route("/metrics", get(metrics)).with_state(state)
 }
 
 async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Response {
@@ -50,12 +46,5 @@ async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Respo
                 .into_response();
         }
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.handle.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.handle.render()).into_response()
 }

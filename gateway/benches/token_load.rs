@@ -1,0 +1,371 @@
+//! Load benchmark for `POST /auth/token` on warm credentials, against a bare
+//! axum handler doing the same JSON parse and reply, in the same run.
+//!
+//! ```sh
+//! cargo bench -p gateway --bench token_load
+//! ```
+//!
+//! Seeds `BENCH_CREDENTIALS` (10 000) credentials straight into a fresh SQLite
+//! database (or `BENCH_DATABASE_URL`, a PostgreSQL server to create a database
+//! on), starts the release `gateway` binary as its own process against the
+//! mock provider, then:
+//! 1. times the first (cold) request of every credential, and the gateway's
+//!    resident memory before and after, for memory per cached credential;
+//! 2. loads it with `BENCH_CONNECTIONS` (64) keep-alive connections for
+//!    `BENCH_SECONDS` (10), requests spread at random over the credentials;
+//! 3. loads a bare axum server (this binary, re-run with `--bare`, in its own
+//!    process) the same way, and prints throughputs, the ratio and p50/p99.
+//!
+//! The load generator is a minimal HTTP/1.1 client (pre-built requests,
+//! Content-Length framing) so that it takes as little of the shared CPU as
+//! possible; both servers face the same generator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gateway::config::{Settings, Source};
+use gateway::crypto::{Key, Keyring};
+use gateway::email::Email;
+use gateway::store::Store;
+use gateway::store::credentials::{CredentialKey, NewTokens};
+use rand::{Rng, SeedableRng};
+use secrecy::SecretString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const API_KEY: &str = "bench-api-key-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--bare") {
+        return bare_server();
+    }
+    // `cargo bench` passes `--bench`; nothing else is expected.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(run());
+}
+
+/// The baseline: the same JSON in and out, nothing else.
+fn bare_server() {
+    #[derive(serde::Deserialize)]
+    struct Request {
+        provider: String,
+        user_email: String,
+        #[allow(dead_code)]
+        required_scopes: Option<Vec<String>>,
+    }
+    async fn handler(axum::Json(req): axum::Json<Request>) -> axum::Json<serde_json::Value> {
+        axum::Json(serde_json::json!({
+            "access_token": format!("mock_at_{}_{}", req.provider, req.user_email.len()),
+            "token_type": "Bearer",
+            "expires_at": "2026-11-27T16:00:00Z",
+            "scopes": ["openid", "email", "mail.read"],
+        }))
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let app = axum::Router::new().route("/auth/token", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("listening {}", listener.local_addr().unwrap());
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn email(i: u64) -> String {
+    format!("user{i}@bench.example.com")
+}
+
+async fn run() {
+    let credentials = env_or("BENCH_CREDENTIALS", 10_000);
+    let connections = env_or("BENCH_CONNECTIONS", 64) as usize;
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let mock = mock_provider::MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, drop_db) = database(&dir).await;
+
+    let key = gateway::crypto::key::generate_fernet_key();
+    let key_text = secrecy::ExposeSecret::expose_secret(&key).to_owned();
+    let mut vars = vec![
+        ("DATABASE_URL".to_owned(), database_url.clone()),
+        ("AUTH_GATEWAY_ENCRYPTION_KEY".to_owned(), key_text.clone()),
+        ("AUTH_GATEWAY_API_KEY".to_owned(), API_KEY.to_owned()),
+        ("LOG_LEVEL".to_owned(), "warn".to_owned()),
+        ("AUTH_GATEWAY_PROVIDERS".to_owned(), "mock".to_owned()),
+        ("MOCK_CLIENT_ID".to_owned(), mock.client_id().to_owned()),
+        ("MOCK_CLIENT_SECRET".to_owned(), mock.client_secret().to_owned()),
+        ("MOCK_AUTH_URL".to_owned(), mock.authorize_url()),
+        ("MOCK_TOKEN_URL".to_owned(), mock.token_url()),
+        ("MOCK_SCOPES".to_owned(), "openid email mail.read".to_owned()),
+        ("HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("PORT".to_owned(), "0".to_owned()),
+        ("DATA_DIR".to_owned(), dir.path().display().to_string()),
+    ];
+
+    // Seed the credentials directly (sealed as the gateway seals them).
+    let settings = Settings::from_source(&Source::from_pairs(vars.clone())).unwrap();
+    let store = Store::connect(&settings.database).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let keyring = Keyring::new(Key::parse(&key, None).unwrap(), vec![]).unwrap();
+    store.check_canary(&keyring, chrono::Utc::now()).await.unwrap();
+    store.upsert_provider(&settings.providers[0], &keyring, chrono::Utc::now()).await.unwrap();
+    let seeding = Instant::now();
+    let expires = chrono::Utc::now() + chrono::TimeDelta::hours(12);
+    for i in 0..credentials {
+        let key = CredentialKey { email: Email::parse(&email(i)).unwrap(), provider: "mock".into() };
+        let tokens = NewTokens {
+            access_token: SecretString::from(format!("mock_at_bench_{i}_{}", "x".repeat(120))),
+            refresh_token: Some(SecretString::from(format!("mock_rt_bench_{i}"))),
+            expires_at: Some(expires),
+            scopes: Some(vec!["openid".into(), "email".into(), "mail.read".into()]),
+        };
+        store.upsert_authorized(&key, tokens, &keyring, chrono::Utc::now()).await.unwrap();
+    }
+    store.close().await;
+    println!("seeded {credentials} credentials in {:.1} s", seeding.elapsed().as_secs_f64());
+
+    // The gateway, as its own process.
+    vars.retain(|(k, _)| k != "PORT");
+    let port = free_port();
+    vars.push(("PORT".into(), port.to_string()));
+    let child =
+        Command::new(env!("CARGO_BIN_EXE_gateway")).env_clear().envs(vars).stdout(Stdio::null()).spawn().unwrap();
+    let gateway = Server { child, addr: format!("127.0.0.1:{port}") };
+    wait_until_up(&gateway.addr).await;
+    let rss_before = gateway.rss_kib();
+
+    // 1. Cold: the first request of every credential (loads and decrypts from the store).
+    let mut cold = Vec::with_capacity(credentials as usize);
+    let mut conn = TcpStream::connect(&gateway.addr).await.unwrap();
+    conn.set_nodelay(true).unwrap();
+    let mut buf = Vec::with_capacity(4096);
+    for i in 0..credentials {
+        let request = token_request(&email(i));
+        let started = Instant::now();
+        let status = exchange(&mut conn, &request, &mut buf).await;
+        cold.push(started.elapsed());
+        assert_eq!(status, 200, "cold request {i} failed");
+    }
+    let rss_after = gateway.rss_kib();
+    cold.sort();
+
+    // 2. and 3. Warm load on the gateway, then on the bare handler.
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new((0..credentials).map(|i| token_request(&email(i))).collect());
+    let gw = load(&gateway.addr, requests.clone(), connections, Duration::from_secs(seconds)).await;
+    let bare_child =
+        Command::new(std::env::current_exe().unwrap()).arg("--bare").stdout(Stdio::piped()).spawn().unwrap();
+    let bare = bare_server_addr(bare_child);
+    let base = load(&bare.addr, requests.clone(), connections, Duration::from_secs(seconds)).await;
+
+    println!();
+    println!(
+        "POST /auth/token, {credentials} warm credentials, {connections} connections, {seconds} s each, load generator on the same 2-core machine"
+    );
+    println!("{:<22} {:>12} {:>10} {:>10} {:>8}", "", "requests/s", "p50 µs", "p99 µs", "errors");
+    for (name, r) in [("bare axum handler", &base), ("gateway", &gw)] {
+        println!("{:<22} {:>12.0} {:>10} {:>10} {:>8}", name, r.rate, r.p50.as_micros(), r.p99.as_micros(), r.errors);
+    }
+    println!("throughput ratio gateway/bare: {:.0} %   (target >= 60 %)", 100.0 * gw.rate / base.rate);
+    println!("p99 ratio gateway/bare: {:.2}x   (target <= 1.5x)", gw.p99.as_secs_f64() / base.p99.as_secs_f64());
+    println!(
+        "cold first request per credential: p50 {} µs, p99 {} µs, max {} µs",
+        cold[cold.len() / 2].as_micros(),
+        cold[cold.len() * 99 / 100].as_micros(),
+        cold[cold.len() - 1].as_micros()
+    );
+    println!(
+        "gateway RSS {} KiB before warming, {} KiB after {credentials} credentials: {:.0} bytes per cached credential",
+        rss_before,
+        rss_after,
+        (rss_after.saturating_sub(rss_before) * 1024) as f64 / credentials as f64
+    );
+    drop(gateway);
+    drop(bare);
+    if let Some(drop_db) = drop_db {
+        drop_db.await;
+    }
+}
+
+/// SQLite in `dir`, or a fresh database on `BENCH_DATABASE_URL` (dropped after).
+async fn database(
+    dir: &tempfile::TempDir,
+) -> (String, Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>) {
+    match std::env::var("BENCH_DATABASE_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            use sea_orm::ConnectionTrait;
+            let name = format!("gw_bench_{}", uuid::Uuid::new_v4().simple());
+            let conn = sea_orm::Database::connect(&admin).await.unwrap();
+            conn.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+            let mut url = url::Url::parse(&admin).unwrap();
+            url.set_path(&format!("/{name}"));
+            let drop = Box::pin(async move {
+                let _ = conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            });
+            (url.to_string(), Some(drop as _))
+        }
+        _ => (format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()), None),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn bare_server_addr(mut child: Child) -> Server {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening ").unwrap().to_owned();
+    Server { child, addr }
+}
+
+async fn wait_until_up(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(mut conn) = TcpStream::connect(addr).await {
+            let mut buf = Vec::new();
+            let req = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+            if exchange(&mut conn, req.as_bytes(), &mut buf).await == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the gateway did not start");
+}
+
+fn token_request(email: &str) -> Vec<u8> {
+    let body = format!(r#"{{"provider":"mock","user_email":"{email}"}}"#);
+    format!(
+        "POST /auth/token HTTP/1.1\r\nHost: bench\r\nX-API-Key: {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Sends one request on a keep-alive connection and reads one response;
+/// returns its status code.
+async fn exchange(conn: &mut TcpStream, request: &[u8], buf: &mut Vec<u8>) -> u16 {
+    if conn.write_all(request).await.is_err() {
+        return 0;
+    }
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).unwrap_or_default();
+            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            while buf.len() < end + 4 + length {
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return 0,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            return status;
+        }
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return 0,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+struct LoadResult {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: u64,
+}
+
+async fn load(addr: &str, requests: Arc<Vec<Vec<u8>>>, connections: usize, duration: Duration) -> LoadResult {
+    // A short warm-up so that connection set-up and lazy start are not measured.
+    let _ = run_load(addr, requests.clone(), connections, Duration::from_secs(1)).await;
+    run_load(addr, requests, connections, duration).await
+}
+
+async fn run_load(addr: &str, requests: Arc<Vec<Vec<u8>>>, connections: usize, duration: Duration) -> LoadResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (addr, requests, stop) = (addr.to_owned(), requests.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut conn = TcpStream::connect(&addr).await.unwrap();
+                conn.set_nodelay(true).unwrap();
+                let mut buf = Vec::with_capacity(4096);
+                let mut latencies = Vec::with_capacity(100_000);
+                let mut errors = 0u64;
+                let mut rng = rand::rngs::StdRng::from_entropy();
+                while !stop.load(Ordering::Relaxed) {
+                    let request = &requests[rng.gen_range(0..requests.len())];
+                    let t = Instant::now();
+                    let status = exchange(&mut conn, request, &mut buf).await;
+                    latencies.push(t.elapsed());
+                    if status != 200 {
+                        errors += 1;
+                        if status == 0 {
+                            conn = TcpStream::connect(&addr).await.unwrap();
+                        }
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (latencies, e) = task.await.unwrap();
+        all.extend(latencies);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pick = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or_default()
+    };
+    LoadResult { rate: all.len() as f64 / elapsed.as_secs_f64(), p50: pick(0.50), p99: pick(0.99), errors }
+}
