@@ -30,7 +30,7 @@ problem and exits 1. The checks:
     nginx-testcopy DIR  writes a copy of the nginx config that `nginx -t` can
                  check on this machine (upstream and paths rewritten)
     expected-empty  prometheus/expected-empty.txt names existing expressions
-    snippets     prometheus/README-snippets.md has a runbook per alert
+    snippets     README.md explains every panel and has a runbook per alert
 """
 
 import json
@@ -311,8 +311,7 @@ def self_test_analyzer(series):
 def check_alerts():
     rules = load_yaml("prometheus", "alerts.yml")
     tests = load_yaml("prometheus", "alerts_test.yml")
-    snippets = read("prometheus", "README-snippets.md")
-    readme = read("README.md") if os.path.exists(path("README.md")) else ""
+    readme = read("README.md")
     alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
     if not alerts:
         problem("alerts.yml defines no alert")
@@ -347,10 +346,8 @@ def check_alerts():
         if ann.get("runbook_url") != f"README.md#{anchor}":
             problem(f"{name}: runbook_url must be README.md#{anchor}")
         heading = re.compile(r"^###\s+Runbook:\s+" + re.escape(name) + r"\s*$", re.M)
-        if not heading.search(snippets):
-            problem(f"{name}: prometheus/README-snippets.md has no '### Runbook: {name}' heading")
-        if "### Runbook:" in readme and not heading.search(readme):
-            problem(f"{name}: README.md has runbooks but none for {name}")
+        if not heading.search(readme):
+            problem(f"{name}: README.md has no '### Runbook: {name}' heading")
         if not firing.get(name):
             problem(f"{name}: alerts_test.yml has no case where it fires")
         if not quiet.get(name):
@@ -881,16 +878,16 @@ def check_expected_empty():
 
 
 def check_snippets():
-    text = read("prometheus", "README-snippets.md")
+    text = read("README.md")
     for need in ("docker compose up", "docker-compose.prod.yml", "pg-backup.sh", "pg-restore.sh", "pg_restore"):
         if need not in text:
-            problem(f"README-snippets.md does not mention {need}")
+            problem(f"README.md does not mention {need}")
     # Every dashboard panel title is explained.
     with open(path("grafana", "dashboards", "gateway-overview.json"), encoding="utf-8") as f:
         dash = json.load(f)
     for p in dash["panels"]:
         if p["type"] != "row" and p["title"] not in text:
-            problem(f"README-snippets.md does not explain the panel {p['title']!r}")
+            problem(f"README.md does not explain the panel {p['title']!r}")
 
 
 def main():

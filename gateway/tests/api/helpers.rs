@@ -167,7 +167,7 @@ pub fn fernet_key() -> String {
 /// `google`, both pointed at `mock`.
 pub fn provider_vars(mock: &MockProvider) -> Vec<(String, String)> {
     let mut vars = Vec::new();
-    for prefix in ["MOCK", "GOOGLE"] {
+    for prefix in ["MOCK", "GOOGLE", "META"] {
         vars.extend([
             (format!("{prefix}_CLIENT_ID"), mock.client_id().to_owned()),
             (format!("{prefix}_CLIENT_SECRET"), mock.client_secret().to_owned()),

@@ -17,6 +17,7 @@ on_both_backends!(
     an_expired_token_and_a_provider_down_is_provider_unavailable,
     a_grant_lacking_required_scopes_is_never_returned,
     reauthorizing_replaces_a_needs_reauth_credential,
+    meta_tokens_are_renewed_by_exchange_and_keep_their_real_expiry,
 );
 
 const ALICE: &str = "alice@company.com";
@@ -166,6 +167,23 @@ async fn reauthorizing_replaces_a_needs_reauth_credential(backend: Backend) {
     let token = app.token_ok("mock", ALICE).await;
     assert!(app.mock.access_token_is_valid(token["access_token"].as_str().unwrap()));
     assert_eq!(app.count("oauth_credentials").await, 1);
+    app.stop().await;
+}
+
+async fn meta_tokens_are_renewed_by_exchange_and_keep_their_real_expiry(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.mock.set_issue_refresh_tokens(false);
+    app.authorize("meta", ALICE).await;
+    let first = app.token_ok("meta", ALICE).await;
+
+    app.clock.advance(INTO_BUFFER);
+    let renewed = app.token_ok("meta", ALICE).await;
+    assert_ne!(renewed["access_token"], first["access_token"]);
+    assert_eq!(app.mock.counters().exchange_grants, 1, "renewed by fb_exchange_token, not a refresh grant");
+    assert_eq!(app.mock.counters().refresh_grants, 0);
+    let expires: chrono::DateTime<chrono::Utc> = renewed["expires_at"].as_str().unwrap().parse().unwrap();
+    let days = (expires - app.clock.now()).num_days();
+    assert!((59..=60).contains(&days), "a long-lived token's real expiry is tracked ({days} days)");
     app.stop().await;
 }
 
