@@ -63,6 +63,9 @@ pub struct AppInner {
     pub deps: Deps,
     pub tokens: Arc<TokenRegistry>,
     pub sessions: Addr<SessionActor>,
+    pub rotation: Addr<crate::actors::rotation::KeyRotationActor>,
+    /// The scheduled jobs' work, callable directly (tests, admin).
+    pub jobs: Arc<crate::jobs::Jobs>,
     /// SHA-256 of the API key; the key itself is not kept.
     pub api_key_digest: [u8; 32],
 }

@@ -19,6 +19,7 @@ pub mod events;
 pub mod flow;
 pub mod health;
 pub mod http;
+pub mod jobs;
 pub mod oauth;
 pub mod refresh;
 pub mod revoke;

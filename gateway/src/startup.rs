@@ -18,6 +18,7 @@ use actix::Actor;
 
 use crate::actors::ActorSystem;
 use crate::actors::registry::TokenRegistry;
+use crate::actors::rotation::KeyRotationActor;
 use crate::actors::session::SessionActor;
 use crate::app::{AppState, Deps, Tuning};
 use crate::clock::Clock;
@@ -25,6 +26,7 @@ use crate::config::{ConfigErrors, Environment, Settings, vars};
 use crate::crypto::{self, CryptoError, Key, KeyError, Keyring};
 use crate::events::Events;
 use crate::http::routes::metrics::MetricsState;
+use crate::jobs::Jobs;
 use crate::oauth::{OAuthClient, Providers};
 use crate::store::keys::{Canary, CanaryError};
 use crate::store::{Store, StoreError};
@@ -83,11 +85,13 @@ impl From<CanaryError> for StartupError {
 pub struct StartOptions {
     /// Apply pending migrations before serving (`gateway serve --no-migrate` turns it off).
     pub migrate: bool,
+    /// Run the scheduled jobs (tests turn it off and run jobs by hand).
+    pub scheduler: bool,
 }
 
 impl Default for StartOptions {
     fn default() -> Self {
-        Self { migrate: true }
+        Self { migrate: true, scheduler: true }
     }
 }
 
@@ -210,6 +214,7 @@ pub struct Application {
     metrics: MetricsState,
     /// `/metrics` on its own address (`METRICS_ADDR`), or on the API's when `None`.
     metrics_listener: Option<TcpListener>,
+    scheduler: Option<workers::Scheduler>,
 }
 
 /// How long a replica may hold a refresh lease: every attempt of one refresh
@@ -312,7 +317,28 @@ impl Application {
         let mut background = background;
         background.push(crate::telemetry::prometheus::spawn_upkeep(handle));
 
-        let state = AppState::new(crate::app::AppInner { deps, tokens, sessions, api_key_digest });
+        let reencrypt_config = workers::jobs::reencrypt::ReencryptConfig {
+            batch_size: settings.jobs.reencrypt_batch,
+            max_rows_per_second: settings.jobs.reencrypt_rate,
+        };
+        let rotation_deps = deps.clone();
+        let rotation = KeyRotationActor::start_in_arbiter(first_arbiter, move |_| {
+            KeyRotationActor::new(rotation_deps, reencrypt_config)
+        });
+        let jobs = Arc::new(Jobs {
+            deps: deps.clone(),
+            tokens: tokens.clone(),
+            settings: settings.jobs.clone(),
+            backoff: Default::default(),
+        });
+        let scheduler = if options.scheduler {
+            let specs = crate::jobs::specs(jobs.clone(), rotation.clone());
+            Some(crate::jobs::start(specs, &deps).await.map_err(|e| StartupError::Actors(e.to_string()))?)
+        } else {
+            None
+        };
+
+        let state = AppState::new(crate::app::AppInner { deps, tokens, sessions, rotation, jobs, api_key_digest });
         tracing::info!(
             address = %bound,
             public_url = %state.deps.tuning.public_url,
@@ -321,7 +347,7 @@ impl Application {
             providers = ?state.deps.providers.ids(),
             "gateway ready"
         );
-        Ok(Self { listener, state, actors, background, metrics, metrics_listener })
+        Ok(Self { listener, state, actors, background, metrics, metrics_listener, scheduler })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -340,7 +366,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains in-flight requests and
     /// stops the actors.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, state, actors, background, metrics, metrics_listener } = self;
+        let Self { listener, state, actors, background, metrics, metrics_listener, scheduler } = self;
         let store = state.deps.store.clone();
         // One stop signal for every listener.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -370,6 +396,9 @@ impl Application {
         }
         for task in background {
             task.abort();
+        }
+        if let Some(scheduler) = scheduler {
+            scheduler.shutdown().await;
         }
         actors.stop().await;
         store.close().await;

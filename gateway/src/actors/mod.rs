@@ -8,8 +8,10 @@
 //! * [`token::TokenActor`]: one per credential, single-flight refreshes.
 //! * [`registry::TokenRegistry`]: finds or starts a credential's actor.
 //! * [`session::SessionActor`]: the authorization flows and long-poll waiters.
+//! * [`rotation::KeyRotationActor`]: re-encryption after a key rotation.
 
 pub mod registry;
+pub mod rotation;
 pub mod session;
 pub mod token;
 

@@ -3,9 +3,10 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use secrecy::ExposeSecret;
 
+mod keys;
 mod providers;
+mod reencrypt;
 
 use crate::config::Settings;
 use crate::startup::{self, Application, StartOptions};
@@ -42,8 +43,11 @@ enum Command {
     /// Encryption and API keys.
     Keys {
         #[command(subcommand)]
-        action: KeysAction,
+        action: keys::KeysAction,
     },
+    /// Re-encrypt every value under an old key with the primary key, in
+    /// batches, with a progress bar (the same work as the `reencrypt` job).
+    Reencrypt(reencrypt::ReencryptArgs),
     /// OAuth providers managed in the database (besides the environment's).
     Providers {
         #[command(subcommand)]
@@ -71,17 +75,6 @@ enum ConfigAction {
     Check,
 }
 
-#[derive(Debug, Subcommand)]
-enum KeysAction {
-    /// Print a new key: a Fernet encryption key, or with --api-key an API key.
-    Generate {
-        #[arg(long)]
-        api_key: bool,
-    },
-    /// Show which key ids seal how many stored values.
-    Status,
-}
-
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -102,14 +95,10 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve { no_migrate: false }) {
-        Command::Keys { action: KeysAction::Generate { api_key } } => {
-            let key = if api_key {
-                crate::crypto::key::generate_api_key()
-            } else {
-                crate::crypto::key::generate_fernet_key()
-            };
-            println!("{}", key.expose_secret());
-            Ok(())
+        Command::Keys { action } => keys::run(action).await,
+        Command::Reencrypt(args) => {
+            let settings = load_with_logs()?;
+            reencrypt::run(&settings, args).await
         }
         Command::Config { action: ConfigAction::Check } => {
             let settings = Settings::from_env()?;
@@ -146,21 +135,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             Ok(())
         }
-        Command::Keys { action: KeysAction::Status } => {
-            let settings = load_with_logs()?;
-            let keyring = startup::keyring(&settings).await?;
-            let store = startup::connect(&settings).await?;
-            let usage = store.key_usage().await?;
-            println!("primary key id: {}", keyring.primary_id());
-            for id in keyring.key_ids() {
-                println!("  {id}  configured  {} values", usage.total(id.as_str()));
-            }
-            for (id, n) in usage.unknown_to(&keyring) {
-                println!("  {id}  NOT CONFIGURED  {n} values");
-            }
-            store.close().await;
-            Ok(())
-        }
         Command::Providers { action } => {
             let settings = load_with_logs()?;
             providers::run(&settings, action).await
@@ -168,7 +142,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { no_migrate } => {
             let settings = load_with_logs()?;
             let signal = shutdown::install()?;
-            let app = Application::build(settings, StartOptions { migrate: !no_migrate }).await?;
+            let app =
+                Application::build(settings, StartOptions { migrate: !no_migrate, ..StartOptions::default() }).await?;
             app.run_until(async {
                 let which = signal.await;
                 tracing::info!(signal = which, "shutting down: draining in-flight requests");
@@ -180,7 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn load_with_logs() -> anyhow::Result<Settings> {
+pub(crate) fn load_with_logs() -> anyhow::Result<Settings> {
     let settings = Settings::from_env()?;
     // A second init (never in the binary) is harmless.
     let _ = telemetry::init(&settings.log);

@@ -9,6 +9,7 @@
 //! keys is start-up's job ([`crate::startup`]).
 
 mod errors;
+pub mod jobs;
 pub mod providers;
 mod source;
 
@@ -152,6 +153,7 @@ pub struct Settings {
     /// Threads (actix arbiters) that run the token actors.
     pub actor_threads: usize,
     pub metrics: MetricsSettings,
+    pub jobs: jobs::JobSettings,
 }
 
 /// Where `/metrics` is served and who may read it.
@@ -249,6 +251,7 @@ impl Settings {
             addr: src.parse_or(vars::METRICS_ADDR, None, "a socket address such as 0.0.0.0:9100", &mut errs),
             bearer_token: src.secret(vars::METRICS_BEARER_TOKEN, &mut errs),
         };
+        let jobs = jobs::parse(src, buffer_seconds.map(Duration::from_secs), &mut errs);
 
         if !errs.is_empty() {
             return Err(errs);
@@ -284,6 +287,7 @@ impl Settings {
             token_actor_idle: Duration::from_secs(actor_idle * 60),
             actor_threads: usize::try_from(actor_threads).unwrap_or(2),
             metrics,
+            jobs,
         })
     }
 }

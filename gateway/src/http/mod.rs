@@ -26,6 +26,7 @@ pub fn router(state: AppState, metrics: Option<routes::metrics::MetricsState>) -
     router
         .merge(routes::health::router())
         .merge(routes::auth::router())
+        .merge(routes::admin::router())
         .merge(routes::browser::router())
         .merge(routes::docs::router())
         .fallback(|| async { ApiError::NotFound })

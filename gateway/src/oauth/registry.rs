@@ -62,6 +62,15 @@ impl Providers {
         self.cached(id)
     }
 
+    /// Ids of the providers whose long-lived tokens are renewed by exchange (Meta).
+    pub fn long_lived_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.env.values().filter(|p| p.renews_by_exchange()).map(|p| p.id.clone()).collect();
+        if let Ok(db) = self.database.read() {
+            ids.extend(db.values().filter(|p| p.renews_by_exchange()).map(|p| p.id.clone()));
+        }
+        ids
+    }
+
     /// Ids of every provider served, sorted.
     pub fn ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.env.keys().cloned().collect();

@@ -5,9 +5,11 @@
 //! plain async functions over our own types. Submodules group them by table.
 
 pub mod credentials;
+pub mod jobs;
 pub mod keys;
 pub mod notify;
 pub mod providers;
+pub mod reencrypt;
 pub mod sessions;
 pub mod stats;
 

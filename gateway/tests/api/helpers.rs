@@ -182,6 +182,35 @@ pub fn provider_vars(mock: &MockProvider) -> Vec<(String, String)> {
     vars
 }
 
+/// Extra variables adding generic providers `ids` served by `mock` (a test
+/// whose metrics must not mix with other tests' uses a provider of its own).
+pub fn more_providers(mock: &MockProvider, ids: &[&str]) -> Vec<(String, String)> {
+    let all: Vec<&str> = std::iter::once("mock").chain(ids.iter().copied()).collect();
+    let mut vars = vec![("AUTH_GATEWAY_PROVIDERS".to_owned(), all.join(","))];
+    for id in ids {
+        let prefix = id.to_ascii_uppercase().replace('-', "_");
+        vars.extend([
+            (format!("{prefix}_CLIENT_ID"), mock.client_id().to_owned()),
+            (format!("{prefix}_CLIENT_SECRET"), mock.client_secret().to_owned()),
+            (format!("{prefix}_AUTH_URL"), mock.authorize_url()),
+            (format!("{prefix}_TOKEN_URL"), mock.token_url()),
+            (format!("{prefix}_REVOCATION_URL"), mock.revoke_url()),
+            (format!("{prefix}_USERINFO_URL"), mock.userinfo_url()),
+            (format!("{prefix}_SCOPES"), "openid email mail.read".to_owned()),
+        ]);
+    }
+    vars
+}
+
+/// The sum of every sample of `metric` whose labels include all of `labels`.
+pub fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Settings for a test gateway on `db`, with `extra` variables on top.
 pub fn settings(db: &TestDb, key: &str, extra: &[(&str, &str)]) -> Settings {
     settings_with(db, key, &[], extra)
@@ -196,6 +225,8 @@ pub fn settings_with(db: &TestDb, key: &str, base: &[(String, String)], extra: &
         ("HOST".into(), "127.0.0.1".into()),
         ("PORT".into(), "0".into()),
         ("DATA_DIR".into(), data_dir.display().to_string()),
+        // Tests run the jobs by hand; spreading refreshes out only slows them.
+        ("REFRESH_JITTER_SECONDS".into(), "0".into()),
     ];
     for (k, v) in base {
         vars.retain(|(name, _)| name != k);
@@ -218,6 +249,8 @@ pub struct TestApp {
     pub mock: MockProvider,
     /// The separate `/metrics` listener, when `METRICS_ADDR` was set.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The gateway's state: actors and the jobs' work, for tests that drive them.
+    pub state: gateway::app::AppState,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -235,13 +268,24 @@ pub async fn spawn_app_on(db: TestDb, key: String, extra: &[(&str, &str)]) -> Te
 
 /// A gateway on `db` whose providers are served by `mock`.
 pub async fn spawn_app_with(db: TestDb, key: String, mock: MockProvider, extra: &[(&str, &str)]) -> TestApp {
+    let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    spawn_app_with_vars(db, key, mock, extra).await
+}
+
+/// Like [`spawn_app_with`], with owned variables (e.g. from [`more_providers`]).
+/// `TEST_SCHEDULER=on` starts the job scheduler; otherwise tests run jobs by hand.
+pub async fn spawn_app_with_vars(db: TestDb, key: String, mock: MockProvider, extra: Vec<(String, String)>) -> TestApp {
     let clock = Clock::system();
-    let settings = settings_with(&db, &key, &provider_vars(&mock), extra);
-    let app = Application::build_with_clock(settings, StartOptions::default(), clock.clone())
+    let mut base = provider_vars(&mock);
+    base.extend(extra.iter().cloned());
+    let settings = settings_with(&db, &key, &base, &[]);
+    let scheduler = extra.iter().any(|(k, v)| k == "TEST_SCHEDULER" && v == "on");
+    let app = Application::build_with_clock(settings, StartOptions { migrate: true, scheduler }, clock.clone())
         .await
         .unwrap_or_else(|e| panic!("start-up failed: {e}"));
     let address = format!("http://{}", app.local_addr().unwrap());
     let metrics_addr = app.metrics_addr();
+    let state = app.state().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -251,7 +295,7 @@ pub async fn spawn_app_with(db: TestDb, key: String, mock: MockProvider, extra: 
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    TestApp { address, client, clock, db, key, mock, metrics_addr, stop: Some(stop), server: Some(server) }
+    TestApp { address, client, clock, db, key, mock, metrics_addr, state, stop: Some(stop), server: Some(server) }
 }
 
 pub async fn try_build(
@@ -260,7 +304,8 @@ pub async fn try_build(
     extra: &[(&str, &str)],
     clock: Clock,
 ) -> Result<Application, StartupError> {
-    Application::build_with_clock(settings(db, key, extra), StartOptions::default(), clock).await
+    Application::build_with_clock(settings(db, key, extra), StartOptions { migrate: true, scheduler: false }, clock)
+        .await
 }
 
 impl TestApp {

@@ -16,3 +16,4 @@ mod logs;
 mod metrics;
 mod migrations;
 mod tokens;
+mod workers;

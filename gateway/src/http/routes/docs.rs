@@ -23,6 +23,9 @@ use crate::app::AppState;
         super::browser::connect,
         super::browser::callback,
         super::health::health,
+        super::admin::keys,
+        super::admin::start_reencryption,
+        super::admin::pause_reencryption,
     ),
     components(schemas(crate::http::error::ErrorBody)),
     modifiers(&ApiKeyScheme),
@@ -30,6 +33,7 @@ use crate::app::AppState;
         (name = "auth", description = "Called by MCP servers"),
         (name = "browser", description = "Visited by users' browsers"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "admin", description = "Operators: keys and re-encryption"),
     )
 )]
 pub struct ApiDoc;

@@ -1,5 +1,6 @@
 //! One module per group of endpoints.
 
+pub mod admin;
 pub mod auth;
 pub mod browser;
 pub mod docs;
