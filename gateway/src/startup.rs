@@ -195,14 +195,18 @@ pub async fn connect(settings: &Settings) -> Result<Store, StartupError> {
 
 /// Refuses to go on when stored values need a key that is not configured.
 pub async fn check_keys(store: &Store, keyring: &Keyring, clock: &Clock) -> Result<(), StartupError> {
+    // Key ids first: they say how many values each missing key seals.
+    let missing = store.key_usage().await?.unknown_to(keyring);
+    if !missing.is_empty() {
+        return Err(StartupError::MissingKeys(missing));
+    }
+    // Then the canary: a configured key id whose key cannot open it means the
+    // key material changed under the same id (or the row was tampered with).
     match store.check_canary(keyring, clock.now()).await? {
-        Canary::Created => {
-            tracing::info!(primary_key_id = %keyring.primary_id(), "key canary written")
-        }
+        Canary::Created => tracing::info!(primary_key_id = %keyring.primary_id(), "key canary written"),
         Canary::Readable { key_id } => tracing::debug!(%key_id, "key canary readable"),
     }
-    let missing = store.key_usage().await?.unknown_to(keyring);
-    if missing.is_empty() { Ok(()) } else { Err(StartupError::MissingKeys(missing)) }
+    Ok(())
 }
 
 /// A bound gateway, ready to serve.

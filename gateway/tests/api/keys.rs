@@ -2,7 +2,7 @@
 //! first start, and every stored row's key id, must match a configured key.
 
 use gateway::clock::Clock;
-use gateway::crypto::Key;
+use gateway::crypto::{Key, Keyring, Place};
 use gateway::startup::StartupError;
 use sea_orm::{ConnectionTrait, Statement};
 use secrecy::SecretString;
@@ -12,7 +12,8 @@ use crate::migrations::{insert_provider, sql};
 use crate::on_both_backends;
 
 on_both_backends!(
-    a_key_that_cannot_read_the_canary_is_refused,
+    a_key_that_cannot_read_the_database_is_refused,
+    a_canary_the_keys_cannot_open_is_refused,
     rows_under_an_unconfigured_key_are_counted_and_refused,
     the_old_key_as_a_rotation_key_keeps_the_database_readable,
 );
@@ -21,21 +22,41 @@ fn key_id(key: &str) -> String {
     Key::parse(&SecretString::from(key.to_owned()), None).unwrap().id().to_string()
 }
 
-async fn a_key_that_cannot_read_the_canary_is_refused(backend: Backend) {
+async fn a_key_that_cannot_read_the_database_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let key_a = app.key.clone();
     let db = app.stop().await;
 
     let key_b = fernet_key();
     let err = try_build(&db, &key_b, &[], Clock::system()).await.err().expect("start-up must refuse");
-    assert!(
-        matches!(&err, StartupError::CanaryUnreadable { stored_key_id } if *stored_key_id == key_id(&key_a)),
-        "{err}"
-    );
+    let StartupError::MissingKeys(missing) = &err else { panic!("unexpected error: {err}") };
+    // The canary and the two providers' client secrets were sealed under A.
+    assert_eq!(missing.get(&key_id(&key_a)), Some(&4), "{missing:?}");
     let message = err.to_string();
     assert!(message.contains(&key_id(&key_a)), "{message}");
     assert!(message.contains("AUTH_GATEWAY_ROTATION_KEYS"), "{message}");
     assert!(!message.contains(&key_a) && !message.contains(&key_b), "a key leaked: {message}");
+}
+
+/// A configured key id whose key material cannot open the canary (the value
+/// was replaced, or the key changed under the same id) is refused too.
+async fn a_canary_the_keys_cannot_open_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let key = app.key.clone();
+    let db = app.stop().await;
+    let conn = db.connect().await;
+    let other = Keyring::new(Key::parse(&SecretString::from(fernet_key()), None).unwrap(), vec![]).unwrap();
+    let forged = other.seal(&Place::new("gateway_metadata", "value", "key_canary"), b"forged");
+    conn.execute_raw(Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        sql(&conn, "UPDATE gateway_metadata SET value = $1 WHERE key = 'key_canary'"),
+        [forged.token.into()],
+    ))
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let err = try_build(&db, &key, &[], Clock::system()).await.err().expect("start-up must refuse");
+    assert!(matches!(err, StartupError::CanaryUnreadable { .. }), "{err}");
 }
 
 async fn rows_under_an_unconfigured_key_are_counted_and_refused(backend: Backend) {

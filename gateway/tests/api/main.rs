@@ -15,5 +15,7 @@ mod keys;
 mod logs;
 mod metrics;
 mod migrations;
+mod replicas;
+mod rotation;
 mod tokens;
 mod workers;

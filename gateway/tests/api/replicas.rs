@@ -1,0 +1,243 @@
+//! Several gateways on one PostgreSQL database (PostgreSQL only: SQLite is
+//! the single-process embedded mode). Refresh claims, re-encryption batches,
+//! and a re-encryption killed with SIGKILL again and again.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::future::join_all;
+use gateway::config::{Settings, Source};
+use gateway::crypto::{Key, Keyring};
+use gateway::email::Email;
+use gateway::store::Store;
+use gateway::store::credentials::CredentialKey;
+use mock_provider::MockProvider;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::helpers::{
+    Backend, TestApp, TestDb, eventually, fernet_key, postgres_available, provider_vars, spawn_app_with,
+};
+
+async fn replicas(n: usize, key: &str, extra: &[(&str, &str)]) -> Vec<TestApp> {
+    let db = TestDb::new(Backend::Postgres).await;
+    let url = db.url.clone();
+    let mock = MockProvider::start().await.unwrap();
+    let mut apps = vec![spawn_app_with(db, key.to_owned(), mock.clone(), extra).await];
+    for _ in 1..n {
+        apps.push(spawn_app_with(TestDb::attach(Backend::Postgres, &url), key.to_owned(), mock.clone(), extra).await);
+    }
+    apps
+}
+
+async fn stop_all(apps: Vec<TestApp>) {
+    // The first owns the database: stop it last.
+    for app in apps.into_iter().rev() {
+        app.stop().await;
+    }
+}
+
+fn users(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("user{i}@company.com")).collect()
+}
+
+async fn authorize_all(app: &TestApp, users: &[String]) {
+    for chunk in users.chunks(25) {
+        join_all(chunk.iter().map(|u| app.authorize("mock", u))).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_refresh_each_credential_exactly_once() {
+    if !postgres_available() {
+        return;
+    }
+    let apps = replicas(3, &fernet_key(), &[]).await;
+    let users = users(500);
+    authorize_all(&apps[0], &users).await;
+    for app in &apps {
+        app.clock.advance(Duration::from_secs(3300));
+    }
+    // All three workers run at once, until nothing is left to claim.
+    loop {
+        let reports = join_all(apps.iter().map(|a| a.state.jobs.refresh_once(a.clock.now()))).await;
+        let claimed: usize = reports.iter().map(|r| r.as_ref().unwrap().claimed).sum();
+        if claimed == 0 {
+            break;
+        }
+    }
+    let counts = apps[0].mock.refresh_counts();
+    assert_eq!(counts.len(), 500, "every credential was refreshed");
+    assert!(counts.values().all(|n| *n == 1), "each exactly once: {:?}", counts.values().filter(|n| **n != 1).count());
+    stop_all(apps).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_reencrypt_each_value_once() {
+    if !postgres_available() {
+        return;
+    }
+    let key_a = fernet_key();
+    let apps = replicas(1, &key_a, &[]).await;
+    authorize_all(&apps[0], &users(200)).await;
+    let db = apps.into_iter().next().unwrap().stop().await;
+
+    let key_b = fernet_key();
+    let mock = MockProvider::start().await.unwrap();
+    let url = db.url.clone();
+    let extra = [
+        ("AUTH_GATEWAY_ROTATION_KEYS", key_a.as_str()),
+        ("REENCRYPT_BATCH_SIZE", "50"),
+        ("REENCRYPT_MAX_ROWS_PER_SECOND", "0"),
+    ];
+    let first = spawn_app_with(db, key_b.clone(), mock.clone(), &extra).await;
+    let second = spawn_app_with(TestDb::attach(Backend::Postgres, &url), key_b, mock, &extra).await;
+    let keys: serde_json::Value = first.api(reqwest::Method::GET, "/admin/keys", None).await.json().await.unwrap();
+    let pending = keys["pending_values"].as_u64().unwrap();
+    assert_eq!(pending, 401, "200 access + 200 refresh tokens + the canary");
+
+    use gateway::actors::rotation::Run;
+    let (a, b) = tokio::join!(first.state.rotation.send(Run), second.state.rotation.send(Run));
+    let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+    assert_eq!(a.reencrypted + b.reencrypted, pending, "every value once: {} + {}", a.reencrypted, b.reencrypted);
+    assert_eq!(a.conflicts + b.conflicts, 0);
+    let keys: serde_json::Value = first.api(reqwest::Method::GET, "/admin/keys", None).await.json().await.unwrap();
+    assert_eq!(keys["pending_values"], 0);
+    second.stop().await;
+    first.stop().await;
+}
+
+/// Re-encryption of 20 000 credentials by a real gateway process, killed
+/// with SIGKILL at random moments and restarted each time: at the end every
+/// value is under the new key and every token is what was stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencryption_survives_kill_9() {
+    if !postgres_available() {
+        return;
+    }
+    const ROWS: usize = 20_000;
+    let mock = MockProvider::start().await.unwrap();
+    let key_a = fernet_key();
+    // A first start creates the schema, the canary and the provider rows.
+    let app = spawn_app_with(TestDb::new(Backend::Postgres).await, key_a.clone(), mock.clone(), &[]).await;
+    let db = app.stop().await;
+    let ring_a = Keyring::new(Key::parse(&SecretString::from(key_a.clone()), None).unwrap(), vec![]).unwrap();
+    seed(&db.url, &ring_a, ROWS).await;
+
+    let key_b = fernet_key();
+    let mut env = provider_vars(&mock);
+    env.extend([
+        ("DATABASE_URL".to_owned(), db.url.clone()),
+        ("AUTH_GATEWAY_ENCRYPTION_KEY".to_owned(), key_b.clone()),
+        ("AUTH_GATEWAY_ROTATION_KEYS".to_owned(), key_a.clone()),
+        ("AUTH_GATEWAY_API_KEY".to_owned(), crate::helpers::API_KEY.to_owned()),
+        ("PORT".to_owned(), "0".to_owned()),
+        ("JOB_REENCRYPT_SCHEDULE".to_owned(), "* * * * * *".to_owned()),
+        ("REENCRYPT_BATCH_SIZE".to_owned(), "200".to_owned()),
+        ("REENCRYPT_MAX_ROWS_PER_SECOND".to_owned(), "0".to_owned()),
+        ("LOG_LEVEL".to_owned(), "warn".to_owned()),
+    ]);
+    let start = || -> Child {
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .env_clear()
+            .envs(env.clone())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let store = Store::connect(
+        &Settings::from_source(&Source::from_pairs([("DATABASE_URL", db.url.as_str())])).unwrap().database,
+    )
+    .await
+    .unwrap();
+    let key_b_id = Key::parse(&SecretString::from(key_b.clone()), None).unwrap().id().to_string();
+    let mut kills = 0;
+    for _ in 0..5 {
+        let mut child = start();
+        let wait = rand::thread_rng().gen_range(800..2_500);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    let left = old_values(&store, &key_b_id).await;
+    assert!(left > 0, "the kills must land while work remains (left {left}); slow the job down if this fails");
+
+    let mut child = start();
+    let finished = eventually(Duration::from_secs(180), || async { old_values(&store, &key_b_id).await == 0 }).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(finished, "re-encryption did not finish after {kills} kills");
+
+    // Every token decrypts under B alone and is what was stored.
+    let ring_b = Keyring::new(Key::parse(&SecretString::from(key_b), None).unwrap(), vec![]).unwrap();
+    for i in (0..ROWS).step_by(97).chain([ROWS - 1]) {
+        let key =
+            CredentialKey { email: Email::parse(&format!("seed{i}@company.com")).unwrap(), provider: "mock".into() };
+        let stored = store.load_credential(&key, &ring_b).await.unwrap().unwrap();
+        assert_eq!(stored.access_token.expose_secret(), &format!("access-{i}"));
+        assert_eq!(stored.refresh_token.unwrap().expose_secret(), &format!("refresh-{i}"));
+    }
+    let usage = store.key_usage().await.unwrap();
+    assert_eq!(usage.rows.keys().collect::<Vec<_>>(), vec![&key_b_id], "only the new key seals anything");
+    assert_eq!(usage.total(&key_b_id) as usize, 2 * ROWS + 1 + 3, "tokens, the canary, three client secrets");
+    store.close().await;
+}
+
+async fn old_values(store: &Store, primary: &str) -> u64 {
+    let usage = store.key_usage().await.unwrap();
+    usage.rows.keys().filter(|id| id.as_str() != primary).map(|id| usage.total(id)).sum()
+}
+
+/// Inserts `rows` credentials sealed under `keyring`, 1000 per statement.
+async fn seed(url: &str, keyring: &Keyring, rows: usize) {
+    use sea_orm::{ConnectionTrait, Database, Statement, Value};
+    let conn = Database::connect(url).await.unwrap();
+    let now = chrono::Utc::now();
+    for start in (0..rows).step_by(1000) {
+        let mut sql = String::from(
+            "INSERT INTO oauth_credentials (id, profile_id, provider_id, access_token, access_token_key_id, refresh_token, refresh_token_key_id, token_expiry, state, consecutive_failures, version, created_at, updated_at, last_refreshed_at) VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::new();
+        for i in start..(start + 1000).min(rows) {
+            let key = CredentialKey {
+                email: Email::parse(&format!("seed{i}@company.com")).unwrap(),
+                provider: "mock".into(),
+            };
+            let access = keyring.seal(&key.place("access_token"), format!("access-{i}").as_bytes());
+            let refresh = keyring.seal(&key.place("refresh_token"), format!("refresh-{i}").as_bytes());
+            let n = values.len();
+            if i > start {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, 'mock', ${}, ${}, ${}, ${}, ${}, 'active', 0, 1, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7,
+                n + 8,
+                n + 9,
+                n + 10
+            ));
+            values.extend([
+                uuid::Uuid::now_v7().into(),
+                key.email.to_string().into(),
+                access.token.into(),
+                access.key_id.to_string().into(),
+                refresh.token.into(),
+                refresh.key_id.to_string().into(),
+                (now + chrono::TimeDelta::days(30)).into(),
+                now.into(),
+                now.into(),
+                now.into(),
+            ]);
+        }
+        conn.execute_raw(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.unwrap();
+    }
+    conn.close().await.unwrap();
+}
