@@ -10,6 +10,7 @@ pub mod keys;
 pub mod notify;
 pub mod providers;
 pub mod reencrypt;
+pub mod seed;
 pub mod sessions;
 pub mod stats;
 

@@ -11,6 +11,7 @@ use gateway::crypto::{Key, Keyring};
 use gateway::email::Email;
 use gateway::store::Store;
 use gateway::store::credentials::CredentialKey;
+use gateway::store::seed::SeedCredential;
 use mock_provider::MockProvider;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
@@ -122,7 +123,24 @@ async fn reencryption_survives_kill_9() {
     let app = spawn_app_with(TestDb::new(Backend::Postgres).await, key_a.clone(), mock.clone(), &[]).await;
     let db = app.stop().await;
     let ring_a = Keyring::new(Key::parse(&SecretString::from(key_a.clone()), None).unwrap(), vec![]).unwrap();
-    seed(&db.url, &ring_a, ROWS).await;
+    let seed_store = Store::connect(
+        &Settings::from_source(&Source::from_pairs([("DATABASE_URL", db.url.as_str())])).unwrap().database,
+    )
+    .await
+    .unwrap();
+    let rows: Vec<SeedCredential> = (0..ROWS)
+        .map(|i| SeedCredential {
+            key: CredentialKey {
+                email: Email::parse(&format!("seed{i}@company.com")).unwrap(),
+                provider: "mock".into(),
+            },
+            access_token: format!("access-{i}"),
+            refresh_token: format!("refresh-{i}"),
+            expires_at: chrono::Utc::now() + chrono::TimeDelta::days(30),
+        })
+        .collect();
+    seed_store.seed_credentials(&ring_a, &rows, chrono::Utc::now()).await.unwrap();
+    seed_store.close().await;
 
     let key_b = fernet_key();
     let mut env = provider_vars(&mock);
@@ -188,56 +206,4 @@ async fn reencryption_survives_kill_9() {
 async fn old_values(store: &Store, primary: &str) -> u64 {
     let usage = store.key_usage().await.unwrap();
     usage.rows.keys().filter(|id| id.as_str() != primary).map(|id| usage.total(id)).sum()
-}
-
-/// Inserts `rows` credentials sealed under `keyring`, 1000 per statement.
-async fn seed(url: &str, keyring: &Keyring, rows: usize) {
-    use sea_orm::{ConnectionTrait, Database, Statement, Value};
-    let conn = Database::connect(url).await.unwrap();
-    let now = chrono::Utc::now();
-    for start in (0..rows).step_by(1000) {
-        let mut sql = String::from(
-            "INSERT INTO oauth_credentials (id, profile_id, provider_id, access_token, access_token_key_id, refresh_token, refresh_token_key_id, token_expiry, state, consecutive_failures, version, created_at, updated_at, last_refreshed_at) VALUES ",
-        );
-        let mut values: Vec<Value> = Vec::new();
-        for i in start..(start + 1000).min(rows) {
-            let key = CredentialKey {
-                email: Email::parse(&format!("seed{i}@company.com")).unwrap(),
-                provider: "mock".into(),
-            };
-            let access = keyring.seal(&key.place("access_token"), format!("access-{i}").as_bytes());
-            let refresh = keyring.seal(&key.place("refresh_token"), format!("refresh-{i}").as_bytes());
-            let n = values.len();
-            if i > start {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, 'mock', ${}, ${}, ${}, ${}, ${}, 'active', 0, 1, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7,
-                n + 8,
-                n + 9,
-                n + 10
-            ));
-            values.extend([
-                uuid::Uuid::now_v7().into(),
-                key.email.to_string().into(),
-                access.token.into(),
-                access.key_id.to_string().into(),
-                refresh.token.into(),
-                refresh.key_id.to_string().into(),
-                (now + chrono::TimeDelta::days(30)).into(),
-                now.into(),
-                now.into(),
-                now.into(),
-            ]);
-        }
-        conn.execute_raw(Statement::from_sql_and_values(conn.get_database_backend(), sql, values)).await.unwrap();
-    }
-    conn.close().await.unwrap();
 }

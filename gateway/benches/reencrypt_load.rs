@@ -1,0 +1,189 @@
+//! Re-encryption throughput on PostgreSQL while `POST /auth/token` traffic
+//! runs against the same gateway.
+//!
+//! ```sh
+//! BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p gateway --bench reencrypt_load
+//! ```
+//!
+//! Seeds `BENCH_CREDENTIALS` (100 000) credentials sealed under key A (bulk
+//! inserts), starts the release gateway with key B primary and A for
+//! rotation, warms `BENCH_WARM` (10 000) of them, measures the token
+//! endpoint's latency alone, then starts re-encryption (`POST
+//! /admin/keys/reencrypt`, throttled by `REENCRYPT_MAX_ROWS_PER_SECOND`,
+//! `BENCH_REENCRYPT_RATE`, default 5000 as in production; 0 = unthrottled)
+//! and keeps the same load running until no value is left under A. Prints
+//! rows per second, the token p99 before and during, and the error count.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gateway::config::{Settings, Source};
+use gateway::crypto::{Key, Keyring};
+use gateway::email::Email;
+use gateway::store::Store;
+use gateway::store::credentials::CredentialKey;
+use gateway::store::seed::SeedCredential;
+use secrecy::ExposeSecret;
+use support::{API_KEY, LoadResult, Server, database, env_or, free_port, run_load, token_request, wait_until_up};
+use tokio::net::TcpStream;
+
+fn email(i: u64) -> String {
+    format!("user{i}@bench.example.com")
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    if std::env::var("BENCH_DATABASE_URL").is_err() {
+        eprintln!("set BENCH_DATABASE_URL to a PostgreSQL server (this benchmark is about PostgreSQL)");
+        return;
+    }
+    let credentials = env_or("BENCH_CREDENTIALS", 100_000);
+    let warm = env_or("BENCH_WARM", 10_000).min(credentials);
+    let connections = env_or("BENCH_CONNECTIONS", 32) as usize;
+    let rate = env_or("BENCH_REENCRYPT_RATE", 5_000);
+    let mock = mock_provider::MockProvider::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (url, drop_db) = database(&dir).await;
+
+    let key_a = gateway::crypto::key::generate_fernet_key();
+    let key_b = gateway::crypto::key::generate_fernet_key();
+    let mut vars = vec![
+        ("DATABASE_URL".to_owned(), url.clone()),
+        ("AUTH_GATEWAY_ENCRYPTION_KEY".to_owned(), key_a.expose_secret().to_owned()),
+        ("AUTH_GATEWAY_API_KEY".to_owned(), API_KEY.to_owned()),
+        ("LOG_LEVEL".to_owned(), "warn".to_owned()),
+        ("AUTH_GATEWAY_PROVIDERS".to_owned(), "mock".to_owned()),
+        ("MOCK_CLIENT_ID".to_owned(), mock.client_id().to_owned()),
+        ("MOCK_CLIENT_SECRET".to_owned(), mock.client_secret().to_owned()),
+        ("MOCK_AUTH_URL".to_owned(), mock.authorize_url()),
+        ("MOCK_TOKEN_URL".to_owned(), mock.token_url()),
+        ("HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("DATA_DIR".to_owned(), dir.path().display().to_string()),
+    ];
+
+    // Schema, canary and provider row under A, then the credentials.
+    let settings = Settings::from_source(&Source::from_pairs(vars.clone())).unwrap();
+    let store = Store::connect(&settings.database).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let ring_a = Keyring::new(Key::parse(&key_a, None).unwrap(), vec![]).unwrap();
+    store.check_canary(&ring_a, chrono::Utc::now()).await.unwrap();
+    store.upsert_provider(&settings.providers[0], &ring_a, chrono::Utc::now()).await.unwrap();
+    let seeding = Instant::now();
+    let expires = chrono::Utc::now() + chrono::TimeDelta::days(30);
+    let rows: Vec<SeedCredential> = (0..credentials)
+        .map(|i| SeedCredential {
+            key: CredentialKey { email: Email::parse(&email(i)).unwrap(), provider: "mock".into() },
+            access_token: format!("mock_at_bench_{i}_{}", "x".repeat(120)),
+            refresh_token: format!("mock_rt_bench_{i}"),
+            expires_at: expires,
+        })
+        .collect();
+    store.seed_credentials(&ring_a, &rows, chrono::Utc::now()).await.unwrap();
+    store.close().await;
+    println!("seeded {credentials} credentials in {:.1} s", seeding.elapsed().as_secs_f64());
+
+    // The gateway: B primary, A for rotation, no job on a timer.
+    let port = free_port();
+    vars.retain(|(k, _)| k != "AUTH_GATEWAY_ENCRYPTION_KEY");
+    vars.extend([
+        ("AUTH_GATEWAY_ENCRYPTION_KEY".to_owned(), key_b.expose_secret().to_owned()),
+        ("AUTH_GATEWAY_ROTATION_KEYS".to_owned(), key_a.expose_secret().to_owned()),
+        ("PORT".to_owned(), port.to_string()),
+        ("JOB_REENCRYPT_ENABLED".to_owned(), "false".to_owned()),
+        ("JOB_PROACTIVE_REFRESH_ENABLED".to_owned(), "false".to_owned()),
+        ("REENCRYPT_MAX_ROWS_PER_SECOND".to_owned(), rate.to_string()),
+    ]);
+    let child =
+        Command::new(env!("CARGO_BIN_EXE_gateway")).env_clear().envs(vars).stdout(Stdio::null()).spawn().unwrap();
+    let gateway = Server { child, addr: format!("127.0.0.1:{port}") };
+    wait_until_up(&gateway.addr).await;
+
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new((0..warm).map(|i| token_request(&email(i))).collect());
+    let warming = run_load(&gateway.addr, requests.clone(), connections, Duration::from_secs(5)).await;
+    assert_eq!(warming.errors, 0, "warm-up failed");
+    let before = run_load(&gateway.addr, requests.clone(), connections, Duration::from_secs(10)).await;
+
+    // Re-encryption, with the same load running until it is done.
+    let pending_before = pending(&gateway.addr).await;
+    let started = Instant::now();
+    let status = admin(&gateway.addr, "POST", "/admin/keys/reencrypt").await;
+    assert!(status.contains("202"), "could not start re-encryption: {status}");
+    let load = tokio::spawn({
+        let (addr, requests) = (gateway.addr.clone(), requests.clone());
+        async move {
+            let mut results = Vec::new();
+            loop {
+                let r = run_load(&addr, requests.clone(), connections, Duration::from_secs(5)).await;
+                let done = pending(&addr).await == 0;
+                results.push(r);
+                if done {
+                    return results;
+                }
+            }
+        }
+    });
+    while pending(&gateway.addr).await > 0 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = started.elapsed();
+    let during = load.await.unwrap();
+    let during = merge(&during);
+
+    println!();
+    println!(
+        "re-encryption of {credentials} credentials ({pending_before} values) on PostgreSQL, throttle {rate} rows/s (0 = none), under {connections}-connection token load"
+    );
+    println!(
+        "re-encryption: {:.1} s, {:.0} rows/s, {:.0} values/s",
+        took.as_secs_f64(),
+        credentials as f64 / took.as_secs_f64(),
+        pending_before as f64 / took.as_secs_f64()
+    );
+    println!("{:<28} {:>12} {:>10} {:>10} {:>8}", "POST /auth/token", "requests/s", "p50 µs", "p99 µs", "errors");
+    for (name, r) in [("before re-encryption", &before), ("during re-encryption", &during)] {
+        println!("{:<28} {:>12.0} {:>10} {:>10} {:>8}", name, r.rate, r.p50.as_micros(), r.p99.as_micros(), r.errors);
+    }
+    println!("p99 during / before: {:.2}x", during.p99.as_secs_f64() / before.p99.as_secs_f64());
+    drop(gateway);
+    if let Some(drop_db) = drop_db {
+        drop_db.await;
+    }
+}
+
+/// Weighted merge of consecutive load windows (p50/p99 of the worst window).
+fn merge(runs: &[LoadResult]) -> LoadResult {
+    let total: f64 = runs.iter().map(|r| r.rate).sum::<f64>() / runs.len().max(1) as f64;
+    LoadResult {
+        rate: total,
+        p50: runs.iter().map(|r| r.p50).max().unwrap_or_default(),
+        p99: runs.iter().map(|r| r.p99).max().unwrap_or_default(),
+        errors: runs.iter().map(|r| r.errors).sum(),
+    }
+}
+
+async fn admin(addr: &str, method: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nX-API-Key: {API_KEY}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    conn.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+async fn pending(addr: &str) -> u64 {
+    let response = admin(addr, "GET", "/admin/keys").await;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(body).ok().and_then(|v| v["pending_values"].as_u64()).unwrap_or(u64::MAX)
+}
