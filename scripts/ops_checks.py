@@ -636,6 +636,14 @@ def check_env():
     providers = path("gateway", "src", "config", "providers.rs")
     if os.path.exists(providers):
         names |= set(re.findall(r'pub const \w+: &str = "([A-Z][A-Z0-9_]+)"', read("gateway", "src", "config", "providers.rs")))
+    # Variables read by name anywhere in the configuration code, and the jobs' switches.
+    config_dir = path("gateway", "src", "config")
+    for name in sorted(os.listdir(config_dir)):
+        if name.endswith(".rs"):
+            code = read("gateway", "src", "config", name)
+            names |= set(re.findall(r'src\.(?:get|number|secret|parse_or)\(\s*"([A-Z][A-Z0-9_]+)"', code))
+            for job in re.findall(r'\("([A-Z_]+)", "[^"]*\*[^"]*"\)', code):
+                names |= {f"JOB_{job}_SCHEDULE", f"JOB_{job}_ENABLED"}
     # The design document's and the brief's list (covers what the code may not declare yet).
     names |= {
         "DATABASE_URL", "AUTH_GATEWAY_ENCRYPTION_KEY", "AUTH_GATEWAY_ENCRYPTION_KEY_SALT",
