@@ -6,12 +6,16 @@
 //! The values themselves are Fernet tokens; see `gateway::crypto` for the envelope
 //! inside them. No model here is ever serialised to an HTTP client.
 
+pub mod api_clients;
+pub mod audit_log;
 pub mod gateway_metadata;
 pub mod oauth_credentials;
 pub mod oauth_providers;
 pub mod oauth_sessions;
 
 pub mod prelude {
+    pub use super::api_clients::Entity as ApiClients;
+    pub use super::audit_log::Entity as AuditLog;
     pub use super::gateway_metadata::Entity as GatewayMetadata;
     pub use super::oauth_credentials::Entity as OauthCredentials;
     pub use super::oauth_providers::Entity as OauthProviders;

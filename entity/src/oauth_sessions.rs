@@ -35,6 +35,8 @@ pub struct Model {
     pub callback_at: Option<DateTimeUtc>,
     /// SHA-256 of the sorted requested scopes, for finding a retried flow.
     pub scopes_hash: Option<String>,
+    /// The API client that started the flow (only it may read its status).
+    pub client_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

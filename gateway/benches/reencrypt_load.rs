@@ -61,6 +61,8 @@ async fn run() {
         ("AUTH_GATEWAY_ENCRYPTION_KEY".to_owned(), key_a.expose_secret().to_owned()),
         ("AUTH_GATEWAY_API_KEY".to_owned(), API_KEY.to_owned()),
         ("LOG_LEVEL".to_owned(), "warn".to_owned()),
+        // The limiter runs (its cost is measured) but never refuses the load generator.
+        ("RATE_LIMIT_TOKEN_PER_SECOND".to_owned(), "1000000".to_owned()),
         ("AUTH_GATEWAY_PROVIDERS".to_owned(), "mock".to_owned()),
         ("MOCK_CLIENT_ID".to_owned(), mock.client_id().to_owned()),
         ("MOCK_CLIENT_SECRET".to_owned(), mock.client_secret().to_owned()),

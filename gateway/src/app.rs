@@ -51,6 +51,7 @@ pub struct Deps {
     /// The main runtime: actors run their I/O here, not on their arbiter's
     /// small single-threaded runtime.
     pub runtime: tokio::runtime::Handle,
+    pub audit: crate::access::audit::Audit,
 }
 
 /// What HTTP handlers hold. axum clones the state for every request, so it
@@ -66,8 +67,13 @@ pub struct AppInner {
     pub rotation: Addr<crate::actors::rotation::KeyRotationActor>,
     /// The scheduled jobs' work, callable directly (tests, admin).
     pub jobs: Arc<crate::jobs::Jobs>,
-    /// SHA-256 of the API key; the key itself is not kept.
-    pub api_key_digest: [u8; 32],
+    /// API clients (keys as digests only) and their rights.
+    pub clients: Arc<crate::access::Clients>,
+    pub limits: Arc<crate::access::limits::Limits>,
+    /// Proxies whose `X-Forwarded-For` names the real source address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins allowed by CORS (none by default).
+    pub cors_origins: Vec<String>,
 }
 
 impl AppState {

@@ -22,6 +22,8 @@ pub enum Event {
     Credential { provider: String, email: String },
     /// The session left `pending`.
     Session { id: Uuid },
+    /// API clients changed (added, disabled, rotated): reload them.
+    Clients,
     /// Notices may have been missed (the listener reconnected): treat every
     /// cache as stale.
     Resync,

@@ -49,6 +49,8 @@ pub enum FlowError {
     InvalidRequest(String),
     #[error("no such session")]
     SessionNotFound,
+    #[error("the session belongs to another API client")]
+    NotYours,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -62,6 +64,8 @@ pub struct StartRequest {
     pub email: Email,
     pub scopes: Option<Vec<String>>,
     pub redirect_after: Option<String>,
+    /// The API client starting the flow (only it may read the session).
+    pub client: String,
 }
 
 #[derive(Debug)]
@@ -127,6 +131,7 @@ pub async fn start(deps: &Deps, req: StartRequest) -> Result<Started, FlowError>
         scopes,
         redirect_after,
         expires_at: now + expiry,
+        client: req.client.clone(),
     };
     let (session, reused) = deps.store.create_or_reuse_session(new, &deps.keyring, now).await?;
     if !reused {
@@ -206,6 +211,19 @@ pub enum FailReason {
     IdentityUnverified,
     NoRefreshToken,
     StorageError,
+}
+
+impl FlowError {
+    /// The audit outcome of a failed start.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownProvider(_) => "unknown_provider",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::SessionNotFound => "session_not_found",
+            Self::NotYours => "forbidden",
+            Self::Store(_) | Self::Internal(_) => "error",
+        }
+    }
 }
 
 impl FailReason {
@@ -307,6 +325,7 @@ pub async fn callback(deps: &Deps, provider_id: &str, params: CallbackParams) ->
     match result {
         Ok(()) => {
             metrics::counter!(m::SESSIONS_COMPLETED, "provider" => provider_id.to_owned()).increment(1);
+            audit_flow(deps, &session, "complete", "completed");
             deps.events.publish(Event::Session { id: session.id }).await;
             tracing::info!(provider = provider_id, session_id = %session.id, "authorization completed");
             CallbackOutcome::Completed {
@@ -328,12 +347,23 @@ pub async fn fail(deps: &Deps, session: &SessionRecord, reason: FailReason) {
         Ok(true) => {
             metrics::counter!(m::SESSIONS_FAILED, "provider" => session.provider.clone(), "reason" => reason.code())
                 .increment(1);
+            audit_flow(deps, session, "fail", reason.code());
             tracing::info!(provider = %session.provider, session_id = %session.id, reason = reason.code(), "authorization failed");
             deps.events.publish(Event::Session { id: session.id }).await;
         }
         Ok(false) => {}
         Err(err) => tracing::error!(error = %err, "could not mark a session failed"),
     }
+}
+
+/// Audits a flow's end under the client that started it.
+fn audit_flow(deps: &Deps, session: &SessionRecord, action: &str, outcome: &str) {
+    let client = session.client.as_deref().unwrap_or("unknown");
+    let mut record = crate::access::audit::record(client, action, outcome, deps.clock.now());
+    record.user_email = Some(session.email.clone());
+    record.provider = Some(session.provider.clone());
+    record.detail = Some(format!("session {}", session.id));
+    deps.audit.record(record);
 }
 
 async fn finish(
@@ -466,12 +496,17 @@ async fn revoke_quietly(deps: &Deps, provider: &ProviderConfig, tokens: &TokenSe
 pub async fn wait_status(
     deps: &Deps,
     id: Uuid,
+    client: &str,
     mut changes: watch::Receiver<u64>,
     wait: Duration,
 ) -> Result<SessionRecord, FlowError> {
     let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
     loop {
         let record = deps.store.find_session(id).await?.ok_or(FlowError::SessionNotFound)?;
+        // Only the client that started a flow may read it (checked before any wait).
+        if record.client.as_deref() != Some(client) {
+            return Err(FlowError::NotYours);
+        }
         let now = deps.clock.now();
         if record.status != SessionStatus::Pending || record.is_expired(now) || tokio::time::Instant::now() >= deadline
         {

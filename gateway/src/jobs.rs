@@ -44,6 +44,8 @@ pub struct Jobs {
     pub tokens: Arc<TokenRegistry>,
     pub settings: JobSettings,
     pub backoff: ProviderBackoff,
+    /// Audit records older than this are pruned by the sweep.
+    pub audit_retention: std::time::Duration,
 }
 
 impl Jobs {
@@ -68,9 +70,15 @@ impl Jobs {
         workers::jobs::refresh::run_once(self, &self.refresh_config(), &self.backoff, now).await
     }
 
-    /// One session sweep.
+    /// One session sweep (which also prunes the audit log past its retention).
     pub async fn sweep_once(&self, now: DateTime<Utc>) -> Result<workers::jobs::sweep::SweepReport, JobError> {
-        workers::jobs::sweep::run_once(self, self.settings.session_retention, now).await
+        let report = workers::jobs::sweep::run_once(self, self.settings.session_retention, now).await?;
+        let before = now - TimeDelta::from_std(self.audit_retention).unwrap_or(TimeDelta::days(365));
+        let pruned = self.deps.store.prune_audit(before).await.map_err(job_error)?;
+        if pruned > 0 {
+            tracing::info!(pruned, "audit records past their retention deleted");
+        }
+        Ok(report)
     }
 }
 

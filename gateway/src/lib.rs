@@ -8,6 +8,7 @@
 //! that speaks SQL; [`events`] keeps replicas' caches honest; [`crypto`]
 //! seals values at rest; [`config`] turns the environment into settings.
 
+pub mod access;
 pub mod actors;
 pub mod app;
 pub mod cli;

@@ -276,7 +276,9 @@ impl Application {
             provider_timeout: settings.provider_timeout,
             actor_idle: settings.token_actor_idle,
         };
+        let (audit, _audit_writer) = crate::access::audit::Audit::start(store.clone());
         let deps = Deps {
+            audit,
             store,
             keyring,
             providers,
@@ -334,6 +336,7 @@ impl Application {
             tokens: tokens.clone(),
             settings: settings.jobs.clone(),
             backoff: Default::default(),
+            audit_retention: settings.access.audit_retention,
         });
         let scheduler = if options.scheduler {
             let specs = crate::jobs::specs(jobs.clone(), rotation.clone());
@@ -342,7 +345,23 @@ impl Application {
             None
         };
 
-        let state = AppState::new(crate::app::AppInner { deps, tokens, sessions, rotation, jobs, api_key_digest });
+        let clients = Arc::new(crate::access::Clients::new(deps.store.clone(), Some(api_key_digest)));
+        clients.reload().await?;
+        background.push(clients.spawn_reloader(deps.events.subscribe()));
+        let limits = Arc::new(crate::access::limits::Limits::new(settings.access.limits));
+        background.push(limits.spawn_cleanup());
+
+        let state = AppState::new(crate::app::AppInner {
+            deps,
+            tokens,
+            sessions,
+            rotation,
+            jobs,
+            clients,
+            limits,
+            trusted_proxies: settings.access.trusted_proxies.clone(),
+            cors_origins: settings.access.cors_origins.clone(),
+        });
         tracing::info!(
             address = %bound,
             public_url = %state.deps.tuning.public_url,
@@ -372,6 +391,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let Self { listener, state, actors, background, metrics, metrics_listener, scheduler } = self;
         let store = state.deps.store.clone();
+        let audit = state.deps.audit.clone();
         // One stop signal for every listener.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -405,6 +425,8 @@ impl Application {
             scheduler.shutdown().await;
         }
         actors.stop().await;
+        // Whatever the audit queue still holds is written before the pool closes.
+        audit.flush().await;
         store.close().await;
         result
     }

@@ -9,12 +9,17 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_tables;
 mod m20261127_000002_oauth_flows;
+mod m20261127_000003_access_control;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261127_000001_create_tables::Migration), Box::new(m20261127_000002_oauth_flows::Migration)]
+        vec![
+            Box::new(m20261127_000001_create_tables::Migration),
+            Box::new(m20261127_000002_oauth_flows::Migration),
+            Box::new(m20261127_000003_access_control::Migration),
+        ]
     }
 }

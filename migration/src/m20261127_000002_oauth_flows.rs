@@ -13,6 +13,13 @@ const PENDING_UNIQUE: &str = "CREATE UNIQUE INDEX uniq_pending_session ON oauth_
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// One transaction on both backends: every statement then runs on one
+    /// connection (on SQLite, another pooled connection could still see the
+    /// index this migration drops), and a failure leaves nothing half done.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // SQLite alters one column per statement.
         let provider_columns = [
@@ -62,7 +69,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_index(Index::drop().name("uniq_pending_session").table(Sessions::Table).to_owned()).await?;
+        manager.get_connection().execute_unprepared("DROP INDEX uniq_pending_session").await?;
         manager.drop_index(Index::drop().name("uniq_sessions_connect_id").table(Sessions::Table).to_owned()).await?;
         for col in [Sessions::ConnectId, Sessions::LinkUsedAt, Sessions::CallbackAt, Sessions::ScopesHash] {
             manager.alter_table(Table::alter().table(Sessions::Table).drop_column(col).to_owned()).await?;

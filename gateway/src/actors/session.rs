@@ -46,6 +46,8 @@ pub struct Callback {
 pub struct GetStatus {
     pub id: Uuid,
     pub wait: Duration,
+    /// The asking client: only the one that started the flow may read it.
+    pub client: String,
 }
 
 /// Something happened to a session (or, with `None`, maybe to any).
@@ -73,7 +75,7 @@ impl SessionActor {
                     Ok(Event::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         addr.do_send(Wake(None))
                     }
-                    Ok(Event::Credential { .. }) => {}
+                    Ok(Event::Credential { .. } | Event::Clients) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }
@@ -159,7 +161,7 @@ impl Handler<GetStatus> for SessionActor {
         // is not missed.
         let changes = self.watchers.entry(msg.id).or_insert_with(|| watch::channel(0).0).subscribe();
         let deps = self.deps.clone();
-        self.run(async move { flow::wait_status(&deps, msg.id, changes, msg.wait).await })
+        self.run(async move { flow::wait_status(&deps, msg.id, &msg.client, changes, msg.wait).await })
     }
 }
 

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod clients;
 mod keys;
 mod providers;
 mod reencrypt;
@@ -48,6 +49,13 @@ enum Command {
     /// Re-encrypt every value under an old key with the primary key, in
     /// batches, with a progress bar (the same work as the `reencrypt` job).
     Reencrypt(reencrypt::ReencryptArgs),
+    /// API clients: one key per MCP server, with rights.
+    Clients {
+        #[command(subcommand)]
+        action: clients::ClientsAction,
+    },
+    /// Read the audit log (newest first).
+    Audit(clients::AuditArgs),
     /// OAuth providers managed in the database (besides the environment's).
     Providers {
         #[command(subcommand)]
@@ -134,6 +142,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             store.close().await;
             Ok(())
+        }
+        Command::Clients { action } => {
+            let settings = load_with_logs()?;
+            clients::run(&settings, action).await
+        }
+        Command::Audit(args) => {
+            let settings = load_with_logs()?;
+            clients::audit(&settings, args).await
         }
         Command::Providers { action } => {
             let settings = load_with_logs()?;

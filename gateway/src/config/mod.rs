@@ -8,6 +8,7 @@
 //! `gateway config check` and tests can run it freely; generating development
 //! keys is start-up's job ([`crate::startup`]).
 
+pub mod access;
 mod errors;
 pub mod jobs;
 pub mod providers;
@@ -154,6 +155,7 @@ pub struct Settings {
     pub actor_threads: usize,
     pub metrics: MetricsSettings,
     pub jobs: jobs::JobSettings,
+    pub access: access::AccessSettings,
 }
 
 /// Where `/metrics` is served and who may read it.
@@ -252,6 +254,7 @@ impl Settings {
             bearer_token: src.secret(vars::METRICS_BEARER_TOKEN, &mut errs),
         };
         let jobs = jobs::parse(src, buffer_seconds.map(Duration::from_secs), &mut errs);
+        let access = access::parse(src, &mut errs);
 
         if !errs.is_empty() {
             return Err(errs);
@@ -288,6 +291,7 @@ impl Settings {
             actor_threads: usize::try_from(actor_threads).unwrap_or(2),
             metrics,
             jobs,
+            access,
         })
     }
 }

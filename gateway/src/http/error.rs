@@ -44,6 +44,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("Expected Content-Type: application/json.")]
     UnsupportedMediaType,
+    #[error("Too many requests; retry in {retry_after_secs} seconds.")]
+    RateLimited { retry_after_secs: u64 },
     #[error("The credential is busy being refreshed; retry shortly.")]
     Busy { retry_after_secs: u64 },
     #[error("The database is unavailable; retry shortly.")]
@@ -92,6 +94,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Busy { .. } => "busy",
             Self::Unavailable => "service_unavailable",
             Self::Internal(_) => "internal_error",
@@ -106,6 +109,7 @@ impl ApiError {
             Self::ProviderUnavailable { .. } | Self::Busy { .. } | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UnknownProvider(_) | Self::InvalidEmail(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -122,9 +126,9 @@ impl ApiError {
 
     fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::ProviderUnavailable { retry_after_secs, .. } | Self::Busy { retry_after_secs } => {
-                Some(*retry_after_secs)
-            }
+            Self::ProviderUnavailable { retry_after_secs, .. }
+            | Self::Busy { retry_after_secs }
+            | Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             Self::Unavailable => Some(1),
             _ => None,
         }
@@ -222,6 +226,7 @@ mod tests {
             (ApiError::PayloadTooLarge { limit: 16384 }, 413, "payload_too_large", None),
             (ApiError::UnsupportedMediaType, 415, "unsupported_media_type", None),
             (ApiError::Busy { retry_after_secs: 1 }, 503, "busy", Some(false)),
+            (ApiError::RateLimited { retry_after_secs: 2 }, 429, "rate_limited", None),
             (ApiError::Unavailable, 503, "service_unavailable", None),
             (ApiError::internal(anyhow::anyhow!("secret-detail")), 500, "internal_error", None),
         ];

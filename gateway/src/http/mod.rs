@@ -33,5 +33,23 @@ pub fn router(state: AppState, metrics: Option<routes::metrics::MetricsState>) -
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn(request_id::middleware))
+        .layer(cors(&state.cors_origins))
         .with_state(state)
+}
+
+/// CORS: off unless origins are configured (this is a server-to-server API;
+/// with no layer, browsers on other origins cannot read its answers).
+fn cors(origins: &[String]) -> tower::util::Either<tower_http::cors::CorsLayer, tower::layer::util::Identity> {
+    use axum::http::{HeaderName, HeaderValue, Method};
+    if origins.is_empty() {
+        return tower::util::Either::Right(tower::layer::util::Identity::new());
+    }
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    tower::util::Either::Left(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([HeaderName::from_static("x-api-key"), axum::http::header::CONTENT_TYPE])
+            .expose_headers([HeaderName::from_static("x-request-id"), axum::http::header::RETRY_AFTER]),
+    )
 }

@@ -4,6 +4,8 @@
 //! SQLite file by default) and exposes what the rest of the gateway needs as
 //! plain async functions over our own types. Submodules group them by table.
 
+pub mod audit;
+pub mod clients;
 pub mod credentials;
 pub mod jobs;
 pub mod keys;
@@ -36,8 +38,10 @@ pub enum StoreError {
     /// exhausted, connection dropped). Callers may retry.
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
-    #[error("database error")]
-    Db(#[source] DbErr),
+    /// The message carries the database's own (it may name a row's email,
+    /// never a secret: secrets are stored sealed).
+    #[error("database error: {0}")]
+    Db(DbErr),
     #[error("could not prepare the SQLite directory {path}")]
     SqliteDir {
         path: String,

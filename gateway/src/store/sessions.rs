@@ -57,6 +57,8 @@ pub struct SessionRecord {
     pub failure_reason: Option<String>,
     pub connect_id: Option<String>,
     pub link_used_at: Option<DateTime<Utc>>,
+    /// The API client that started the flow (`None` for flows from before clients existed).
+    pub client: Option<String>,
 }
 
 impl SessionRecord {
@@ -82,6 +84,7 @@ impl From<sessions::Model> for SessionRecord {
             failure_reason: m.failure_reason,
             connect_id: m.connect_id,
             link_used_at: m.link_used_at,
+            client: m.client_id,
         }
     }
 }
@@ -98,6 +101,8 @@ pub struct NewSession {
     pub scopes_hash: String,
     pub redirect_after: Option<String>,
     pub expires_at: DateTime<Utc>,
+    /// The API client starting it.
+    pub client: String,
 }
 
 /// A session and its opened PKCE verifier.
@@ -158,6 +163,7 @@ impl Store {
             link_used_at: Set(None),
             callback_at: Set(None),
             scopes_hash: Set(Some(new.scopes_hash.clone())),
+            client_id: Set(Some(new.client.clone())),
         };
         match sessions::Entity::insert(model).exec_without_returning(self.db()).await {
             Ok(_) => {}
@@ -179,6 +185,7 @@ impl Store {
 
     async fn pending_twin(&self, new: &NewSession) -> Result<Option<SessionRecord>, StoreError> {
         Ok(sessions::Entity::find()
+            .filter(S::ClientId.eq(new.client.as_str()))
             .filter(S::ProfileId.eq(new.email.as_str()))
             .filter(S::ProviderId.eq(new.provider.as_str()))
             .filter(S::ScopesHash.eq(new.scopes_hash.as_str()))

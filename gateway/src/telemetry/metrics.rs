@@ -56,6 +56,7 @@ pub const CREDENTIALS: &str = "credentials";
 pub const CREDENTIALS_EXPIRING: &str = "credentials_expiring_soon";
 // --- abuse limits ---
 pub const RATE_LIMITED: &str = "rate_limited_total";
+pub const AUDIT_DROPPED: &str = "audit_dropped_total";
 // --- build ---
 pub const BUILD_INFO: &str = "gateway_build_info";
 
@@ -196,6 +197,12 @@ pub const CATALOGUE: &[Metric] = &[
         kind: Kind::Counter,
         labels: &["route"],
         help: "Requests refused with 429 by the rate limits.",
+    },
+    Metric {
+        name: AUDIT_DROPPED,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Audit records that could not be written (queue full or database error).",
     },
     Metric {
         name: BUILD_INFO,

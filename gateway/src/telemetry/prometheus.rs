@@ -105,6 +105,7 @@ pub fn initialize_series(providers: &[String]) {
         metrics::counter!(m::REENCRYPTED, "column" => column.column).absolute(0);
     }
     metrics::counter!(m::ENCRYPTION_ERRORS, "operation" => "decrypt").absolute(0);
+    metrics::counter!(m::AUDIT_DROPPED).absolute(0);
     let _ = metrics::histogram!(m::ENCRYPTION_DURATION);
     let _ = metrics::histogram!(m::DECRYPTION_DURATION);
     metrics::gauge!(m::TOKEN_ACTORS).increment(0.0);

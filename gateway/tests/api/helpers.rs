@@ -227,6 +227,10 @@ pub fn settings_with(db: &TestDb, key: &str, base: &[(String, String)], extra: &
         ("DATA_DIR".into(), data_dir.display().to_string()),
         // Tests run the jobs by hand; spreading refreshes out only slows them.
         ("REFRESH_JITTER_SECONDS".into(), "0".into()),
+        // Tests drive hundreds of flows from 127.0.0.1; the limits have tests of their own.
+        ("RATE_LIMIT_INIT_PER_SECOND".into(), "0".into()),
+        ("RATE_LIMIT_TOKEN_PER_SECOND".into(), "0".into()),
+        ("RATE_LIMIT_BROWSER_PER_SECOND".into(), "0".into()),
     ];
     for (k, v) in base {
         vars.retain(|(name, _)| name != k);

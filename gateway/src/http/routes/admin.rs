@@ -1,5 +1,6 @@
-//! `/admin/*`: the operator's view of keys and re-encryption. Needs the API
-//! key (the bootstrap `AUTH_GATEWAY_API_KEY`).
+//! `/admin/*`: keys, re-encryption and the audit log, for operators. Needs
+//! an API client with the `admin` action (the bootstrap `AUTH_GATEWAY_API_KEY`
+//! has it). Every call is audited.
 
 use std::collections::BTreeMap;
 
@@ -10,16 +11,20 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::access::Action;
 use crate::actors::rotation::{Pause, Progress, RotationProgress, Run};
 use crate::app::AppState;
 use crate::http::ApiError;
-use crate::http::auth::ApiCaller;
+use crate::http::auth::Caller;
+use crate::http::extract::{self, ApiQuery};
+use crate::store::audit::{AuditFilter, AuditRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/keys", get(keys))
         .route("/admin/keys/reencrypt", post(start_reencryption))
         .route("/admin/keys/reencrypt/pause", post(pause_reencryption))
+        .route("/admin/audit", get(audit_log))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -45,10 +50,18 @@ pub struct KeyEntry {
     pub by_column: BTreeMap<String, u64>,
 }
 
+/// Checks the admin right and audits the call.
+fn admin(state: &AppState, caller: &Caller, what: &str) -> Result<(), ApiError> {
+    caller.allow(state, Action::Admin, None, None)?;
+    state.deps.audit.record(crate::access::audit::record(&caller.client.name, what, "ok", state.deps.clock.now()));
+    Ok(())
+}
+
 /// Keys, the values each seals, and re-encryption's progress.
 #[utoipa::path(get, path = "/admin/keys", tag = "admin", security(("api_key" = [])),
     responses((status = 200, body = KeysResponse), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody)))]
-pub async fn keys(_caller: ApiCaller, State(state): State<AppState>) -> Result<Json<KeysResponse>, ApiError> {
+pub async fn keys(caller: Caller, State(state): State<AppState>) -> Result<Json<KeysResponse>, ApiError> {
+    admin(&state, &caller, "admin_keys")?;
     let usage = state.deps.store.key_usage().await?;
     let keyring = &state.deps.keyring;
     let primary = keyring.primary_id().to_string();
@@ -79,9 +92,10 @@ pub async fn keys(_caller: ApiCaller, State(state): State<AppState>) -> Result<J
 #[utoipa::path(post, path = "/admin/keys/reencrypt", tag = "admin", security(("api_key" = [])),
     responses((status = 202, body = RotationProgress), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody)))]
 pub async fn start_reencryption(
-    _caller: ApiCaller,
+    caller: Caller,
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<RotationProgress>), ApiError> {
+    admin(&state, &caller, "admin_reencrypt")?;
     let run = state.rotation.send(Run);
     tokio::spawn(async move {
         match run.await {
@@ -100,10 +114,55 @@ pub async fn start_reencryption(
 #[utoipa::path(post, path = "/admin/keys/reencrypt/pause", tag = "admin", security(("api_key" = [])),
     responses((status = 202, body = RotationProgress), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody)))]
 pub async fn pause_reencryption(
-    _caller: ApiCaller,
+    caller: Caller,
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<RotationProgress>), ApiError> {
+    admin(&state, &caller, "admin_reencrypt_pause")?;
     state.rotation.send(Pause).await.map_err(ApiError::internal)?;
     let progress = state.rotation.send(Progress).await.map_err(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, Json(progress)))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only records about this user.
+    pub user: Option<String>,
+    /// Only records of this API client.
+    pub client: Option<String>,
+    /// RFC 3339; records at or after.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// RFC 3339; records before.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// At most this many (1 to 1000, default 100), newest first.
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditResponse {
+    pub records: Vec<AuditRecord>,
+}
+
+/// The audit log, newest first.
+#[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("api_key" = [])), params(AuditQuery),
+    responses((status = 200, body = AuditResponse), (status = 400, body = crate::http::error::ErrorBody), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody)))]
+pub async fn audit_log(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditResponse>, ApiError> {
+    let user = query.user.as_deref().map(extract::email).transpose()?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::InvalidRequest("limit must be between 1 and 1000.".into()));
+    }
+    admin(&state, &caller, "admin_audit")?;
+    let filter = AuditFilter {
+        user_email: user.map(|e| e.to_string()),
+        client: query.client,
+        since: query.since,
+        until: query.until,
+        limit,
+    };
+    Ok(Json(AuditResponse { records: state.deps.store.read_audit(&filter).await? }))
 }

@@ -11,12 +11,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::access::Action;
 use crate::actors::session::{GetStatus, Start};
 use crate::app::AppState;
 use crate::email::Email;
 use crate::flow::{self, FlowError, StartRequest};
 use crate::http::ApiError;
-use crate::http::auth::ApiCaller;
+use crate::http::auth::Caller;
 use crate::http::extract::{self, ApiJson, ApiPath, ApiQuery, MAX_URL_LEN};
 use crate::oauth::client::RevocationOutcome;
 use crate::refresh::TokenError;
@@ -137,11 +138,29 @@ async fn known_provider(state: &AppState, raw: &str) -> Result<String, ApiError>
     }
 }
 
+/// Queues an audit record for this request.
+fn audit(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    email: Option<&Email>,
+    provider: Option<&str>,
+    outcome: &str,
+    detail: Option<String>,
+) {
+    let mut record = crate::access::audit::record(&caller.client.name, action, outcome, state.deps.clock.now());
+    record.user_email = email.map(ToString::to_string);
+    record.provider = provider.map(str::to_owned);
+    record.detail = detail;
+    state.deps.audit.record(record);
+}
+
 fn flow_error(err: FlowError) -> ApiError {
     match err {
         FlowError::UnknownProvider(p) => ApiError::UnknownProvider(p),
         FlowError::InvalidRequest(m) => ApiError::InvalidRequest(m),
         FlowError::SessionNotFound => ApiError::SessionNotFound,
+        FlowError::NotYours => ApiError::Forbidden("This session was started by another API client.".into()),
         FlowError::Store(e) => e.into(),
         FlowError::Internal(m) => ApiError::internal(anyhow::anyhow!(m)),
     }
@@ -175,7 +194,7 @@ fn token_error(err: TokenError, key: &CredentialKey) -> ApiError {
         (status = 415, description = "unsupported_media_type", body = crate::http::error::ErrorBody),
     ))]
 pub async fn init(
-    _caller: ApiCaller,
+    caller: Caller,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<InitRequest>,
 ) -> Result<Json<InitResponse>, ApiError> {
@@ -185,12 +204,23 @@ pub async fn init(
     if req.redirect_after.as_ref().is_some_and(|r| r.len() > MAX_URL_LEN) {
         return Err(ApiError::InvalidRequest(format!("redirect_after is longer than {MAX_URL_LEN} characters.")));
     }
-    let started = state
-        .sessions
-        .send(Start(StartRequest { provider, email, scopes, redirect_after: req.redirect_after }))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(flow_error)?;
+    caller.allow(&state, Action::Init, Some(&provider), Some(&email))?;
+    let request = StartRequest {
+        provider: provider.clone(),
+        email: email.clone(),
+        scopes,
+        redirect_after: req.redirect_after,
+        client: caller.client.name.clone(),
+    };
+    let result = state.sessions.send(Start(request)).await.map_err(ApiError::internal)?.map_err(flow_error);
+    let outcome = match &result {
+        Ok(started) if started.reused => "session_reused",
+        Ok(_) => "session_created",
+        Err(err) => err.code(),
+    };
+    let detail = result.as_ref().ok().map(|s| format!("session {}", s.session.id));
+    audit(&state, &caller, "init", Some(&email), Some(&provider), outcome, detail);
+    let started = result?;
     Ok(Json(InitResponse {
         auth_url: started.auth_url.to_string(),
         session_id: started.session.id,
@@ -210,7 +240,7 @@ pub async fn init(
         (status = 404, description = "session_not_found", body = crate::http::error::ErrorBody),
     ))]
 pub async fn status(
-    _caller: ApiCaller,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(session_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<StatusQuery>,
@@ -223,9 +253,10 @@ pub async fn status(
             flow::MAX_WAIT.as_secs()
         )));
     }
+    caller.allow(&state, Action::Status, None, None)?;
     let record = state
         .sessions
-        .send(GetStatus { id, wait: std::time::Duration::from_secs(wait) })
+        .send(GetStatus { id, wait: std::time::Duration::from_secs(wait), client: caller.client.name.clone() })
         .await
         .map_err(ApiError::internal)?
         .map_err(flow_error)?;
@@ -268,13 +299,14 @@ pub async fn status(
         (status = 503, description = "provider_unavailable or busy, with Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn token(
-    _caller: ApiCaller,
+    caller: Caller,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let email = extract::email(&req.user_email)?;
     let provider = known_provider(&state, &req.provider).await?;
     let required = extract::scopes("required_scopes", req.required_scopes)?;
+    caller.allow(&state, Action::Token, Some(&provider), Some(&email))?;
     let key = CredentialKey { email, provider };
     let result = state.tokens.get_token(&key, &required).await;
     let outcome = match &result {
@@ -282,6 +314,7 @@ pub async fn token(
         Err(err) => err.outcome(),
     };
     crate::telemetry::handles::token_request(&key.provider, outcome).increment(1);
+    audit(&state, &caller, "token", Some(&key.email), Some(&key.provider), outcome, None);
     let grant = result.map_err(|e| token_error(e, &key))?;
     Ok(Json(TokenResponse {
         access_token: grant.access_token.expose_secret().to_owned(),
@@ -302,12 +335,16 @@ pub async fn token(
         (status = 403, description = "forbidden", body = crate::http::error::ErrorBody),
     ))]
 pub async fn providers(
-    _caller: ApiCaller,
+    caller: Caller,
     State(state): State<AppState>,
     ApiPath(user_email): ApiPath<String>,
 ) -> Result<Json<ProvidersResponse>, ApiError> {
     let email: Email = extract::email(&user_email)?;
-    let credentials = state.deps.store.list_credentials(&email).await?;
+    caller.allow(&state, Action::Status, None, Some(&email))?;
+    let mut credentials = state.deps.store.list_credentials(&email).await?;
+    // A client sees only the providers it may use.
+    credentials.retain(|c| caller.client.may_use_provider(&c.provider));
+    audit(&state, &caller, "providers", Some(&email), None, "listed", None);
     Ok(Json(ProvidersResponse {
         user_email: email.to_string(),
         providers: credentials
@@ -334,14 +371,21 @@ pub async fn providers(
         (status = 404, description = "not_authenticated: nothing stored", body = crate::http::error::ErrorBody),
     ))]
 pub async fn revoke(
-    _caller: ApiCaller,
+    caller: Caller,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RevokeRequest>,
 ) -> Result<Json<RevokeResponse>, ApiError> {
     let email = extract::email(&req.user_email)?;
     let provider = extract::provider_id(&req.provider)?.to_owned();
+    caller.allow(&state, Action::Revoke, Some(&provider), Some(&email))?;
     let key = CredentialKey { email, provider };
-    let outcome = state.tokens.revoke(&key).await.map_err(|e| token_error(e, &key))?;
+    let result = state.tokens.revoke(&key).await;
+    let outcome = match &result {
+        Ok(outcome) => outcome.as_str(),
+        Err(err) => err.outcome(),
+    };
+    audit(&state, &caller, "revoke", Some(&key.email), Some(&key.provider), outcome, None);
+    let outcome = result.map_err(|e| token_error(e, &key))?;
     Ok(Json(RevokeResponse {
         success: true,
         message: format!("Credentials revoked for {} ({})", key.email, key.provider),

@@ -14,6 +14,34 @@ use crate::flow::{CallbackOutcome, CallbackParams, LinkError};
 use crate::http::extract::ApiPath;
 use crate::http::pages;
 
+/// The browser pages' rate limit, per source address: over it, a 429 page
+/// with `Retry-After`.
+pub struct BrowserLimit;
+
+impl axum::extract::FromRequestParts<AppState> for BrowserLimit {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Response> {
+        let address = crate::http::auth::source_address(parts, &state.trusted_proxies);
+        match state.limits.check(crate::access::limits::Limited::Browser, None, address) {
+            Ok(()) => Ok(Self),
+            Err(wait) => {
+                let route =
+                    parts.extensions.get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+                metrics::counter!(crate::telemetry::metrics::RATE_LIMITED, "route" => route).increment(1);
+                let mut page = pages::failure(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many sign-in attempts from here. Wait a moment and try again.",
+                );
+                if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+                    page.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                Err(page)
+            }
+        }
+    }
+}
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/connect/{connect_id}", get(connect)).route("/auth/callback/{provider}", get(callback))
 }
@@ -25,7 +53,11 @@ pub fn router() -> Router<AppState> {
         (status = 302, description = "To the provider's consent page"),
         (status = 404, description = "HTML page: the link was used, expired or never existed"),
     ))]
-pub async fn connect(State(state): State<AppState>, ApiPath(connect_id): ApiPath<String>) -> Response {
+pub async fn connect(
+    _limit: BrowserLimit,
+    State(state): State<AppState>,
+    ApiPath(connect_id): ApiPath<String>,
+) -> Response {
     match state.sessions.send(OpenLink(connect_id)).await {
         Ok(Ok(url)) => {
             let mut response = Redirect::to(url.as_str()).into_response();
@@ -68,6 +100,7 @@ pub async fn connect(State(state): State<AppState>, ApiPath(connect_id): ApiPath
         (status = 400, description = "HTML failure page"),
     ))]
 pub async fn callback(
+    _limit: BrowserLimit,
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
     RawQuery(query): RawQuery,

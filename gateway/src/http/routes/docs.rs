@@ -26,6 +26,7 @@ use crate::app::AppState;
         super::admin::keys,
         super::admin::start_reencryption,
         super::admin::pause_reencryption,
+        super::admin::audit_log,
     ),
     components(schemas(crate::http::error::ErrorBody)),
     modifiers(&ApiKeyScheme),
