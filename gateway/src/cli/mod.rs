@@ -156,7 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             providers::run(&settings, action).await
         }
         Command::Serve { no_migrate } => {
-            let settings = load_with_logs()?;
+            let settings = load_for_serving()?;
             let signal = shutdown::install()?;
             let app =
                 Application::build(settings, StartOptions { migrate: !no_migrate, ..StartOptions::default() }).await?;
@@ -171,9 +171,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Settings, with logs on standard error: a command's standard output is
+/// its result (a key, a listing), which scripts read.
 pub(crate) fn load_with_logs() -> anyhow::Result<Settings> {
     let settings = Settings::from_env()?;
     // A second init (never in the binary) is harmless.
+    let _ = telemetry::init_with_writer(&settings.log, std::io::stderr);
+    Ok(settings)
+}
+
+/// Settings, with logs on standard output (the server's, as containers expect).
+fn load_for_serving() -> anyhow::Result<Settings> {
+    let settings = Settings::from_env()?;
     let _ = telemetry::init(&settings.log);
     Ok(settings)
 }

@@ -194,3 +194,66 @@ async fn providers_added_by_the_cli_are_served_without_a_restart() {
     assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_are_managed_from_the_command_line_and_audited() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    app.authorize("mock", "alice@company.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        gateway(dir.path())
+            .args(args)
+            .env("DATABASE_URL", &app.db.url)
+            .env("AUTH_GATEWAY_ENCRYPTION_KEY", &app.key)
+            .output()
+            .unwrap()
+    };
+
+    let added =
+        run(&["clients", "add", "gmail-mcp", "--actions", "token", "--providers", "mock", "--domains", "company.com"]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let key = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    assert_eq!(key.len(), 64);
+    let token = |key: String| {
+        let (client, url) = (app.client.clone(), app.url("/auth/token"));
+        async move {
+            client
+                .post(url)
+                .header("x-api-key", key)
+                .json(&serde_json::json!({"provider": "mock", "user_email": "alice@company.com"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // The running gateway finds the new client on its first request.
+    assert_eq!(token(key.clone()).await, 200);
+
+    let listed = String::from_utf8(run(&["clients", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains("gmail-mcp") && listed.contains("actions=token") && listed.contains("providers=mock"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&key), "keys are shown once, never listed");
+
+    let rotated = run(&["clients", "rotate", "gmail-mcp", "--grace", "1h"]);
+    assert!(rotated.status.success());
+    let new_key = String::from_utf8(rotated.stdout).unwrap().trim().to_owned();
+    assert_ne!(new_key, key);
+    app.state.clients.reload().await.unwrap();
+    assert_eq!(token(new_key.clone()).await, 200);
+    assert_eq!(token(key.clone()).await, 200, "the old key works during the grace period");
+
+    assert!(run(&["clients", "disable", "gmail-mcp"]).status.success());
+    app.state.clients.reload().await.unwrap();
+    assert_eq!(token(new_key.clone()).await, 403);
+    assert!(!run(&["clients", "disable", "nobody"]).status.success());
+
+    let audit = String::from_utf8(run(&["audit", "--client", "cli"]).stdout).unwrap();
+    for action in ["client_add", "client_rotate", "client_disable"] {
+        assert!(audit.contains(action), "{action} not audited:\n{audit}");
+    }
+    assert!(!audit.contains(&key) && !audit.contains(&new_key));
+    app.stop().await;
+}

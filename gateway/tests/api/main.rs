@@ -7,6 +7,7 @@
 
 mod helpers;
 
+mod access;
 mod bad_input;
 mod cli;
 mod flow;
