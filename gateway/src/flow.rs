@@ -112,6 +112,7 @@ pub fn check_redirect(target: &str, allowed_hosts: &[String]) -> Result<String, 
 }
 
 /// Starts a flow, or hands back the identical one still waiting for its user.
+#[tracing::instrument(name = "start_flow", skip_all, fields(provider = %req.provider))]
 pub async fn start(deps: &Deps, req: StartRequest) -> Result<Started, FlowError> {
     let provider =
         deps.providers.get(&req.provider).await.ok_or_else(|| FlowError::UnknownProvider(req.provider.clone()))?;
@@ -293,6 +294,7 @@ pub enum CallbackOutcome {
 }
 
 /// Handles the provider's redirect to `/auth/callback/{provider}`.
+#[tracing::instrument(name = "callback", skip_all, fields(provider = provider_id))]
 pub async fn callback(deps: &Deps, provider_id: &str, params: CallbackParams) -> CallbackOutcome {
     let Some(state) = params.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 256) else {
         return CallbackOutcome::Rejected("The link is missing its state parameter.");
@@ -572,6 +574,29 @@ mod tests {
             assert!(!reason.message().is_empty());
         }
         assert_eq!(FailReason::Expired.message(), "Session expired");
+    }
+
+    proptest::proptest! {
+        /// The callback query parser's fuzz target: any query string is parsed
+        /// or refused (a page, never a panic), and its Display never shows the code.
+        #[test]
+        fn any_callback_query_is_parsed_or_refused(query in "[ -~]{0,400}") {
+                        if let Ok(params) = serde_urlencoded::from_str::<CallbackParams>(&query) {
+                // What is displayed does not depend on the code's value.
+                let other = CallbackParams { code: params.code.as_ref().map(|_| "elsewise".to_owned()), ..params.clone() };
+                proptest::prop_assert_eq!(params.to_string(), other.to_string());
+            }
+        }
+
+        #[test]
+        fn well_formed_queries_keep_their_fields_and_ignore_extras(
+            code in "[A-Za-z0-9._~-]{1,80}", state in "[A-Za-z0-9_-]{1,64}", extra in "[a-z]{1,10}"
+        ) {
+            let query = format!("code={code}&state={state}&{extra}_x=1&iss=https%3A%2F%2Fidp");
+            let params: CallbackParams = serde_urlencoded::from_str(&query).unwrap();
+            proptest::prop_assert_eq!(params.code.as_deref(), Some(code.as_str()));
+            proptest::prop_assert_eq!(params.state.as_deref(), Some(state.as_str()));
+        }
     }
 
     #[test]

@@ -199,6 +199,7 @@ impl Need {
 
 /// Refreshes `key`, whose last known state is `current`. Returns what to
 /// answer and what to cache now (`None`: nothing, the credential is gone).
+#[tracing::instrument(name = "refresh", skip_all, fields(provider = %key.provider, trigger = trigger.as_str()))]
 pub async fn refresh(
     deps: &Deps,
     key: &CredentialKey,

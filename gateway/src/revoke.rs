@@ -10,6 +10,7 @@ use crate::store::credentials::{CredentialKey, CredentialState};
 /// Revokes and deletes `key`'s credential. The credential is deleted even
 /// when the provider cannot be reached: the user asked for it to be gone,
 /// and the outcome says what the provider did.
+#[tracing::instrument(name = "revoke", skip_all, fields(provider = %key.provider))]
 pub async fn revoke(deps: &Deps, key: &CredentialKey) -> Result<RevocationOutcome, TokenError> {
     let Some(stored) = deps.store.load_credential(key, &deps.keyring).await? else {
         return Err(TokenError::NotAuthenticated);

@@ -104,6 +104,30 @@ mod tests {
     ///   + b"oauth_credentials.access_token/google/alice@company.com" + b"ya29.python")`
     const PYTHON_TOKEN: &str = "gAAAAABrCZN-6b_AXG-KX0_1I9846oW5BjDVu8TtSRvlFkC9RatpLD5RoO8BFBPQNrUHJLbSNtyPM3leEM5ZeyQKahkSrmBP_ju5QUckZo9Q1VN9k1yMgbL1bGNDsH1H0HqpF4sqUD4Ou5DyuXws_S6_hZgvZVdmvE24KrL0Md_1LP7i6qWR240=";
 
+    proptest::proptest! {
+        /// The decoder's fuzz target: any bytes are split or refused, never a panic.
+        #[test]
+        fn any_bytes_are_decoded_or_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let place = Place::new("t", "c", "r");
+            let _ = split(&bytes);
+            let _ = decode(&place, &bytes);
+        }
+
+        /// Whatever is sealed for a place opens there, and nowhere else.
+        #[test]
+        fn envelopes_round_trip_and_stay_in_their_place(
+            table in "[a-z_]{1,20}", row in "[ -~]{0,300}", secret in proptest::collection::vec(proptest::num::u8::ANY, 0..400)
+        ) {
+            let place = Place::new(&table, "col", &row);
+            let bytes = encode(&place, &secret);
+            let (found, rest) = split(&bytes).unwrap();
+            proptest::prop_assert_eq!(found, place.as_str().as_bytes());
+            proptest::prop_assert_eq!(rest, &secret[..]);
+            let elsewhere = Place::new(&table, "other", &row);
+            proptest::prop_assert!(decode(&elsewhere, &bytes).is_err());
+        }
+    }
+
     #[test]
     fn tokens_written_by_python_fernet_open_here() {
         let ring = Keyring::new(Key::from_bytes([5; 32]).unwrap(), vec![]).unwrap();

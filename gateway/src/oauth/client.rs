@@ -292,6 +292,7 @@ impl OAuthClient {
     }
 
     /// The authorization-code grant (with the PKCE verifier when one was used).
+    #[tracing::instrument(name = "provider_call", skip_all, fields(provider = %provider.id, operation = "code_exchange"))]
     pub async fn exchange_code(
         &self,
         provider: &ProviderConfig,
@@ -308,6 +309,7 @@ impl OAuthClient {
     }
 
     /// The refresh-token grant.
+    #[tracing::instrument(name = "provider_call", skip_all, fields(provider = %provider.id, operation = "refresh"))]
     pub async fn refresh(
         &self,
         provider: &ProviderConfig,
@@ -319,6 +321,7 @@ impl OAuthClient {
     }
 
     /// Meta's renewal of a long-lived token: `grant_type=fb_exchange_token`.
+    #[tracing::instrument(name = "provider_call", skip_all, fields(provider = %provider.id, operation = "exchange"))]
     pub async fn exchange_long_lived(
         &self,
         provider: &ProviderConfig,
@@ -364,6 +367,7 @@ impl OAuthClient {
     }
 
     /// RFC 7009 revocation of `token` (a refresh token revokes the whole grant).
+    #[tracing::instrument(name = "provider_call", skip_all, fields(provider = %provider.id, operation = "revoke"))]
     pub async fn revoke(&self, provider: &ProviderConfig, token: &SecretString, hint: &str) -> RevocationOutcome {
         let Some(url) = &provider.revocation_url else {
             return RevocationOutcome::NotSupported;
@@ -411,6 +415,7 @@ impl OAuthClient {
 
     /// The email the provider's userinfo endpoint reports for `access_token`.
     /// `Ok(None)` when the provider does not say.
+    #[tracing::instrument(name = "provider_call", skip_all, fields(provider = %provider.id, operation = "userinfo"))]
     pub async fn userinfo_email(
         &self,
         provider: &ProviderConfig,

@@ -227,7 +227,7 @@ async fn clients_are_managed_from_the_command_line_and_audited() {
                 .status()
         }
     };
-        // The running gateway finds the new client within seconds (it re-reads
+    // The running gateway finds the new client within seconds (it re-reads
     // clients on an unknown key, at most once a second).
     let found = crate::helpers::eventually(Duration::from_secs(5), || async { token(key.clone()).await == 200 }).await;
     assert!(found, "the new client was not accepted");
