@@ -78,6 +78,11 @@ def catalogue():
     """{exported series name: set(labels)} and {catalogue name: kind}."""
     src = read("gateway", "src", "telemetry", "metrics.rs")
     consts = dict(re.findall(r'pub const (\w+): &str = "([a-zA-Z_:][a-zA-Z0-9_:]*)";', src))
+    # Names the catalogue takes from the workers crate (`workers::metric_names::X`).
+    workers = dict(re.findall(r'pub const (\w+): &str = "([a-zA-Z_:][a-zA-Z0-9_:]*)";', read("workers", "src", "metric_names.rs")))
+    for name, other in re.findall(r'pub const (\w+): &str = workers::metric_names::(\w+);', src):
+        if other in workers:
+            consts[name] = workers[other]
     entries = re.findall(
         r'Metric\s*\{\s*name:\s*("?[\w:]+"?)\s*,\s*kind:\s*Kind::(\w+)\s*,\s*labels:\s*&\[([^\]]*)\]', src
     )

@@ -9,5 +9,3 @@ pub const JOB_FAILURES: &str = "job_failures_total";
 pub const JOB_DURATION: &str = "job_duration_seconds";
 /// Gauge, label `job`: Unix time of the last successful run.
 pub const JOB_LAST_SUCCESS: &str = "job_last_success_timestamp_seconds";
-/// Counter, label `job`: scheduled runs skipped because the previous one was still running.
-pub const JOB_SKIPPED: &str = "job_skipped_total";

@@ -52,8 +52,7 @@ impl JobSpec {
     /// Counts, times and logs the run.
     pub async fn run_now(&self, now: DateTime<Utc>) -> Option<RunResult> {
         let Ok(_guard) = self.running.try_lock() else {
-            tracing::debug!(job = self.name, "previous run still in progress; skipping this tick");
-            metrics::counter!(m::JOB_SKIPPED, "job" => self.name).increment(1);
+            tracing::info!(job = self.name, "previous run still in progress; skipping this tick");
             return None;
         };
         let span = tracing::info_span!("job", job = self.name);
@@ -102,6 +101,9 @@ impl Scheduler {
         let now = Arc::new(now);
         for spec in jobs {
             let (name, schedule) = (spec.name, spec.schedule.clone());
+            // A scheduled job counts as fresh at start: JobStale then fires
+            // only if it does not succeed within its threshold from now.
+            metrics::gauge!(m::JOB_LAST_SUCCESS, "job" => name).set(now().timestamp() as f64);
             let now = now.clone();
             let job = Job::new_async(schedule.as_str(), move |_, _| {
                 let (spec, now) = (spec.clone(), now.clone());

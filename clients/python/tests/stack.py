@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,17 +161,61 @@ def _read_listen_line(proc: subprocess.Popen[str], stdout: IO[str], log: Path) -
     return match.group(1).rstrip("/")
 
 
+#: Rate limits off: a test run opens many sessions from 127.0.0.1, which the default
+#: limits would refuse with 429. The rate-limit test starts its own gateway with limits.
+NO_RATE_LIMITS = {
+    "RATE_LIMIT_INIT_PER_SECOND": "0",
+    "RATE_LIMIT_TOKEN_PER_SECOND": "0",
+    "RATE_LIMIT_BROWSER_PER_SECOND": "0",
+}
+
+
 @dataclass
 class Gateway:
-    """The running gateway."""
+    """The running gateway, with what is needed to run its CLI against the same database."""
 
     proc: subprocess.Popen[bytes]
     url: str
     api_key: str
     log: Path
+    binary: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str) -> str:
+        """Run ``gateway ARGS...`` with the server's configuration; return its stdout."""
+        done = subprocess.run(
+            [str(self.binary), *args],
+            env=self.env,
+            cwd=self.log.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"gateway {' '.join(args)} exited with {done.returncode}:\n{done.stderr[-4000:]}")
+        return done.stdout
+
+    def add_client(self, name: str, *rights: str) -> str:
+        """Add an API client (``gateway clients add NAME RIGHTS...``) and return its key once
+        the running gateway accepts it (it reloads its clients within seconds)."""
+        key = self.cli("clients", "add", name, *rights).strip()
+        assert key and "\n" not in key, f"unexpected output of clients add: {key!r}"
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            # Any answer but "Invalid API key." means the gateway knows the key: a request
+            # outside the client's rights is refused with a different message.
+            response = httpx.get(f"{self.url}/auth/status/{uuid.uuid4()}", headers={"X-API-Key": key}, timeout=5.0)
+            if response.status_code != 403 or response.json().get("message") != "Invalid API key.":
+                return key
+            time.sleep(0.2)
+        raise RuntimeError(f"the gateway did not pick up API client {name!r} within {START_TIMEOUT:g}s")
 
 
-def start_gateway(binary: Path, mock: MockProvider, data_dir: Path) -> Gateway:
+def start_gateway(
+    binary: Path, mock: MockProvider, data_dir: Path, extra_env: Mapping[str, str] | None = None
+) -> Gateway:
+    """Start the gateway on a free port, configured for the mock provider, with rate limits
+    off unless ``extra_env`` sets them."""
     port = free_port()
     api_key = secrets.token_urlsafe(48)[:64]
     env = {
@@ -190,13 +235,15 @@ def start_gateway(binary: Path, mock: MockProvider, data_dir: Path) -> Gateway:
         "MOCK_REVOCATION_URL": f"{mock.url}/revoke",
         "MOCK_USERINFO_URL": f"{mock.url}/userinfo",
         "MOCK_SCOPES": "openid email mail.read",
+        **NO_RATE_LIMITS,
+        **(extra_env or {}),
     }
     log = data_dir / "gateway.log"
     with log.open("wb") as log_file:
         proc = subprocess.Popen([str(binary)], env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=data_dir)
     url = f"http://127.0.0.1:{port}"
     _wait_until(_http_ok(f"{url}/health", lambda s: s == 200), proc, "gateway", log)
-    return Gateway(proc=proc, url=url, api_key=api_key, log=log)
+    return Gateway(proc=proc, url=url, api_key=api_key, log=log, binary=binary, env=env)
 
 
 @dataclass

@@ -139,6 +139,7 @@ impl Handler<Report> for KeyRotationActor {
     type Result = ();
 
     fn handle(&mut self, msg: Report, _ctx: &mut Self::Context) {
+        metrics::gauge!(crate::telemetry::metrics::REENCRYPTION_UNDECRYPTABLE).set(msg.0.undecryptable.len() as f64);
         self.report = msg.0;
     }
 }

@@ -215,8 +215,12 @@ impl Handler<GetToken> for TokenActor {
             }
             refresh::refresh(&deps, &key, current, Trigger::OnDemand, Need::ExpiresWithin(buffer)).await
         };
-        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(|result, act: &mut Self, _| match result {
+        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(|result, act: &mut Self, ctx| match result {
             Ok((answer, cache)) => {
+                // Nothing stored for this user: no reason to keep an actor around.
+                if cache.is_none() && matches!(answer, Err(TokenError::NotAuthenticated)) {
+                    ctx.stop();
+                }
                 act.set_cache(cache);
                 answer
             }

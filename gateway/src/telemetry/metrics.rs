@@ -44,10 +44,11 @@ pub const REENCRYPTION_PENDING: &str = "reencryption_pending_values";
 pub const REENCRYPTED: &str = "reencrypted_values_total";
 pub const REENCRYPTION_UNDECRYPTABLE: &str = "reencryption_undecryptable_values";
 // --- jobs ---
-pub const JOB_RUNS: &str = "job_runs_total";
-pub const JOB_FAILURES: &str = "job_failures_total";
-pub const JOB_DURATION: &str = "job_duration_seconds";
-pub const JOB_LAST_SUCCESS: &str = "job_last_success_timestamp_seconds";
+// (recorded by the `workers` scheduler, which owns the names)
+pub const JOB_RUNS: &str = workers::metric_names::JOB_RUNS;
+pub const JOB_FAILURES: &str = workers::metric_names::JOB_FAILURES;
+pub const JOB_DURATION: &str = workers::metric_names::JOB_DURATION;
+pub const JOB_LAST_SUCCESS: &str = workers::metric_names::JOB_LAST_SUCCESS;
 // --- actors, database, credentials ---
 pub const TOKEN_ACTORS: &str = "token_actors_live";
 pub const DB_UP: &str = "db_up";

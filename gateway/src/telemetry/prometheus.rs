@@ -96,7 +96,6 @@ pub fn initialize_series(providers: &[String]) {
         metrics::counter!(m::JOB_RUNS, "job" => job).absolute(0);
         metrics::counter!(m::JOB_FAILURES, "job" => job).absolute(0);
         let _ = metrics::histogram!(m::JOB_DURATION, "job" => job);
-        metrics::gauge!(m::JOB_LAST_SUCCESS, "job" => job).increment(0.0);
     }
     for route in ["/auth/init", "/auth/token", "/auth/callback/{provider}", "/connect/{connect_id}"] {
         metrics::counter!(m::RATE_LIMITED, "route" => route).absolute(0);

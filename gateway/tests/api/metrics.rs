@@ -7,7 +7,15 @@ use crate::helpers::{Backend, TestDb, fernet_key, spawn_app, spawn_app_on};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_describe_the_catalogue_and_count_requests_by_route_pattern() {
-    let app = spawn_app(Backend::Sqlite).await;
+    // With the scheduler on (default schedules), as in production.
+    let mock = mock_provider::MockProvider::start().await.unwrap();
+    let app = crate::helpers::spawn_app_with(
+        TestDb::new(Backend::Sqlite).await,
+        fernet_key(),
+        mock,
+        &[("TEST_SCHEDULER", "on")],
+    )
+    .await;
     app.authorize("mock", "alice@company.com").await;
     app.token_ok("mock", "alice@company.com").await;
     let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
