@@ -3,7 +3,7 @@
 
 use gateway::telemetry::metrics::CATALOGUE;
 
-use crate::helpers::{Backend, TestDb, fernet_key, spawn_app, spawn_app_on};
+use crate::helpers::{Backend, TestDb, fernet_key, spawn_app_on};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_describe_the_catalogue_and_count_requests_by_route_pattern() {
