@@ -1,4 +1,8 @@
-"""Fixtures: the real gateway + mock provider + example MCP server for the e2e tests."""
+"""Fixtures: the real gateway + mock provider + example MCP server for the e2e tests.
+
+There is no stand-in for the gateway: a test that talks to a gateway talks to the real
+binary. The only fake is the third-party OAuth provider (the mock-provider binary).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from tests.stack import (
     ExampleServer,
     Gateway,
     MockProvider,
+    Processes,
     binaries,
     start_example,
     start_gateway,
@@ -83,3 +88,13 @@ async def auth(gateway: Gateway) -> AsyncIterator[AuthClient]:
 def user() -> str:
     """A fresh user, so tests sharing the gateway never see each other's credentials."""
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@pytest.fixture
+def processes(built: tuple[Path, Path], tmp_path: Path) -> Iterator[Processes]:
+    """Starts extra mock providers, gateways and replicas for one test; stops them after."""
+    started = Processes(built, tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()

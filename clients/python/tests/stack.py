@@ -162,7 +162,7 @@ def _read_listen_line(proc: subprocess.Popen[str], stdout: IO[str], log: Path) -
 
 
 #: Rate limits off: a test run opens many sessions from 127.0.0.1, which the default
-#: limits would refuse with 429. The rate-limit test starts its own gateway with limits.
+#: limits would refuse with 429. The rate-limit tests start gateways of their own.
 NO_RATE_LIMITS = {
     "RATE_LIMIT_INIT_PER_SECOND": "0",
     "RATE_LIMIT_TOKEN_PER_SECOND": "0",
@@ -172,7 +172,8 @@ NO_RATE_LIMITS = {
 
 @dataclass
 class Gateway:
-    """The running gateway, with what is needed to run its CLI against the same database."""
+    """A running gateway, with what is needed to run its CLI (or another replica) against
+    the same database."""
 
     proc: subprocess.Popen[bytes]
     url: str
@@ -181,12 +182,21 @@ class Gateway:
     binary: Path
     env: dict[str, str]
 
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["DATA_DIR"])
+
+    @property
+    def database(self) -> Path:
+        """The SQLite database file."""
+        return self.data_dir / "gw.db"
+
     def cli(self, *args: str) -> str:
         """Run ``gateway ARGS...`` with the server's configuration; return its stdout."""
         done = subprocess.run(
             [str(self.binary), *args],
             env=self.env,
-            cwd=self.log.parent,
+            cwd=self.data_dir,
             capture_output=True,
             text=True,
             timeout=60,
@@ -197,13 +207,13 @@ class Gateway:
 
     def add_client(self, name: str, *rights: str) -> str:
         """Add an API client (``gateway clients add NAME RIGHTS...``) and return its key once
-        the running gateway accepts it (it reloads its clients within seconds)."""
+        this gateway accepts it (a running gateway reloads its clients within seconds)."""
         key = self.cli("clients", "add", name, *rights).strip()
         assert key and "\n" not in key, f"unexpected output of clients add: {key!r}"
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            # Any answer but "Invalid API key." means the gateway knows the key: a request
-            # outside the client's rights is refused with a different message.
+            # Anything but "Invalid API key." means the gateway knows the key (a request
+            # outside the client's rights is refused with another message).
             response = httpx.get(f"{self.url}/auth/status/{uuid.uuid4()}", headers={"X-API-Key": key}, timeout=5.0)
             if response.status_code != 403 or response.json().get("message") != "Invalid API key.":
                 return key
@@ -211,21 +221,29 @@ class Gateway:
         raise RuntimeError(f"the gateway did not pick up API client {name!r} within {START_TIMEOUT:g}s")
 
 
+def _launch(binary: Path, env: dict[str, str], log: Path) -> Gateway:
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [str(binary)], env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=env["DATA_DIR"]
+        )
+    url = f"http://127.0.0.1:{env['PORT']}"
+    _wait_until(_http_ok(f"{url}/health", lambda s: s == 200), proc, "gateway", log)
+    return Gateway(proc=proc, url=url, api_key=env["AUTH_GATEWAY_API_KEY"], log=log, binary=binary, env=env)
+
+
 def start_gateway(
     binary: Path, mock: MockProvider, data_dir: Path, extra_env: Mapping[str, str] | None = None
 ) -> Gateway:
-    """Start the gateway on a free port, configured for the mock provider, with rate limits
-    off unless ``extra_env`` sets them."""
-    port = free_port()
-    api_key = secrets.token_urlsafe(48)[:64]
+    """Start the gateway on a free port with its own SQLite database, configured for the
+    mock provider, with rate limits off unless ``extra_env`` sets them."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DATABASE_URL": f"sqlite://{data_dir}/gw.db?mode=rwc",
         "DATA_DIR": str(data_dir),
         "AUTH_GATEWAY_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "AUTH_GATEWAY_API_KEY": api_key,
+        "AUTH_GATEWAY_API_KEY": secrets.token_urlsafe(48)[:64],
         "HOST": "127.0.0.1",
-        "PORT": str(port),
+        "PORT": str(free_port()),
         "LOG_FORMAT": "json",
         "AUTH_GATEWAY_PROVIDERS": "mock",
         "MOCK_CLIENT_ID": "mock-client-id",
@@ -238,12 +256,47 @@ def start_gateway(
         **NO_RATE_LIMITS,
         **(extra_env or {}),
     }
-    log = data_dir / "gateway.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen([str(binary)], env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=data_dir)
-    url = f"http://127.0.0.1:{port}"
-    _wait_until(_http_ok(f"{url}/health", lambda s: s == 200), proc, "gateway", log)
-    return Gateway(proc=proc, url=url, api_key=api_key, log=log, binary=binary, env=env)
+    return _launch(binary, env, data_dir / "gateway.log")
+
+
+def start_replica(gateway: Gateway, extra_env: Mapping[str, str] | None = None) -> Gateway:
+    """Start another gateway process on the same database, keys and providers (what a
+    second replica behind a load balancer is), on its own port."""
+    env = {**gateway.env, "PORT": str(free_port()), **(extra_env or {})}
+    return _launch(gateway.binary, env, gateway.data_dir / f"gateway-{env['PORT']}.log")
+
+
+class Processes:
+    """Extra mock providers and gateways for one test, stopped when it ends."""
+
+    def __init__(self, binaries: tuple[Path, Path], base_dir: Path) -> None:
+        self._gateway_bin, self._mock_bin = binaries
+        self._base_dir = base_dir
+        self._procs: list[subprocess.Popen[Any]] = []
+
+    def _dir(self, prefix: str) -> Path:
+        path = self._base_dir / f"{prefix}-{len(self._procs)}"
+        path.mkdir(parents=True)
+        return path
+
+    def mock(self) -> MockProvider:
+        started = start_mock(self._mock_bin, self._dir("mock"))
+        self._procs.append(started.proc)
+        return started
+
+    def gateway(self, mock: MockProvider, **env: str) -> Gateway:
+        started = start_gateway(self._gateway_bin, mock, self._dir("gateway"), env)
+        self._procs.append(started.proc)
+        return started
+
+    def replica(self, gateway: Gateway, **env: str) -> Gateway:
+        started = start_replica(gateway, env)
+        self._procs.append(started.proc)
+        return started
+
+    def stop_all(self) -> None:
+        for proc in reversed(self._procs):
+            stop(proc)
 
 
 @dataclass
