@@ -276,7 +276,7 @@ impl Application {
             provider_timeout: settings.provider_timeout,
             actor_idle: settings.token_actor_idle,
         };
-        let (audit, _audit_writer) = crate::access::audit::Audit::start(store.clone());
+        let (audit, _audit_writer) = crate::access::audit::Audit::start(store.clone(), settings.access.token_reads);
         let deps = Deps {
             audit,
             store,

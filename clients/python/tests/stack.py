@@ -223,9 +223,7 @@ class Gateway:
 
 def _launch(binary: Path, env: dict[str, str], log: Path) -> Gateway:
     with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [str(binary)], env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=env["DATA_DIR"]
-        )
+        proc = subprocess.Popen([str(binary)], env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=env["DATA_DIR"])
     url = f"http://127.0.0.1:{env['PORT']}"
     _wait_until(_http_ok(f"{url}/health", lambda s: s == 200), proc, "gateway", log)
     return Gateway(proc=proc, url=url, api_key=env["AUTH_GATEWAY_API_KEY"], log=log, binary=binary, env=env)

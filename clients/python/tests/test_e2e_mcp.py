@@ -277,6 +277,9 @@ async def test_email_from_the_mcp_servers_own_oauth_identity(
             done = await client.call_tool("whoami", {})
             assert not done.is_error, text_of(done)
             assert user in text_of(done)
+            # The same address in other case is the same user.
+            same = await client.call_tool("whoami_arg", {"user_email": user.upper()})
+            assert not same.is_error, text_of(same)
             # A user_email argument cannot override the signed-in identity.
             spoof = await client.call_tool("whoami_arg", {"user_email": "someone-else@example.com"})
             assert spoof.is_error and "does not match" in text_of(spoof)

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 /// Which limit applies.
@@ -37,7 +37,8 @@ impl Default for LimitSettings {
 }
 
 struct Pair {
-    by_client: DefaultKeyedRateLimiter<String>,
+    /// Keyed by a hash of the client's id: no allocation per request.
+    by_client: DefaultKeyedRateLimiter<u64>,
     by_address: DefaultKeyedRateLimiter<IpAddr>,
 }
 
@@ -79,11 +80,14 @@ impl Limits {
         }) else {
             return Ok(());
         };
-        let now = DefaultClock::default().now();
-        let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(now).as_secs().max(1);
+        // The limiter's own clock, read only when refusing (building a clock
+        // calibrates it: far too slow for every request).
+        let wait =
+            |not_until: governor::NotUntil<_>| not_until.wait_time_from(pair.by_address.clock().now()).as_secs().max(1);
         if let Some(client) = client {
-            // Keyed by the client's id: a few dozen keys at most.
-            pair.by_client.check_key(&client.to_owned()).map_err(wait)?;
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            let key = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(client);
+            pair.by_client.check_key(&key).map_err(wait)?;
         }
         pair.by_address.check_key(&address).map_err(wait)
     }

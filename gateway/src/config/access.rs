@@ -14,6 +14,8 @@ pub struct AccessSettings {
     pub cors_origins: Vec<String>,
     /// `AUDIT_RETENTION_DAYS`: audit records older than this are pruned.
     pub audit_retention: Duration,
+    /// `AUDIT_TOKEN_READS`: `summary` (default) or `each`.
+    pub token_reads: crate::access::audit::TokenReads,
 }
 
 pub fn parse(src: &Source, errs: &mut ConfigErrors) -> AccessSettings {
@@ -53,7 +55,25 @@ pub fn parse(src: &Source, errs: &mut ConfigErrors) -> AccessSettings {
         }
     }
     let days = src.number("AUDIT_RETENTION_DAYS", 365, 1..=36_500, "days", errs).unwrap_or(365);
-    AccessSettings { limits, trusted_proxies, cors_origins, audit_retention: Duration::from_secs(days * 86_400) }
+    let token_reads = match src.get("AUDIT_TOKEN_READS").as_deref() {
+        None | Some("summary") => crate::access::audit::TokenReads::Summary,
+        Some("each") => crate::access::audit::TokenReads::Each,
+        Some(_) => {
+            errs.push(
+                "AUDIT_TOKEN_READS",
+                "is neither summary nor each",
+                "use summary (one record per client, user, provider and outcome per minute) or each",
+            );
+            crate::access::audit::TokenReads::Summary
+        }
+    };
+    AccessSettings {
+        limits,
+        trusted_proxies,
+        cors_origins,
+        audit_retention: Duration::from_secs(days * 86_400),
+        token_reads,
+    }
 }
 
 fn list(src: &Source, name: &str) -> Vec<String> {

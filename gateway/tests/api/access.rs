@@ -213,6 +213,7 @@ async fn every_action_is_audited_and_no_audit_row_holds_a_secret(backend: Backen
     assert!(has("bootstrap", "revoke", "revoked"), "{log}");
     assert!(has("limited", "revoke", "forbidden"), "{log}");
     let token_read = rows.iter().find(|r| r["action"] == "token").unwrap();
+    assert!(token_read["detail"].as_str().unwrap().starts_with("1 read(s) from"), "{token_read}");
     assert_eq!(token_read["user_email"], "alice@company.com");
     assert_eq!(token_read["provider"], "mock");
     assert!(token_read["request_id"].is_string());

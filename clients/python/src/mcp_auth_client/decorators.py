@@ -274,7 +274,12 @@ def _tool_error(exc: AuthGatewayError, flow: _Flow) -> ToolError:
             "the user can fix by signing in; tell the server's operator."
         )
     elif isinstance(exc, RetryableError):
-        wait = f" Try again in {exc.retry_after} seconds." if exc.retry_after is not None else " Try again later."
+        seconds = exc.retry_after
+        wait = (
+            f" Try again in {seconds} second{'' if seconds == 1 else 's'}."
+            if seconds is not None
+            else " Try again later."
+        )
         what = f"The {flow.provider} sign-in service" if exc.code == "provider_unavailable" else "The auth gateway"
         text = f"{what} is temporarily unavailable ({exc.code}).{wait}"
     elif isinstance(exc, InvalidEmail):

@@ -36,7 +36,9 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct InitRequest {
     /// Provider id, e.g. `google`.
+    #[schema(pattern = "^[a-z0-9_-]{1,50}$")]
     pub provider: String,
+    #[schema(pattern = "^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$", max_length = 255)]
     pub user_email: String,
     /// Scopes to ask for; the provider's defaults when omitted.
     #[serde(default)]
@@ -58,6 +60,7 @@ pub struct InitResponse {
 #[into_params(parameter_in = Query)]
 pub struct StatusQuery {
     /// Seconds to wait for the session to leave `pending` (0 to 60).
+    #[param(minimum = 0, maximum = 60)]
     pub wait: Option<u64>,
 }
 
@@ -84,7 +87,9 @@ pub struct StatusResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
+    #[schema(pattern = "^[a-z0-9_-]{1,50}$")]
     pub provider: String,
+    #[schema(pattern = "^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$", max_length = 255)]
     pub user_email: String,
     /// Scopes the token must carry; a grant lacking any is never returned.
     #[serde(default)]
@@ -117,7 +122,9 @@ pub struct ProviderEntry {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RevokeRequest {
+    #[schema(pattern = "^[a-z0-9_-]{1,50}$")]
     pub provider: String,
+    #[schema(pattern = "^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$", max_length = 255)]
     pub user_email: String,
 }
 
@@ -192,6 +199,9 @@ fn token_error(err: TokenError, key: &CredentialKey) -> ApiError {
         (status = 403, description = "forbidden: wrong X-API-Key", body = crate::http::error::ErrorBody),
         (status = 413, description = "payload_too_large", body = crate::http::error::ErrorBody),
         (status = 415, description = "unsupported_media_type", body = crate::http::error::ErrorBody),
+        (status = 429, description = "rate_limited, with Retry-After", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "internal_error", body = crate::http::error::ErrorBody),
+        (status = 503, description = "service_unavailable: the database is unreachable; Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn init(
     caller: Caller,
@@ -238,6 +248,9 @@ pub async fn init(
         (status = 401, description = "unauthorized", body = crate::http::error::ErrorBody),
         (status = 403, description = "forbidden", body = crate::http::error::ErrorBody),
         (status = 404, description = "session_not_found", body = crate::http::error::ErrorBody),
+        (status = 429, description = "rate_limited, with Retry-After", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "internal_error", body = crate::http::error::ErrorBody),
+        (status = 503, description = "service_unavailable: the database is unreachable; Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn status(
     caller: Caller,
@@ -296,7 +309,11 @@ pub async fn status(
         (status = 401, description = "unauthorized (no X-API-Key) or refresh_failed (auth_required)", body = crate::http::error::ErrorBody),
         (status = 403, description = "forbidden (wrong X-API-Key) or scope_insufficient (auth_required, missing_scopes)", body = crate::http::error::ErrorBody),
         (status = 404, description = "not_authenticated (auth_required)", body = crate::http::error::ErrorBody),
-        (status = 503, description = "provider_unavailable or busy, with Retry-After", body = crate::http::error::ErrorBody),
+        (status = 413, description = "payload_too_large", body = crate::http::error::ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = crate::http::error::ErrorBody),
+        (status = 429, description = "rate_limited, with Retry-After", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "internal_error", body = crate::http::error::ErrorBody),
+        (status = 503, description = "provider_unavailable, busy or service_unavailable, with Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn token(
     caller: Caller,
@@ -314,7 +331,13 @@ pub async fn token(
         Err(err) => err.outcome(),
     };
     crate::telemetry::handles::token_request(&key.provider, outcome).increment(1);
-    audit(&state, &caller, "token", Some(&key.email), Some(&key.provider), outcome, None);
+    state.deps.audit.token_read(
+        &caller.client.name,
+        key.email.as_str(),
+        &key.provider,
+        outcome,
+        state.deps.clock.now(),
+    );
     let grant = result.map_err(|e| token_error(e, &key))?;
     Ok(Json(TokenResponse {
         access_token: grant.access_token.expose_secret().to_owned(),
@@ -326,13 +349,16 @@ pub async fn token(
 
 /// The providers a user has authorized.
 #[utoipa::path(get, path = "/auth/providers/{user_email}", tag = "auth",
-    params(("user_email" = String, Path, description = "The user's email address")),
+    params(("user_email" = String, Path, description = "The user's email address", pattern = "^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$", max_length = 255)),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The user's credentials, without tokens", body = ProvidersResponse),
         (status = 400, description = "invalid_email", body = crate::http::error::ErrorBody),
         (status = 401, description = "unauthorized", body = crate::http::error::ErrorBody),
         (status = 403, description = "forbidden", body = crate::http::error::ErrorBody),
+        (status = 429, description = "rate_limited, with Retry-After", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "internal_error", body = crate::http::error::ErrorBody),
+        (status = 503, description = "service_unavailable: the database is unreachable; Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn providers(
     caller: Caller,
@@ -369,6 +395,11 @@ pub async fn providers(
         (status = 401, description = "unauthorized", body = crate::http::error::ErrorBody),
         (status = 403, description = "forbidden", body = crate::http::error::ErrorBody),
         (status = 404, description = "not_authenticated: nothing stored", body = crate::http::error::ErrorBody),
+        (status = 413, description = "payload_too_large", body = crate::http::error::ErrorBody),
+        (status = 415, description = "unsupported_media_type", body = crate::http::error::ErrorBody),
+        (status = 429, description = "rate_limited, with Retry-After", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "internal_error", body = crate::http::error::ErrorBody),
+        (status = 503, description = "service_unavailable: the database is unreachable; Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn revoke(
     caller: Caller,

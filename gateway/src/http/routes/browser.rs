@@ -51,7 +51,10 @@ pub fn router() -> Router<AppState> {
     params(("connect_id" = String, Path, description = "The opaque id from auth_url")),
     responses(
         (status = 302, description = "To the provider's consent page"),
-        (status = 404, description = "HTML page: the link was used, expired or never existed"),
+        (status = 404, description = "HTML page: the link was used, expired or never existed", body = String, content_type = "text/html"),
+        (status = 429, description = "HTML page: too many requests from this address", body = String, content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "HTML page: the gateway could not start the sign-in", body = String, content_type = "text/html"),
     ))]
 pub async fn connect(
     _limit: BrowserLimit,
@@ -89,15 +92,18 @@ pub async fn connect(
 /// The provider's redirect after consent (or refusal).
 #[utoipa::path(get, path = "/auth/callback/{provider}", tag = "browser",
     params(
-        ("provider" = String, Path, description = "Provider id"),
+        ("provider" = String, Path, description = "Provider id", pattern = "^[a-z0-9_-]{1,50}$"),
         ("code" = Option<String>, Query, description = "Authorization code"),
         ("state" = Option<String>, Query, description = "The flow's state"),
         ("error" = Option<String>, Query, description = "The provider's error, e.g. access_denied"),
     ),
     responses(
-        (status = 200, description = "HTML success page"),
+        (status = 200, description = "HTML success page", body = String, content_type = "text/html"),
         (status = 303, description = "To redirect_after, when the flow set one"),
-        (status = 400, description = "HTML failure page"),
+        (status = 400, description = "HTML failure page", body = String, content_type = "text/html"),
+        (status = 429, description = "HTML page: too many requests from this address", body = String, content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "HTML page: the gateway could not complete the sign-in", body = String, content_type = "text/html"),
     ))]
 pub async fn callback(
     _limit: BrowserLimit,
