@@ -71,6 +71,9 @@ fn every_problem_is_reported_in_one_pass() {
         ("LOG_FORMAT", "xml"),
         ("ENVIRONMENT", "moon"),
         ("DATABASE_URL", "mysql://x"),
+        ("AUDIT_TOKEN_READS", "sometimes"),
+        ("AUDIT_RETENTION_DAYS", "0"),
+        ("CORS_ALLOWED_ORIGINS", "not an origin"),
     ])
     .unwrap_err();
     let vars = variables(&errs);
@@ -83,6 +86,9 @@ fn every_problem_is_reported_in_one_pass() {
         "LOG_FORMAT",
         "ENVIRONMENT",
         "DATABASE_URL",
+        "AUDIT_TOKEN_READS",
+        "AUDIT_RETENTION_DAYS",
+        "CORS_ALLOWED_ORIGINS",
     ] {
         assert!(vars.contains(&expected), "{expected} missing from {vars:?}");
     }

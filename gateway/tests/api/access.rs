@@ -372,3 +372,32 @@ async fn redirect_after_goes_only_to_allowed_hosts() {
     assert_eq!(callback.headers()["location"], "https://app.example.com/done");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_reads_are_summarised_unless_each_is_asked_for() {
+    async fn token_rows(extra: &[(&str, &str)]) -> Vec<Value> {
+        let mock = MockProvider::start().await.unwrap();
+        let app = spawn_app_with(TestDb::new(Backend::Sqlite).await, fernet_key(), mock, extra).await;
+        app.authorize("mock", "alice@company.com").await;
+        for _ in 0..5 {
+            app.token_ok("mock", "alice@company.com").await;
+        }
+        app.state.deps.audit.flush().await;
+        let log: Value = app.api(reqwest::Method::GET, "/admin/audit?limit=1000", None).await.json().await.unwrap();
+        app.stop().await;
+        log["records"].as_array().unwrap().iter().filter(|r| r["action"] == "token").cloned().collect()
+    }
+
+    // Summary (the default): one record for the five reads with the same outcome.
+    let summarised = token_rows(&[]).await;
+    let total: u64 = summarised
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap().split(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 5, "{summarised:?}");
+    assert!(summarised.len() <= 2, "one record per outcome (store, memory): {summarised:?}");
+
+    let each = token_rows(&[("AUDIT_TOKEN_READS", "each")]).await;
+    assert_eq!(each.len(), 5, "{each:?}");
+    assert!(each.iter().all(|r| r["detail"].is_null() && r["request_id"].is_string()), "{each:?}");
+}
