@@ -22,7 +22,7 @@ pub enum ApiError {
     RefreshFailed { email: String, provider: String },
     #[error("The stored grant lacks required scopes: {}. Please re-authenticate with them.", missing.join(" "))]
     ScopeInsufficient { missing: Vec<String> },
-    #[error("The provider {provider} is unavailable; retry in {retry_after_secs} seconds.")]
+    #[error("The provider {provider} is unavailable; retry in {}.", seconds(*retry_after_secs))]
     ProviderUnavailable { provider: String, retry_after_secs: u64 },
     #[error("Unknown provider {0:?}.")]
     UnknownProvider(String),
@@ -44,7 +44,7 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("Expected Content-Type: application/json.")]
     UnsupportedMediaType,
-    #[error("Too many requests; retry in {retry_after_secs} seconds.")]
+    #[error("Too many requests; retry in {}.", seconds(*retry_after_secs))]
     RateLimited { retry_after_secs: u64 },
     #[error("The credential is busy being refreshed; retry shortly.")]
     Busy { retry_after_secs: u64 },
@@ -52,6 +52,11 @@ pub enum ApiError {
     Unavailable,
     #[error("Internal error.")]
     Internal(#[source] anyhow::Error),
+}
+
+/// `1 second`, `30 seconds`.
+fn seconds(n: u64) -> String {
+    if n == 1 { "1 second".to_owned() } else { format!("{n} seconds") }
 }
 
 /// The JSON body of every error answer.
@@ -253,6 +258,10 @@ mod tests {
             render(ApiError::ProviderUnavailable { provider: "google".into(), retry_after_secs: 30 }).await;
         assert_eq!(retry.as_deref(), Some("30"));
         assert_eq!(body["retry_after"], 30);
+        assert!(body["message"].as_str().unwrap().ends_with("retry in 30 seconds."), "{body}");
+        let (_, body, retry) = render(ApiError::RateLimited { retry_after_secs: 1 }).await;
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(body["message"], "Too many requests; retry in 1 second.");
     }
 
     #[tokio::test]

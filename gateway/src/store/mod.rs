@@ -68,18 +68,25 @@ fn is_unavailable(err: &DbErr) -> bool {
             matches!(
                 e.as_ref(),
                 Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed
-            ) || is_admin_shutdown(e)
+            ) || is_transient(e)
         }
         _ => false,
     }
 }
 
-/// PostgreSQL's "terminating connection due to administrator command" and
-/// "database does not allow connections" (SQLSTATE 57P01, 55000 on connect).
-fn is_admin_shutdown(err: &sea_orm::sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code.starts_with("57P") || code == "08006" || code == "08003")
+/// Database errors that say "not now" rather than "never": PostgreSQL
+/// shutting down or dropping the connection (SQLSTATE 57P.., 08006, 08003)
+/// or out of resources (53..., e.g. too many connections), and SQLite still
+/// locked by another writer after the busy timeout (SQLITE_BUSY, SQLITE_LOCKED
+/// and their extended codes).
+fn is_transient(err: &sea_orm::sqlx::Error) -> bool {
+    let Some(db) = err.as_database_error() else { return false };
+    let Some(code) = db.code() else { return false };
+    if db.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>().is_some() {
+        // Extended result codes keep the primary code in the low byte.
+        return code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6));
+    }
+    code.starts_with("57P") || code.starts_with("53") || code == "08006" || code == "08003"
 }
 
 /// The connection pool and which backend it talks to.
@@ -171,5 +178,34 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
             .map_err(|source| StoreError::SqliteDir { path: dir.display().to_string(), source }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    use sea_orm::{ConnectionTrait, SqlxSqliteConnector};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sqlite_file_locked_by_another_writer_is_unavailable_not_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new().filename(dir.path().join("locked.db")).create_if_missing(true);
+        let holder = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await.unwrap();
+        sea_orm::sqlx::query("CREATE TABLE t (x INTEGER)").execute(&holder).await.unwrap();
+        let mut lock = holder.acquire().await.unwrap();
+        sea_orm::sqlx::query("BEGIN EXCLUSIVE").execute(&mut *lock).await.unwrap();
+
+        // No busy timeout: the writer is told at once that the file is locked.
+        let writer = SqlitePoolOptions::new().connect_with(options.busy_timeout(Duration::ZERO)).await.unwrap();
+        let db = SqlxSqliteConnector::from_sqlx_sqlite_pool(writer);
+        let err = db.execute_unprepared("INSERT INTO t VALUES (1)").await.unwrap_err();
+        assert!(matches!(StoreError::from(err), StoreError::Unavailable(_)));
+
+        // Any other database error stays an error of ours.
+        sea_orm::sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
+        let err = db.execute_unprepared("INSERT INTO missing VALUES (1)").await.unwrap_err();
+        assert!(matches!(StoreError::from(err), StoreError::Db(_)));
     }
 }
