@@ -14,6 +14,7 @@ from typing import Any
 
 import mcp_types as types
 import pytest
+from mcp import Client
 from mcp.server import MCPServer
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
@@ -72,23 +73,28 @@ async def test_text_fallback_then_real_result(
         assert "Welcome" in text_of(done)
 
 
+async def elicited_once_then_stored(client: Client, person: ElicitingUser, user: str) -> types.ElicitRequestURLParams:
+    """The first tool call asks for the sign-in link by URL elicitation and returns the
+    tool's real result; the second uses the stored credential without asking again."""
+    result = await client.call_tool("list_messages", {"user_email": user})
+    assert not result.is_error, text_of(result)
+    assert user in text_of(result)
+    assert len(person.requests) == 1
+    request = person.requests[0]
+    assert isinstance(request, types.ElicitRequestURLParams)
+    assert request.mode == "url" and "/connect/" in request.url
+    again = await client.call_tool("list_messages", {"user_email": user})
+    assert not again.is_error and len(person.requests) == 1
+    return request
+
+
 async def test_url_elicitation_2025_11_25(example_server: ExampleServer, mock: MockProvider, user: str) -> None:
     person = ElicitingUser("accept")
     notes = Notifications()
     async with mcp_client(example_server.url, mode=LEGACY, elicitation=person, notifications=notes) as client:
         assert client.protocol_version == "2025-11-25"
-        result = await client.call_tool("list_messages", {"user_email": user})
-        assert not result.is_error, text_of(result)
-        assert user in text_of(result)
-        assert len(person.requests) == 1
-        request = person.requests[0]
-        assert isinstance(request, types.ElicitRequestURLParams)
-        assert request.mode == "url" and "/connect/" in request.url
-        assert request.elicitation_id
-        # Second call: the credential is stored, no elicitation.
-        again = await client.call_tool("list_messages", {"user_email": user})
-        assert not again.is_error
-        assert len(person.requests) == 1
+        request = await elicited_once_then_stored(client, person, user)
+    assert request.elicitation_id
     assert request.elicitation_id in notes.elicitation_completions()
 
 
@@ -96,15 +102,7 @@ async def test_url_elicitation_2026_07_28(example_server: ExampleServer, mock: M
     person = ElicitingUser("accept")
     async with mcp_client(example_server.url, mode=MODERN, elicitation=person) as client:
         assert client.protocol_version == "2026-07-28"
-        result = await client.call_tool("list_messages", {"user_email": user})
-        assert not result.is_error, text_of(result)
-        assert user in text_of(result)
-        assert len(person.requests) == 1
-        request = person.requests[0]
-        assert isinstance(request, types.ElicitRequestURLParams)
-        assert request.mode == "url" and "/connect/" in request.url
-        again = await client.call_tool("list_messages", {"user_email": user})
-        assert not again.is_error and len(person.requests) == 1
+        await elicited_once_then_stored(client, person, user)
 
 
 @pytest.mark.parametrize("mode", [LEGACY, MODERN])

@@ -104,6 +104,21 @@ pub async fn refresh(provider: &MockProvider, client: &reqwest::Client, refresh_
         .unwrap()
 }
 
+/// Meta's long-lived token exchange, over GET with query parameters as Meta documents it.
+pub async fn fb_exchange(provider: &MockProvider, client: &reqwest::Client, access_token: &str) -> reqwest::Response {
+    client
+        .get(provider.token_url())
+        .query(&[
+            ("grant_type", "fb_exchange_token"),
+            ("client_id", provider.client_id()),
+            ("client_secret", provider.client_secret()),
+            ("fb_exchange_token", access_token),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
 pub async fn userinfo(provider: &MockProvider, client: &reqwest::Client, access_token: &str) -> reqwest::Response {
     client.get(provider.userinfo_url()).bearer_auth(access_token).send().await.unwrap()
 }

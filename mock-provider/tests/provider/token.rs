@@ -19,17 +19,7 @@ async fn fb_exchange_over_get_with_query_parameters() {
     assert!(body.get("refresh_token").is_none());
     let short_lived = str_field(&body, "access_token");
 
-    let response = client
-        .get(provider.token_url())
-        .query(&[
-            ("grant_type", "fb_exchange_token"),
-            ("client_id", provider.client_id()),
-            ("client_secret", provider.client_secret()),
-            ("fb_exchange_token", short_lived),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = fb_exchange(&provider, &client, short_lived).await;
     assert_eq!(response.status(), StatusCode::OK);
     let long_lived: Value = response.json().await.unwrap();
     assert_eq!(long_lived["expires_in"].as_u64(), Some(SIXTY_DAYS));
@@ -59,17 +49,7 @@ async fn fb_exchange_over_post_and_with_a_bad_token() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    let response = client
-        .get(provider.token_url())
-        .query(&[
-            ("grant_type", "fb_exchange_token"),
-            ("client_id", provider.client_id()),
-            ("client_secret", provider.client_secret()),
-            ("fb_exchange_token", "mock_at_unknown"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = fb_exchange(&provider, &client, "mock_at_unknown").await;
     expect_oauth_error(response, StatusCode::BAD_REQUEST, "invalid_grant").await;
 }
 
@@ -85,17 +65,7 @@ async fn expired_access_tokens_are_refused_everywhere() {
     assert_eq!(userinfo(&provider, &client, access).await.status(), StatusCode::UNAUTHORIZED);
     let api = client.get(provider.api_url()).bearer_auth(access).send().await.unwrap();
     assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
-    let exchange = client
-        .get(provider.token_url())
-        .query(&[
-            ("grant_type", "fb_exchange_token"),
-            ("client_id", provider.client_id()),
-            ("client_secret", provider.client_secret()),
-            ("fb_exchange_token", access),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let exchange = fb_exchange(&provider, &client, access).await;
     expect_oauth_error(exchange, StatusCode::BAD_REQUEST, "invalid_grant").await;
 
     // A refresh gives a working token again once the TTL is back.
