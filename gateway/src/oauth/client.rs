@@ -193,6 +193,17 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
     headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// Sends a provider request; a 429 or 5xx answer is an error carrying its
+/// `Retry-After`, so no caller parses an overloaded provider's body.
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Transport> {
+    let response = request.send().await.map_err(|e| classify_reqwest(&e))?;
+    let status = response.status();
+    if status.as_u16() == 429 || status.is_server_error() {
+        return Err(Transport::Status { status: status.as_u16(), retry_after: retry_after(response.headers()) });
+    }
+    Ok(response)
+}
+
 /// Provider requests, with one shared connection pool.
 #[derive(Clone, Debug)]
 pub struct OAuthClient {
@@ -215,14 +226,8 @@ impl<'c> oauth2::AsyncHttpClient<'c> for HttpTransport {
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
             let request = reqwest::Request::try_from(request).map_err(|_| Transport::Network)?;
-            let response = self.http.execute(request).await.map_err(|e| classify_reqwest(&e))?;
+            let response = send(reqwest::RequestBuilder::from_parts(self.http.clone(), request)).await?;
             let status = response.status();
-            if status.as_u16() == 429 || status.is_server_error() {
-                return Err(Transport::Status {
-                    status: status.as_u16(),
-                    retry_after: retry_after(response.headers()),
-                });
-            }
             let mut builder = oauth2::http::Response::builder().status(status);
             for (name, value) in response.headers() {
                 builder = builder.header(name, value);
@@ -333,17 +338,8 @@ impl OAuthClient {
             ("client_secret", provider.client_secret.expose_secret()),
             ("fb_exchange_token", access_token.expose_secret()),
         ];
-        let response = self
-            .http
-            .post(provider.token_url.clone())
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from(classify_reqwest(&e)))?;
+        let response = send(self.http.post(provider.token_url.clone()).form(&form)).await?;
         let status = response.status();
-        if status.as_u16() == 429 || status.is_server_error() {
-            return Err(UpstreamError::Http { status: status.as_u16(), retry_after: retry_after(response.headers()) });
-        }
         let body: serde_json::Value = response.json().await.map_err(|_| UpstreamError::InvalidResponse)?;
         if let Some(code) =
             body.get("error").and_then(|e| e.as_str().or_else(|| e.get("type").and_then(|t| t.as_str())))
@@ -424,19 +420,13 @@ impl OAuthClient {
         let Some(url) = &provider.userinfo_url else {
             return Ok(None);
         };
-        let response = self
+        let request = self
             .http
             .get(url.clone())
             .bearer_auth(access_token.expose_secret())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| UpstreamError::from(classify_reqwest(&e)))?;
-        let status = response.status();
-        if status.as_u16() == 429 || status.is_server_error() {
-            return Err(UpstreamError::Http { status: status.as_u16(), retry_after: retry_after(response.headers()) });
-        }
-        if !status.is_success() {
+            .header(reqwest::header::ACCEPT, "application/json");
+        let response = send(request).await?;
+        if !response.status().is_success() {
             return Err(UpstreamError::InvalidResponse);
         }
         let body: serde_json::Value = response.json().await.map_err(|_| UpstreamError::InvalidResponse)?;

@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use entity::oauth_credentials::{self as creds, Column as C};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -107,11 +107,7 @@ pub(super) fn scopes_to_json(scopes: &[String]) -> serde_json::Value {
 
 impl Store {
     async fn credential_row(&self, key: &CredentialKey) -> Result<Option<creds::Model>, StoreError> {
-        Ok(creds::Entity::find()
-            .filter(C::ProfileId.eq(key.email.as_str()))
-            .filter(C::ProviderId.eq(key.provider.as_str()))
-            .one(self.db())
-            .await?)
+        Ok(creds::Entity::find().filter(row_of(key)).one(self.db()).await?)
     }
 
     /// The credential with its tokens opened, if one is stored.
@@ -144,11 +140,7 @@ impl Store {
         // Two attempts: an insert that loses a race with another insert becomes an update.
         for _ in 0..2 {
             let txn = self.db().begin().await?;
-            let existing = creds::Entity::find()
-                .filter(C::ProfileId.eq(key.email.as_str()))
-                .filter(C::ProviderId.eq(key.provider.as_str()))
-                .one(&txn)
-                .await?;
+            let existing = creds::Entity::find().filter(row_of(key)).one(&txn).await?;
             let result = match existing {
                 Some(row) => {
                     let mut model: creds::ActiveModel = row.clone().into();
@@ -228,8 +220,7 @@ impl Store {
         let result = creds::Entity::update_many()
             .col_expr(C::RefreshLeaseOwner, Expr::value(owner))
             .col_expr(C::RefreshLeaseUntil, Expr::value(until))
-            .filter(C::ProfileId.eq(key.email.as_str()))
-            .filter(C::ProviderId.eq(key.provider.as_str()))
+            .filter(row_of(key))
             .filter(C::RefreshLeaseUntil.is_null().or(C::RefreshLeaseUntil.lt(now)).or(C::RefreshLeaseOwner.eq(owner)))
             .exec(self.db())
             .await?;
@@ -241,8 +232,7 @@ impl Store {
         creds::Entity::update_many()
             .col_expr(C::RefreshLeaseOwner, Expr::value(Option::<String>::None))
             .col_expr(C::RefreshLeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .filter(C::ProfileId.eq(key.email.as_str()))
-            .filter(C::ProviderId.eq(key.provider.as_str()))
+            .filter(row_of(key))
             .filter(C::RefreshLeaseOwner.eq(owner))
             .exec(self.db())
             .await?;
@@ -284,12 +274,7 @@ impl Store {
         if let Some(scopes) = &tokens.scopes {
             update = update.col_expr(C::Scopes, Expr::value(scopes_to_json(scopes)));
         }
-        let result = update
-            .filter(C::ProfileId.eq(key.email.as_str()))
-            .filter(C::ProviderId.eq(key.provider.as_str()))
-            .filter(C::Version.eq(version))
-            .exec(self.db())
-            .await?;
+        let result = update.filter(row_of(key)).filter(C::Version.eq(version)).exec(self.db()).await?;
         Ok((result.rows_affected == 1).then_some(version + 1))
     }
 
@@ -315,22 +300,13 @@ impl Store {
                 .col_expr(C::State, Expr::value(CredentialState::NeedsReauth.as_str()))
                 .col_expr(C::Version, Expr::col(C::Version).add(1));
         }
-        let result = update
-            .filter(C::ProfileId.eq(key.email.as_str()))
-            .filter(C::ProviderId.eq(key.provider.as_str()))
-            .filter(C::Version.eq(version))
-            .exec(self.db())
-            .await?;
+        let result = update.filter(row_of(key)).filter(C::Version.eq(version)).exec(self.db()).await?;
         Ok(result.rows_affected == 1)
     }
 
     /// Deletes the credential; true if there was one.
     pub async fn delete_credential(&self, key: &CredentialKey) -> Result<bool, StoreError> {
-        let result = creds::Entity::delete_many()
-            .filter(C::ProfileId.eq(key.email.as_str()))
-            .filter(C::ProviderId.eq(key.provider.as_str()))
-            .exec(self.db())
-            .await?;
+        let result = creds::Entity::delete_many().filter(row_of(key)).exec(self.db()).await?;
         Ok(result.rows_affected > 0)
     }
 
@@ -357,12 +333,16 @@ impl Store {
     pub async fn touch_last_used(&self, key: &CredentialKey, at: DateTime<Utc>) -> Result<(), StoreError> {
         creds::Entity::update_many()
             .col_expr(C::LastUsedAt, Expr::value(at))
-            .filter(C::ProfileId.eq(key.email.as_str()))
-            .filter(C::ProviderId.eq(key.provider.as_str()))
+            .filter(row_of(key))
             .exec(self.db())
             .await?;
         Ok(())
     }
+}
+
+/// The one row of `key`'s credential.
+fn row_of(key: &CredentialKey) -> Condition {
+    Condition::all().add(C::ProfileId.eq(key.email.as_str())).add(C::ProviderId.eq(key.provider.as_str()))
 }
 
 fn open_row(key: &CredentialKey, row: creds::Model, keyring: &Keyring) -> Result<StoredCredential, StoreError> {

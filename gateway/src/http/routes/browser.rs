@@ -61,26 +61,23 @@ pub async fn connect(
     State(state): State<AppState>,
     ApiPath(connect_id): ApiPath<String>,
 ) -> Response {
-    match state.sessions.send(OpenLink(connect_id)).await {
-        Ok(Ok(url)) => {
+    let opened = match state.sessions.send(OpenLink(connect_id)).await {
+        Ok(opened) => opened,
+        Err(mailbox) => Err(LinkError::Internal(format!("session actor unavailable: {mailbox}"))),
+    };
+    match opened {
+        Ok(url) => {
             let mut response = Redirect::to(url.as_str()).into_response();
             *response.status_mut() = StatusCode::FOUND;
             pages::secure_headers(&mut response);
             response
         }
-        Ok(Err(LinkError::Unusable)) => pages::failure(
+        Err(LinkError::Unusable) => pages::failure(
             StatusCode::NOT_FOUND,
             "This sign-in link was already used or has expired. Ask your assistant for a new one.",
         ),
-        Ok(Err(err)) => {
-            tracing::error!(error = %err, "connect link failed");
-            pages::failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The gateway could not start this sign-in. Try again shortly.",
-            )
-        }
         Err(err) => {
-            tracing::error!(error = %err, "session actor unavailable");
+            tracing::error!(error = %err, "connect link failed");
             pages::failure(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The gateway could not start this sign-in. Try again shortly.",
