@@ -73,9 +73,12 @@ pub struct Audit {
 
 const SHARDS: usize = 16;
 
+/// The keys (and their summaries) that share one 64-bit hash: almost always one.
+type Bucket = Vec<(ReadKey, ReadSummary)>;
+
 #[derive(Debug, Default)]
 struct ReadShards {
-    shards: [std::sync::Mutex<HashMap<u64, (ReadKey, ReadSummary)>>; SHARDS],
+    shards: [std::sync::Mutex<HashMap<u64, Bucket>>; SHARDS],
 }
 
 impl std::fmt::Debug for ReadSummary {
@@ -93,17 +96,22 @@ fn read_hash(client: &str, user: &str, provider: &str, outcome: &str) -> u64 {
 
 impl ReadShards {
     fn add(&self, client: &str, user: &str, provider: &str, outcome: &'static str, at: DateTime<Utc>) {
-        let hash = read_hash(client, user, provider, outcome);
+        self.add_at(read_hash(client, user, provider, outcome), client, user, provider, outcome, at);
+    }
+
+    fn add_at(&self, hash: u64, client: &str, user: &str, provider: &str, outcome: &'static str, at: DateTime<Utc>) {
         let Ok(mut shard) = self.shards[(hash as usize) % SHARDS].lock() else { return };
-        match shard.get_mut(&hash) {
-            // (A 64-bit collision would merge two keys' counts; the key check keeps them apart.)
-            Some((key, summary))
-                if key.client == client && key.user == user && key.provider == provider && key.outcome == outcome =>
-            {
+        // A bucket per hash, so that two keys with one 64-bit hash keep their own counts.
+        let bucket = shard.entry(hash).or_default();
+        let same = |key: &ReadKey| {
+            key.client == client && key.user == user && key.provider == provider && key.outcome == outcome
+        };
+        match bucket.iter_mut().find(|(key, _)| same(key)) {
+            Some((_, summary)) => {
                 summary.count += 1;
                 summary.last = at;
             }
-            _ => {
+            None => {
                 let key = ReadKey {
                     client: client.to_owned(),
                     user: user.to_owned(),
@@ -112,7 +120,7 @@ impl ReadShards {
                 };
                 let summary =
                     ReadSummary { count: 1, first: at, last: at, first_request_id: crate::http::request_id::current() };
-                shard.insert(hash, (key, summary));
+                bucket.push((key, summary));
             }
         }
     }
@@ -121,7 +129,7 @@ impl ReadShards {
         let mut out = Vec::new();
         for shard in &self.shards {
             if let Ok(mut shard) = shard.lock() {
-                out.extend(shard.drain().map(|(_, v)| v));
+                out.extend(shard.drain().flat_map(|(_, bucket)| bucket));
             }
         }
         out
@@ -251,5 +259,34 @@ pub fn record(client: &str, action: &str, outcome: &str, at: DateTime<Utc>) -> A
         outcome: outcome.to_owned(),
         request_id: crate::http::request_id::current(),
         detail: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_counted_per_key_even_when_two_keys_share_a_hash() {
+        let reads = ReadShards::default();
+        let at = Utc::now();
+        for _ in 0..3 {
+            reads.add_at(7, "mail", "alice@company.com", "google", "memory", at);
+        }
+        reads.add_at(7, "mail", "bob@company.com", "google", "memory", at);
+        reads.add("mail", "alice@company.com", "google", "store", at);
+
+        let mut counts: Vec<(String, &str, u64)> =
+            reads.drain().into_iter().map(|(key, summary)| (key.user, key.outcome, summary.count)).collect();
+        counts.sort();
+        assert_eq!(
+            counts,
+            [
+                ("alice@company.com".to_owned(), "memory", 3),
+                ("alice@company.com".to_owned(), "store", 1),
+                ("bob@company.com".to_owned(), "memory", 1),
+            ]
+        );
+        assert!(reads.drain().is_empty(), "a drain starts a fresh window");
     }
 }
