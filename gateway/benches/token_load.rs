@@ -125,7 +125,7 @@ async fn run() {
             expires_at: Some(expires),
             scopes: Some(vec!["openid".into(), "email".into(), "mail.read".into()]),
         };
-        store.upsert_authorized(&key, tokens, &keyring, chrono::Utc::now()).await.unwrap();
+        store.upsert_authorized(&key, &tokens, &keyring, chrono::Utc::now()).await.unwrap();
     }
     store.close().await;
     println!("seeded {credentials} credentials in {:.1} s", seeding.elapsed().as_secs_f64());

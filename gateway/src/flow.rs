@@ -31,13 +31,21 @@ use crate::oauth::client::{TokenSet, record_upstream_error};
 use crate::oauth::identity::{email_from_id_token, same_account};
 use crate::oauth::provider::requested_scopes;
 use crate::oauth::{IdentityCheck, ProviderConfig, ProviderKind, UpstreamError};
-use crate::store::StoreError;
+use crate::store::{StoreError, retry_unavailable};
 use crate::store::credentials::{CredentialKey, NewTokens};
 use crate::store::sessions::{CallbackClaim, NewSession, SessionRecord, SessionStatus};
 use crate::telemetry::metrics as m;
 
 /// Longest `?wait=` a status poll may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Once the link is opened the user is at the provider, signing in and
+/// consenting (MFA included): the session lives at least this much longer.
+/// The same as the longest life RFC 6749 §4.1.2 recommends for a code.
+pub const LINK_GRACE: Duration = Duration::from_secs(600);
+/// How long the callback keeps retrying to store tokens the provider has
+/// already issued while the database is unavailable (the code cannot be
+/// exchanged again, so giving up loses the user's consent).
+pub const STORE_RETRY_BUDGET: Duration = Duration::from_secs(30);
 /// Random bytes in `state`, the connect id and the PKCE verifier (256 bits).
 const RANDOM_BYTES: usize = 32;
 
@@ -163,7 +171,8 @@ pub async fn open_link(deps: &Deps, connect_id: &str) -> Result<Url, LinkError> 
         return Err(LinkError::Unusable);
     }
     let now = deps.clock.now();
-    let opened = deps.store.open_link(connect_id, &deps.keyring, now).await?.ok_or(LinkError::Unusable)?;
+    let until = now + TimeDelta::from_std(LINK_GRACE).unwrap_or(TimeDelta::MAX);
+    let opened = deps.store.open_link(connect_id, &deps.keyring, now, until).await?.ok_or(LinkError::Unusable)?;
     let session = &opened.session;
     let provider = deps.providers.get(&session.provider).await.ok_or(LinkError::Unusable)?;
     let redirect_uri =
@@ -273,7 +282,9 @@ impl FailReason {
             Self::NoRefreshToken => {
                 "The provider issued no refresh token; remove the app's access in the account settings and authorize again"
             }
-            Self::StorageError => "The gateway could not store the credential; try again",
+            Self::StorageError => {
+                "Your consent could not be saved because the gateway's database is unavailable; nothing was stored. Ask your assistant for a new link and try again"
+            }
         }
     }
 }
@@ -300,7 +311,8 @@ pub async fn callback(deps: &Deps, provider_id: &str, params: CallbackParams) ->
         return CallbackOutcome::Rejected("The link is missing its state parameter.");
     };
     let now = deps.clock.now();
-    let claim = match deps.store.claim_callback(state, provider_id, &deps.keyring, now).await {
+    let until = now + TimeDelta::from_std(callback_budget(deps)).unwrap_or(TimeDelta::MAX);
+    let claim = match deps.store.claim_callback(state, provider_id, &deps.keyring, now, until).await {
         Ok(claim) => claim,
         Err(err) => {
             tracing::error!(error = %err, "callback: could not read the session");
@@ -343,9 +355,22 @@ pub async fn callback(deps: &Deps, provider_id: &str, params: CallbackParams) ->
     }
 }
 
+/// The most a callback takes once it has claimed its session: the code
+/// exchange (two attempts), userinfo and a revocation at the provider, and
+/// the storage retries, with a minute to spare. The session lives at least
+/// this long after the claim.
+fn callback_budget(deps: &Deps) -> Duration {
+    deps.tuning.provider_timeout * 4 + STORE_RETRY_BUDGET + Duration::from_secs(60)
+}
+
 /// Marks `session` failed (if still pending) and tells the waiters.
 pub async fn fail(deps: &Deps, session: &SessionRecord, reason: FailReason) {
-    match deps.store.fail_session(session.id, reason.code(), deps.clock.now()).await {
+    let now = deps.clock.now();
+    let failed = retry_unavailable("fail a session", STORE_RETRY_BUDGET, || {
+        deps.store.fail_session(session.id, reason.code(), now)
+    })
+    .await;
+    match failed {
         Ok(true) => {
             metrics::counter!(m::SESSIONS_FAILED, "provider" => session.provider.clone(), "reason" => reason.code())
                 .increment(1);
@@ -386,33 +411,53 @@ async fn finish(
 
     verify_identity(deps, &provider, session, &tokens).await?;
 
-    let email = Email::parse(&session.email).map_err(|_| FailReason::StorageError)?;
+    let email = Email::parse(&session.email).map_err(|_| FailReason::InvalidCallback)?;
     let key = CredentialKey { email, provider: provider.id.clone() };
     if provider.kind == ProviderKind::Google && tokens.refresh_token.is_none() {
         // A Google grant without a refresh token dies within the hour. Only a
         // re-consent that keeps a stored refresh token is acceptable.
-        let stored = deps.store.load_credential(&key, &deps.keyring).await.map_err(|_| FailReason::StorageError)?;
+        let stored = retry_unavailable("read the stored credential", STORE_RETRY_BUDGET, || {
+            deps.store.load_credential(&key, &deps.keyring)
+        })
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "callback: could not read the stored credential");
+            FailReason::StorageError
+        })?;
         if stored.is_none_or(|s| s.refresh_token.is_none()) {
             revoke_quietly(deps, &provider, &tokens).await;
             return Err(FailReason::NoRefreshToken);
         }
     }
     let now = deps.clock.now();
-    let expires_at =
-        tokens.expires_in.and_then(|d| TimeDelta::from_std(d).ok()).map(|d| crate::clock::truncate(now + d));
     let new = NewTokens {
+        expires_at: tokens.expires_at(now),
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
-        expires_at,
         scopes: Some(tokens.scopes.unwrap_or_else(|| session.scopes.clone())),
     };
-    deps.store.upsert_authorized(&key, new, &deps.keyring, now).await.map_err(|err| {
+    // The code is spent: these tokens cannot be had again, so a database
+    // that is briefly unavailable is waited for rather than given up on.
+    retry_unavailable("store an authorized credential", STORE_RETRY_BUDGET, || {
+        deps.store.upsert_authorized(&key, &new, &deps.keyring, now)
+    })
+    .await
+    .map_err(|err| {
         tracing::error!(error = %err, "callback: could not store the credential");
         FailReason::StorageError
     })?;
     deps.events.publish(Event::Credential { provider: key.provider.clone(), email: key.email.to_string() }).await;
-    if !deps.store.complete_session(session.id, deps.clock.now()).await.map_err(|_| FailReason::StorageError)? {
-        tracing::warn!(session_id = %session.id, "session was no longer pending when its credential was stored");
+    let completed = retry_unavailable("complete a session", STORE_RETRY_BUDGET, || {
+        deps.store.complete_session(session.id, deps.clock.now())
+    })
+    .await;
+    match completed {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(session_id = %session.id, "session was no longer pending when its credential was stored")
+        }
+        // The credential is stored and served; only the session's status lags.
+        Err(err) => tracing::error!(error = %err, session_id = %session.id, "callback: stored the credential but could not mark the session completed"),
     }
     Ok(())
 }

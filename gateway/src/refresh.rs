@@ -15,14 +15,17 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 use secrecy::SecretString;
+use uuid::Uuid;
 
 use crate::app::Deps;
 use crate::oauth::client::{TokenSet, record_upstream_error};
 use crate::oauth::{ProviderConfig, UpstreamError};
-use crate::store::StoreError;
+use crate::store::{StoreError, retry_unavailable};
 use crate::store::credentials::{CredentialKey, CredentialState, NewTokens, StoredCredential};
 use crate::telemetry::metrics as m;
 
@@ -33,6 +36,9 @@ const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const MAX_INLINE_RETRY_AFTER: u64 = 2;
 /// How often a refresh waiting for another replica's lease looks again.
 const LEASE_POLL: Duration = Duration::from_millis(100);
+/// Storage retries of refreshed tokens end this long before the lease does,
+/// so no other replica can take the lease while they are still being written.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// What asked for a refresh (a metric label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,17 +82,28 @@ impl Source {
 /// A credential as a `TokenActor` keeps it in memory.
 #[derive(Clone)]
 pub struct Cached {
+    /// The row's id: with `version`, what every compare-and-swap names, so a
+    /// write meant for a deleted grant never lands on its re-authorized successor.
+    pub id: Uuid,
     pub access_token: SecretString,
     pub expires_at: Option<DateTime<Utc>>,
     pub scopes: Vec<String>,
     pub version: i64,
     pub state: CredentialState,
     pub has_refresh_token: bool,
+    /// Tokens a refresh obtained that the database did not take (it was
+    /// unavailable). They are the grant now — the provider may have rotated
+    /// the stored refresh token away — so they are written before anything
+    /// else is asked of the provider, and the actor holding them lives on
+    /// until they are.
+    pub unsaved: Option<Arc<NewTokens>>,
 }
 
 impl Cached {
     fn from_stored(c: &StoredCredential) -> Self {
         Self {
+            id: c.id,
+            unsaved: None,
             access_token: c.access_token.clone(),
             expires_at: c.expires_at,
             scopes: c.scopes.clone(),
@@ -189,10 +206,10 @@ pub enum Need {
 }
 
 impl Need {
-    fn satisfied_by(self, current: &Cached, seen_version: i64, now: DateTime<Utc>) -> bool {
+    fn satisfied_by(self, latest: &Cached, seen: &Cached, now: DateTime<Utc>) -> bool {
         match self {
-            Self::ExpiresWithin(margin) => current.fresh_for(now, margin),
-            Self::Always => current.version != seen_version,
+            Self::ExpiresWithin(margin) => latest.fresh_for(now, margin),
+            Self::Always => (latest.id, latest.version) != (seen.id, seen.version),
         }
     }
 }
@@ -232,11 +249,11 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
 
     // 1. The lease: one replica refreshes, the others wait and then read its result.
     let wait_until = Instant::now() + deps.tuning.lock_wait;
-    loop {
+    let lease_ends = loop {
         let now = deps.clock.now();
         let lease_until = now + TimeDelta::from_std(deps.tuning.refresh_lease).unwrap_or(TimeDelta::seconds(60));
         match deps.store.try_lease(key, &owner, now, lease_until).await {
-            Ok(true) => break,
+            Ok(true) => break Instant::now() + deps.tuning.refresh_lease,
             Ok(false) => {}
             Err(err) => return serve_or(current, err.into(), now, "transient_failure", "database"),
         }
@@ -245,7 +262,7 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
             Ok(None) => {
                 return (Err(TokenError::NotAuthenticated), None, "skipped", "deleted");
             }
-            Ok(Some(latest)) if need.satisfied_by(&latest, current.version, now) => {
+            Ok(Some(latest)) if need.satisfied_by(&latest, &current, now) => {
                 return (Ok(latest.grant(Source::Refreshed)), Some(latest), "skipped", "none");
             }
             Ok(Some(_)) => {}
@@ -256,7 +273,7 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
             return serve_or(current, TokenError::Busy, now, "skipped", "busy");
         }
         tokio::time::sleep(LEASE_POLL).await;
-    }
+    };
 
     // 2. Under the lease: re-read; skip the provider if the work is done.
     let now = deps.clock.now();
@@ -275,7 +292,7 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
         release(deps, key, &owner).await;
         return (Err(TokenError::RefreshFailed), Some(latest), "skipped", "needs_reauth");
     }
-    if need.satisfied_by(&latest, current.version, now) {
+    if need.satisfied_by(&latest, &current, now) {
         release(deps, key, &owner).await;
         return (Ok(latest.grant(Source::Refreshed)), Some(latest), "skipped", "none");
     }
@@ -299,44 +316,115 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
         Ok(tokens) => {
             let now = deps.clock.now();
             let new = NewTokens {
+                expires_at: tokens.expires_at(now),
                 access_token: tokens.access_token,
                 refresh_token: tokens.refresh_token,
-                expires_at: tokens
-                    .expires_in
-                    .and_then(|d| TimeDelta::from_std(d).ok())
-                    .map(|d| crate::clock::truncate(now + d)),
                 scopes: tokens.scopes,
             };
-            match deps.store.store_refreshed(key, latest.version, &new, &deps.keyring, now).await {
-                Ok(Some(version)) => {
-                    let cached = Cached {
-                        access_token: new.access_token,
-                        expires_at: new.expires_at,
-                        scopes: new.scopes.unwrap_or(latest.scopes),
-                        version,
-                        state: CredentialState::Active,
-                        has_refresh_token: latest.has_refresh_token || new.refresh_token.is_some(),
-                    };
-                    (Ok(cached.grant(Source::Refreshed)), Some(cached), "success", "none")
-                }
-                // The row changed under us (re-authorized or revoked): believe the row.
-                Ok(None) => match load(deps, key).await {
-                    Ok(Some(row)) => (Ok(row.grant(Source::Store)), Some(row), "skipped", "conflict"),
-                    Ok(None) => (Err(TokenError::NotAuthenticated), None, "skipped", "deleted"),
-                    Err(err) => (Err(err), None, "transient_failure", "database"),
-                },
-                Err(err) => {
-                    release(deps, key, &owner).await;
-                    serve_or(current, err.into(), now, "transient_failure", "database")
-                }
-            }
+            let budget = lease_ends.saturating_duration_since(Instant::now()).saturating_sub(LEASE_MARGIN);
+            store_new_tokens(deps, key, latest, new, budget).await
         }
         Err(err) if err.is_permanent() => fail_permanently(deps, key, latest, err.category(), deps.clock.now()).await,
         Err(err) => {
             let now = deps.clock.now();
-            record_failure(deps, key, &owner, latest.version, err.category(), false, now).await;
+            record_failure(deps, key, &owner, &latest, err.category(), false, now).await;
             let retry_after = err.retry_after().unwrap_or(5).max(1);
             serve_or(latest, TokenError::ProviderUnavailable { retry_after }, now, "transient_failure", err.category())
+        }
+    }
+}
+
+/// Writes what a refresh obtained, retrying while the database is
+/// unavailable for up to `budget`. If it still cannot, the tokens are kept
+/// in memory as `unsaved` (and served: they are the valid ones) rather than
+/// thrown away.
+async fn store_new_tokens(deps: &Deps, key: &CredentialKey, base: Cached, new: NewTokens, budget: Duration) -> Outcome {
+    let now = deps.clock.now();
+    let stored = retry_unavailable("store refreshed tokens", budget, || {
+        deps.store.store_refreshed(key, base.id, base.version, &new, &deps.keyring, now)
+    })
+    .await;
+    match stored {
+        Ok(Some(version)) => {
+            let cached = base.updated_by(&new, version);
+            (Ok(cached.grant(Source::Refreshed)), Some(cached), "success", "none")
+        }
+        // The row changed under us (re-authorized or revoked): believe the row.
+        Ok(None) => believe_the_row(deps, key).await,
+        Err(err) => {
+            tracing::error!(provider = %key.provider, error = %err, "refreshed tokens kept in memory until the database takes them");
+            let mut cached = base.updated_by(&new, base.version);
+            cached.unsaved = Some(Arc::new(new));
+            (Ok(cached.grant(Source::Refreshed)), Some(cached), "unsaved", "database")
+        }
+    }
+}
+
+async fn believe_the_row(deps: &Deps, key: &CredentialKey) -> Outcome {
+    match load(deps, key).await {
+        Ok(Some(row)) => (Ok(row.grant(Source::Store)), Some(row), "skipped", "conflict"),
+        Ok(None) => (Err(TokenError::NotAuthenticated), None, "skipped", "deleted"),
+        Err(err) => (Err(err), None, "transient_failure", "database"),
+    }
+}
+
+/// Where a credential stands after [`settle`].
+pub enum Settled {
+    /// Nothing was waiting to be written, or it is written now.
+    Ready(Cached),
+    /// The credential was deleted meanwhile.
+    Gone,
+    /// The database still refuses the unsaved tokens; they stay in memory.
+    Pending(Cached),
+}
+
+/// Writes tokens an earlier refresh could not store, once. A write that
+/// finds the row changed (re-authorized, revoked) gives way to the row.
+pub async fn settle(deps: &Deps, key: &CredentialKey, current: Cached) -> Settled {
+    let Some(unsaved) = current.unsaved.clone() else {
+        return Settled::Ready(current);
+    };
+    let now = deps.clock.now();
+    // Hold the lease again, so no other replica refreshes from the stored,
+    // possibly rotated-away, refresh token while we write.
+    let lease_until = now + TimeDelta::from_std(deps.tuning.refresh_lease).unwrap_or(TimeDelta::seconds(60));
+    if let Err(err) = deps.store.try_lease(key, &deps.instance_id, now, lease_until).await {
+        tracing::warn!(error = %err, "unsaved refreshed tokens: the database is still unavailable");
+        return Settled::Pending(current);
+    }
+    match deps.store.store_refreshed(key, current.id, current.version, &unsaved, &deps.keyring, now).await {
+        Ok(Some(version)) => {
+            tracing::info!(provider = %key.provider, "refreshed tokens kept in memory are stored now");
+            Settled::Ready(Cached { unsaved: None, version, ..current })
+        }
+        Ok(None) => {
+            tracing::warn!(provider = %key.provider, "the credential changed while refreshed tokens waited to be stored; keeping the stored one");
+            release(deps, key, &deps.instance_id).await;
+            match load(deps, key).await {
+                Ok(Some(row)) => Settled::Ready(row),
+                Ok(None) => Settled::Gone,
+                Err(_) => Settled::Pending(current),
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "unsaved refreshed tokens: the database is still unavailable");
+            Settled::Pending(current)
+        }
+    }
+}
+
+impl Cached {
+    /// This credential after `new` was written at `version`.
+    fn updated_by(&self, new: &NewTokens, version: i64) -> Self {
+        Self {
+            id: self.id,
+            access_token: new.access_token.clone(),
+            expires_at: new.expires_at,
+            scopes: new.scopes.clone().unwrap_or_else(|| self.scopes.clone()),
+            version,
+            state: CredentialState::Active,
+            has_refresh_token: self.has_refresh_token || new.refresh_token.is_some(),
+            unsaved: None,
         }
     }
 }
@@ -387,7 +475,7 @@ async fn fail_permanently(
     now: DateTime<Utc>,
 ) -> Outcome {
     tracing::warn!(provider = %key.provider, category, "refresh failed permanently: the user must authorize again");
-    record_failure(deps, key, &deps.instance_id, latest.version, category, true, now).await;
+    record_failure(deps, key, &deps.instance_id, &latest, category, true, now).await;
     let cached = Cached { state: CredentialState::NeedsReauth, version: latest.version + 1, ..latest };
     (Err(TokenError::RefreshFailed), Some(cached), "permanent_failure", category)
 }
@@ -413,12 +501,12 @@ async fn record_failure(
     deps: &Deps,
     key: &CredentialKey,
     owner: &str,
-    version: i64,
+    seen: &Cached,
     category: &str,
     permanent: bool,
     now: DateTime<Utc>,
 ) {
-    match deps.store.record_refresh_failure(key, version, category, permanent, now).await {
+    match deps.store.record_refresh_failure(seen.id, seen.version, category, permanent, now).await {
         Ok(true) => {}
         Ok(false) => release(deps, key, owner).await,
         Err(err) => {
@@ -441,6 +529,8 @@ mod tests {
 
     fn cached(expires_in_secs: Option<i64>, now: DateTime<Utc>) -> Cached {
         Cached {
+            id: Uuid::nil(),
+            unsaved: None,
             access_token: SecretString::from("t".to_owned()),
             expires_at: expires_in_secs.map(|s| now + TimeDelta::seconds(s)),
             scopes: vec!["a".into()],

@@ -5,16 +5,26 @@ use crate::app::Deps;
 use crate::events::Event;
 use crate::oauth::client::RevocationOutcome;
 use crate::refresh::TokenError;
-use crate::store::credentials::{CredentialKey, CredentialState};
+use crate::store::credentials::{CredentialKey, CredentialState, NewTokens};
 
 /// Revokes and deletes `key`'s credential. The credential is deleted even
 /// when the provider cannot be reached: the user asked for it to be gone,
 /// and the outcome says what the provider did.
 #[tracing::instrument(name = "revoke", skip_all, fields(provider = %key.provider))]
-pub async fn revoke(deps: &Deps, key: &CredentialKey) -> Result<RevocationOutcome, TokenError> {
-    let Some(stored) = deps.store.load_credential(key, &deps.keyring).await? else {
+///
+/// `unsaved` are tokens a refresh obtained that the database has not taken
+/// yet: when they carry a (rotated) refresh token, that one is the grant's.
+pub async fn revoke(
+    deps: &Deps,
+    key: &CredentialKey,
+    unsaved: Option<&NewTokens>,
+) -> Result<RevocationOutcome, TokenError> {
+    let Some(mut stored) = deps.store.load_credential(key, &deps.keyring).await? else {
         return Err(TokenError::NotAuthenticated);
     };
+    if let Some(newer) = unsaved.and_then(|u| u.refresh_token.clone()) {
+        stored.refresh_token = Some(newer);
+    }
     let outcome = match deps.providers.get(&key.provider).await {
         None => RevocationOutcome::NotSupported,
         // A refresh token stands for the whole grant: revoking it revokes the

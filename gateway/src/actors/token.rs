@@ -28,12 +28,18 @@ use actix::prelude::*;
 use super::registry::TokenRegistry;
 use crate::app::Deps;
 use crate::oauth::client::RevocationOutcome;
-use crate::refresh::{self, Cached, Grant, Need, Source, TokenError, Trigger};
+use crate::refresh::{self, Cached, Grant, Need, Settled, Source, TokenError, Trigger};
 use crate::store::credentials::{CredentialKey, CredentialState};
 
 /// How often an actor records its last use and checks whether it has been
 /// idle too long.
 const IDLE_CHECK_EVERY: Duration = Duration::from_secs(30);
+/// How soon an actor holding unsaved refreshed tokens tries to store them
+/// again; the pause doubles up to [`UNSAVED_RETRY_MAX`]. Short, because the
+/// refresh lease that keeps other replicas from using the stored (possibly
+/// rotated-away) refresh token runs out.
+const UNSAVED_RETRY_FIRST: Duration = Duration::from_secs(1);
+const UNSAVED_RETRY_MAX: Duration = Duration::from_secs(8);
 /// Queued callers per credential before `send` applies backpressure.
 const MAILBOX_CAPACITY: usize = 1024;
 
@@ -66,6 +72,11 @@ pub enum RefreshReport {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Invalidate;
+
+/// Try again to store refreshed tokens the database refused.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StoreUnsaved;
 
 /// Revoke at the provider, delete the credential, forget the token.
 #[derive(Message)]
@@ -115,6 +126,10 @@ pub struct TokenActor {
     cache: Option<Cached>,
     /// `last_used_ms` as of the last `last_used_at` write.
     last_used_written: u64,
+    /// The pause before the next [`StoreUnsaved`] (grows while the database refuses).
+    unsaved_pause: Duration,
+    /// A [`StoreUnsaved`] is already scheduled.
+    unsaved_scheduled: bool,
 }
 
 impl TokenActor {
@@ -144,7 +159,26 @@ impl TokenActor {
 
     pub fn new(key: CredentialKey, deps: Deps, registry: std::sync::Weak<TokenRegistry>, shared: Arc<Shared>) -> Self {
         shared.touch();
-        Self { key, deps, registry, shared, cache: None, last_used_written: 0 }
+        Self { key, deps, registry, shared, cache: None, last_used_written: 0, unsaved_pause: UNSAVED_RETRY_FIRST, unsaved_scheduled: false }
+    }
+
+    fn holds_unsaved(&self) -> bool {
+        self.cache.as_ref().is_some_and(|c| c.unsaved.is_some())
+    }
+
+    /// Replaces the cache after I/O; if it holds unsaved tokens, schedules
+    /// the next attempt to store them (with backoff).
+    fn update(&mut self, cache: Option<Cached>, ctx: &mut Context<Self>) {
+        self.set_cache(cache);
+        if !self.holds_unsaved() {
+            self.unsaved_pause = UNSAVED_RETRY_FIRST;
+            return;
+        }
+        if !self.unsaved_scheduled {
+            self.unsaved_scheduled = true;
+            ctx.notify_later(StoreUnsaved, self.unsaved_pause);
+            self.unsaved_pause = (self.unsaved_pause * 2).min(UNSAVED_RETRY_MAX);
+        }
     }
 }
 
@@ -157,7 +191,8 @@ impl Actor for TokenActor {
         let idle = self.deps.tuning.actor_idle;
         ctx.run_interval(IDLE_CHECK_EVERY.min(idle), move |act, ctx| {
             act.write_last_used();
-            if act.shared.idle_for() >= idle {
+            // An actor holding unsaved tokens is their only copy: it stays.
+            if act.shared.idle_for() >= idle && !act.holds_unsaved() {
                 ctx.stop();
             }
         });
@@ -208,6 +243,15 @@ impl Handler<GetToken> for TokenActor {
                     Err(err) => return (Err(err), None),
                 },
             };
+            let current = match refresh::settle(&deps, &key, current).await {
+                Settled::Ready(c) => c,
+                Settled::Gone => return (Err(TokenError::NotAuthenticated), None),
+                // The unsaved token is the grant's newest: serve it while it lasts.
+                Settled::Pending(c) => {
+                    let answer = answer_from_cache(&c, &msg.required_scopes, deps.clock.now(), Duration::ZERO);
+                    return (answer.unwrap_or(Err(TokenError::Unavailable)), Some(c));
+                }
+            };
             let now = deps.clock.now();
             if let Some(answer) = answer_from_cache(&current, &msg.required_scopes, now, buffer) {
                 let answer = answer.map(|g| Grant { source, ..g });
@@ -221,7 +265,7 @@ impl Handler<GetToken> for TokenActor {
                 if cache.is_none() && matches!(answer, Err(TokenError::NotAuthenticated)) {
                     ctx.stop();
                 }
-                act.set_cache(cache);
+                act.update(cache, ctx);
                 answer
             }
             Err(err) => Err(err),
@@ -263,6 +307,11 @@ impl Handler<RefreshNow> for TokenActor {
                     Err(err) => return (Err(err), None),
                 },
             };
+            let current = match refresh::settle(&deps, &key, current).await {
+                Settled::Ready(c) => c,
+                Settled::Gone => return (Err(TokenError::NotAuthenticated), None),
+                Settled::Pending(c) => return (Err(TokenError::Unavailable), Some(c)),
+            };
             if current.state == CredentialState::NeedsReauth {
                 return (Err(TokenError::RefreshFailed), Some(current));
             }
@@ -280,9 +329,9 @@ impl Handler<RefreshNow> for TokenActor {
             };
             (report, cache)
         };
-        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(|result, act: &mut Self, _| match result {
+        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(|result, act: &mut Self, ctx| match result {
             Ok((answer, cache)) => {
-                act.set_cache(cache);
+                act.update(cache, ctx);
                 answer
             }
             Err(err) => Err(err),
@@ -293,8 +342,42 @@ impl Handler<RefreshNow> for TokenActor {
 impl Handler<Invalidate> for TokenActor {
     type Result = ();
 
-    fn handle(&mut self, _msg: Invalidate, _ctx: &mut Self::Context) {
-        self.set_cache(None);
+    fn handle(&mut self, _msg: Invalidate, ctx: &mut Self::Context) {
+        if self.holds_unsaved() {
+            // Unsaved tokens are not a stale copy but the only one: stop
+            // serving them from the snapshot and let the store decide (a
+            // changed row wins over them).
+            self.shared.clear();
+            ctx.notify(StoreUnsaved);
+        } else {
+            self.set_cache(None);
+        }
+    }
+}
+
+impl Handler<StoreUnsaved> for TokenActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _msg: StoreUnsaved, _ctx: &mut Self::Context) -> Self::Result {
+        self.unsaved_scheduled = false;
+        let Some(cached) = self.cache.clone().filter(|c| c.unsaved.is_some()) else {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        };
+        let deps = self.deps.clone();
+        let key = self.key.clone();
+        let work = async move { refresh::settle(&deps, &key, cached).await };
+        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(|result, act: &mut Self, ctx| match result {
+            Ok(Settled::Ready(c) | Settled::Pending(c)) => act.update(Some(c), ctx),
+            Ok(Settled::Gone) => {
+                act.update(None, ctx);
+                ctx.stop();
+            }
+            // The task itself failed: keep what we hold and try again later.
+            Err(_) => {
+                let cache = act.cache.take();
+                act.update(cache, ctx);
+            }
+        })))
     }
 }
 
@@ -302,11 +385,14 @@ impl Handler<Revoke> for TokenActor {
     type Result = AtomicResponse<Self, Result<RevocationOutcome, TokenError>>;
 
     fn handle(&mut self, _msg: Revoke, _ctx: &mut Self::Context) -> Self::Result {
+        // Tokens not stored yet belong to the grant being revoked: the newest
+        // refresh token among them is the one to revoke at the provider.
+        let unsaved = self.cache.as_ref().and_then(|c| c.unsaved.clone());
         // Forget first: nothing is served from memory once revocation began.
         self.set_cache(None);
         let deps = self.deps.clone();
         let key = self.key.clone();
-        let work = async move { crate::revoke::revoke(&deps, &key).await };
+        let work = async move { crate::revoke::revoke(&deps, &key, unsaved.as_deref()).await };
         AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(|result, act: &mut Self, _| {
             act.set_cache(None);
             result.and_then(|r| r)
@@ -323,6 +409,8 @@ mod tests {
 
     fn cached(state: CredentialState, expires_in: i64) -> Cached {
         Cached {
+            id: uuid::Uuid::nil(),
+            unsaved: None,
             access_token: SecretString::from("t".to_owned()),
             expires_at: Some(Utc::now() + TimeDelta::seconds(expires_in)),
             scopes: vec!["mail.read".into()],

@@ -10,6 +10,10 @@
 //!
 //! No error built here carries a response body: providers echo tokens in
 //! them, and `oauth2`'s parse errors hold the whole body.
+//!
+//! What a provider sends is bounded before it is believed: bodies stop at
+//! [`MAX_RESPONSE_BODY`], and a token's lifetime is clamped to
+//! [`MAX_TOKEN_LIFETIME`].
 
 use std::time::Duration;
 
@@ -28,14 +32,40 @@ use url::Url;
 use super::provider::{ClientAuth, ProviderConfig};
 use crate::email::Email;
 
+/// The most of a provider's answer we read. A token response is a few KiB
+/// (Entra access tokens with 200 group ids, an id_token and a refresh token
+/// stay under 32 KiB; Google's under 4 KiB), userinfo less: 64 KiB is twice
+/// the largest honest answer, and 256 refreshes in flight hold at most 16 MiB.
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// The longest lifetime we believe a provider gives a token. The longest
+/// real ones are Meta's and LinkedIn's 60 days; a token claiming centuries is
+/// treated as expiring after 90 days (refreshed or re-checked then), and
+/// never overflows a date.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
+
 /// What a provider gave us: tokens and what it said about them.
 pub struct TokenSet {
     pub access_token: SecretString,
     pub refresh_token: Option<SecretString>,
+    /// `expires_in`, clamped to [`MAX_TOKEN_LIFETIME`].
     pub expires_in: Option<Duration>,
     /// The granted scopes, when the provider said (RFC 6749 §5.1).
     pub scopes: Option<Vec<String>>,
     pub id_token: Option<SecretString>,
+}
+
+impl TokenSet {
+    /// When the access token expires, if the provider said.
+    pub fn expires_at(&self, now: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        let lifetime = chrono::TimeDelta::from_std(self.expires_in?.min(MAX_TOKEN_LIFETIME)).ok()?;
+        Some(crate::clock::truncate(now + lifetime))
+    }
+}
+
+/// A provider's `expires_in`, bounded.
+fn lifetime(seconds: Duration) -> Duration {
+    seconds.min(MAX_TOKEN_LIFETIME)
 }
 
 impl std::fmt::Debug for TokenSet {
@@ -173,6 +203,8 @@ enum Transport {
     Timeout,
     #[error("network")]
     Network,
+    #[error("body over the size limit")]
+    TooLarge,
 }
 
 impl From<Transport> for UpstreamError {
@@ -181,6 +213,7 @@ impl From<Transport> for UpstreamError {
             Transport::Status { status, retry_after } => Self::Http { status, retry_after },
             Transport::Timeout => Self::Timeout,
             Transport::Network => Self::Network,
+            Transport::TooLarge => Self::InvalidResponse,
         }
     }
 }
@@ -202,6 +235,28 @@ async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Tra
         return Err(Transport::Status { status: status.as_u16(), retry_after: retry_after(response.headers()) });
     }
     Ok(response)
+}
+
+/// Reads a provider's body, refusing one longer than [`MAX_RESPONSE_BODY`]
+/// (announced or actual) without reading the rest.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Transport> {
+    if response.content_length().is_some_and(|n| n > MAX_RESPONSE_BODY as u64) {
+        return Err(Transport::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| classify_reqwest(&e))? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BODY {
+            return Err(Transport::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A provider's JSON body, capped.
+async fn json_capped(response: reqwest::Response) -> Result<serde_json::Value, UpstreamError> {
+    let body = read_capped(response).await?;
+    serde_json::from_slice(&body).map_err(|_| UpstreamError::InvalidResponse)
 }
 
 /// Provider requests, with one shared connection pool.
@@ -232,8 +287,8 @@ impl<'c> oauth2::AsyncHttpClient<'c> for HttpTransport {
             for (name, value) in response.headers() {
                 builder = builder.header(name, value);
             }
-            let body = response.bytes().await.map_err(|e| classify_reqwest(&e))?;
-            builder.body(body.to_vec()).map_err(|_| Transport::Network)
+            let body = read_capped(response).await?;
+            builder.body(body).map_err(|_| Transport::Network)
         })
     }
 }
@@ -340,7 +395,7 @@ impl OAuthClient {
         ];
         let response = send(self.http.post(provider.token_url.clone()).form(&form)).await?;
         let status = response.status();
-        let body: serde_json::Value = response.json().await.map_err(|_| UpstreamError::InvalidResponse)?;
+        let body = json_capped(response).await?;
         if let Some(code) =
             body.get("error").and_then(|e| e.as_str().or_else(|| e.get("type").and_then(|t| t.as_str())))
         {
@@ -356,7 +411,7 @@ impl OAuthClient {
         Ok(TokenSet {
             access_token: SecretString::from(access.to_owned()),
             refresh_token: None,
-            expires_in: body.get("expires_in").and_then(json_seconds).map(Duration::from_secs),
+            expires_in: body.get("expires_in").and_then(json_seconds).map(Duration::from_secs).map(lifetime),
             scopes: None,
             id_token: None,
         })
@@ -394,7 +449,7 @@ impl OAuthClient {
             return RevocationOutcome::Revoked;
         }
         // Google answers 400 invalid_token for a token that is already revoked.
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let body = json_capped(response).await.unwrap_or_default();
         match body.get("error").and_then(|e| e.as_str()) {
             Some("invalid_token" | "invalid_grant" | "unsupported_token_type") => RevocationOutcome::AlreadyInvalid,
             _ => {
@@ -429,7 +484,7 @@ impl OAuthClient {
         if !response.status().is_success() {
             return Err(UpstreamError::InvalidResponse);
         }
-        let body: serde_json::Value = response.json().await.map_err(|_| UpstreamError::InvalidResponse)?;
+        let body = json_capped(response).await?;
         if body.get("email_verified").and_then(serde_json::Value::as_bool) == Some(false) {
             return Ok(None);
         }
@@ -450,7 +505,7 @@ fn into_token_set(response: ProviderTokenResponse) -> TokenSet {
     TokenSet {
         access_token: SecretString::from(response.access_token().secret().clone()),
         refresh_token: response.refresh_token().map(|t| SecretString::from(t.secret().clone())),
-        expires_in: response.expires_in(),
+        expires_in: response.expires_in().map(lifetime),
         scopes: response.scopes().map(|s| s.iter().map(|s| s.to_string()).collect()),
         id_token: response.extra_fields().id_token.clone().map(SecretString::from),
     }

@@ -10,8 +10,8 @@
 
 use chrono::{DateTime, Utc};
 use entity::oauth_credentials::{self as creds, Column as C};
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -124,10 +124,18 @@ impl Store {
 
     /// Stores the tokens of a completed authorization: inserts the credential
     /// or replaces the stored grant, and makes it `active` again.
+    ///
+    /// One `INSERT … ON CONFLICT DO UPDATE` statement: it takes SQLite's write
+    /// lock before it reads anything, so it waits in the busy handler instead
+    /// of failing at once the way a deferred read-then-write transaction does
+    /// when another writer committed in between (see the README's design
+    /// notes), and two callbacks for the same user cannot both insert. A
+    /// replaced grant keeps its row id and bumps `version`, so a refresh that
+    /// read the old grant can no longer write.
     pub async fn upsert_authorized(
         &self,
         key: &CredentialKey,
-        tokens: NewTokens,
+        tokens: &NewTokens,
         keyring: &Keyring,
         now: DateTime<Utc>,
     ) -> Result<StoredCredential, StoreError> {
@@ -137,75 +145,55 @@ impl Store {
             .as_ref()
             .map(|r| keyring.seal(&key.place("refresh_token"), r.expose_secret().as_bytes()));
         let scopes = tokens.scopes.clone().unwrap_or_default();
-        // Two attempts: an insert that loses a race with another insert becomes an update.
-        for _ in 0..2 {
-            let txn = self.db().begin().await?;
-            let existing = creds::Entity::find().filter(row_of(key)).one(&txn).await?;
-            let result = match existing {
-                Some(row) => {
-                    let mut model: creds::ActiveModel = row.clone().into();
-                    model.access_token = Set(access.token.clone());
-                    model.access_token_key_id = Set(access.key_id.to_string());
-                    if let Some(refresh) = &refresh {
-                        model.refresh_token = Set(Some(refresh.token.clone()));
-                        model.refresh_token_key_id = Set(Some(refresh.key_id.to_string()));
-                    }
-                    model.token_expiry = Set(tokens.expires_at);
-                    model.scopes = Set(Some(scopes_to_json(&scopes)));
-                    model.state = Set(CredentialState::Active.as_str().to_owned());
-                    model.last_error_category = Set(None);
-                    model.last_error_at = Set(None);
-                    model.consecutive_failures = Set(0);
-                    model.last_refreshed_at = Set(Some(now));
-                    model.authorized_at = Set(Some(now));
-                    model.version = Set(row.version + 1);
-                    model.refresh_lease_owner = Set(None);
-                    model.refresh_lease_until = Set(None);
-                    model.updated_at = Set(now);
-                    model.update(&txn).await.map(|_| ())
-                }
-                None => {
-                    let model = creds::ActiveModel {
-                        id: Set(Uuid::now_v7()),
-                        profile_id: Set(key.email.as_str().to_owned()),
-                        provider_id: Set(key.provider.clone()),
-                        access_token: Set(access.token.clone()),
-                        access_token_key_id: Set(access.key_id.to_string()),
-                        refresh_token: Set(refresh.as_ref().map(|r| r.token.clone())),
-                        refresh_token_key_id: Set(refresh.as_ref().map(|r| r.key_id.to_string())),
-                        token_expiry: Set(tokens.expires_at),
-                        scopes: Set(Some(scopes_to_json(&scopes))),
-                        state: Set(CredentialState::Active.as_str().to_owned()),
-                        last_error_category: Set(None),
-                        last_error_at: Set(None),
-                        consecutive_failures: Set(0),
-                        last_used_at: Set(None),
-                        last_refreshed_at: Set(Some(now)),
-                        version: Set(1),
-                        created_at: Set(now),
-                        updated_at: Set(now),
-                        refresh_lease_until: Set(None),
-                        refresh_lease_owner: Set(None),
-                        authorized_at: Set(Some(now)),
-                    };
-                    creds::Entity::insert(model).exec_without_returning(&txn).await.map(|_| ())
-                }
-            };
-            match result {
-                Ok(()) => {
-                    txn.commit().await?;
-                    return self
-                        .load_credential(key, keyring)
-                        .await?
-                        .ok_or_else(|| StoreError::Corrupt("a credential vanished right after it was written".into()));
-                }
-                Err(err) if is_unique_violation(&err) => {
-                    txn.rollback().await?;
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Err(StoreError::Corrupt("could not upsert the credential after a conflicting insert".into()))
+        let model = creds::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            profile_id: Set(key.email.as_str().to_owned()),
+            provider_id: Set(key.provider.clone()),
+            access_token: Set(access.token),
+            access_token_key_id: Set(access.key_id.to_string()),
+            refresh_token: Set(refresh.as_ref().map(|r| r.token.clone())),
+            refresh_token_key_id: Set(refresh.as_ref().map(|r| r.key_id.to_string())),
+            token_expiry: Set(tokens.expires_at),
+            scopes: Set(Some(scopes_to_json(&scopes))),
+            state: Set(CredentialState::Active.as_str().to_owned()),
+            last_error_category: Set(None),
+            last_error_at: Set(None),
+            consecutive_failures: Set(0),
+            last_used_at: Set(None),
+            last_refreshed_at: Set(Some(now)),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            refresh_lease_until: Set(None),
+            refresh_lease_owner: Set(None),
+            authorized_at: Set(Some(now)),
+        };
+        // A re-consent without a refresh token keeps the stored one (Google
+        // answers a repeated consent without it).
+        let keep_if_null =
+            |col: &str| Expr::cust(format!("COALESCE(excluded.{col}, oauth_credentials.{col})"));
+        let on_conflict = OnConflict::columns([C::ProfileId, C::ProviderId])
+            .update_columns([
+                C::AccessToken,
+                C::AccessTokenKeyId,
+                C::TokenExpiry,
+                C::Scopes,
+                C::State,
+                C::LastErrorCategory,
+                C::LastErrorAt,
+                C::ConsecutiveFailures,
+                C::LastRefreshedAt,
+                C::AuthorizedAt,
+                C::RefreshLeaseOwner,
+                C::RefreshLeaseUntil,
+                C::UpdatedAt,
+            ])
+            .value(C::RefreshToken, keep_if_null("refresh_token"))
+            .value(C::RefreshTokenKeyId, keep_if_null("refresh_token_key_id"))
+            .value(C::Version, Expr::cust("oauth_credentials.version + 1"))
+            .to_owned();
+        let row = creds::Entity::insert(model).on_conflict(on_conflict).exec_with_returning(self.db()).await?;
+        open_row(key, row, keyring)
     }
 
     /// Takes the refresh lease of `key` for `owner` until `until`. False when
@@ -239,12 +227,14 @@ impl Store {
         Ok(())
     }
 
-    /// Writes refreshed tokens if the row is still at `version`; releases the
+    /// Writes refreshed tokens if row `id` is still at `version`; releases the
     /// lease in the same write. Returns the new version, or `None` when the
-    /// row changed (or vanished) meanwhile.
+    /// row changed or vanished meanwhile (a re-authorized credential after a
+    /// delete is a new row, whatever its version).
     pub async fn store_refreshed(
         &self,
         key: &CredentialKey,
+        id: Uuid,
         version: i64,
         tokens: &NewTokens,
         keyring: &Keyring,
@@ -274,15 +264,16 @@ impl Store {
         if let Some(scopes) = &tokens.scopes {
             update = update.col_expr(C::Scopes, Expr::value(scopes_to_json(scopes)));
         }
-        let result = update.filter(row_of(key)).filter(C::Version.eq(version)).exec(self.db()).await?;
+        let result = update.filter(C::Id.eq(id)).filter(C::Version.eq(version)).exec(self.db()).await?;
         Ok((result.rows_affected == 1).then_some(version + 1))
     }
 
-    /// Records a failed refresh at `version`: a permanent failure makes the
-    /// credential `needs_reauth`; a transient one only counts. Releases the lease.
+    /// Records a failed refresh of row `id` at `version`: a permanent failure
+    /// makes the credential `needs_reauth`; a transient one only counts.
+    /// Releases the lease. False when the row changed or vanished meanwhile.
     pub async fn record_refresh_failure(
         &self,
-        key: &CredentialKey,
+        id: Uuid,
         version: i64,
         category: &str,
         permanent: bool,
@@ -300,7 +291,7 @@ impl Store {
                 .col_expr(C::State, Expr::value(CredentialState::NeedsReauth.as_str()))
                 .col_expr(C::Version, Expr::col(C::Version).add(1));
         }
-        let result = update.filter(row_of(key)).filter(C::Version.eq(version)).exec(self.db()).await?;
+        let result = update.filter(C::Id.eq(id)).filter(C::Version.eq(version)).exec(self.db()).await?;
         Ok(result.rows_affected == 1)
     }
 

@@ -19,7 +19,10 @@ pub mod stats;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, RuntimeErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbErr, RuntimeErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use secrecy::ExposeSecret;
 
 use crate::config::{Backend, DatabaseSettings};
@@ -89,6 +92,43 @@ fn is_transient(err: &sea_orm::sqlx::Error) -> bool {
     code.starts_with("57P") || code.starts_with("53") || code == "08006" || code == "08003"
 }
 
+/// First pause of [`retry_unavailable`]; it doubles up to [`RETRY_MAX_WAIT`].
+const RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
+const RETRY_MAX_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs `op` again while it fails with [`StoreError::Unavailable`], pausing
+/// with exponential backoff and jitter, until `budget` is spent; any other
+/// error, and the last unavailable one, is returned as is.
+///
+/// For writes of things that cannot be had again: tokens a provider has
+/// just issued for a single-use code or a rotated refresh token. Each retry
+/// is logged with `what`; nothing secret is.
+pub async fn retry_unavailable<T, F, Fut>(what: &'static str, budget: Duration, mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut wait = RETRY_FIRST_WAIT;
+    let mut attempt = 1u32;
+    loop {
+        match op().await {
+            Err(StoreError::Unavailable(err)) => {
+                let pause = wait + Duration::from_millis(rand::random::<u64>() % (wait.as_millis() as u64 / 2 + 1));
+                if tokio::time::Instant::now() + pause >= deadline {
+                    tracing::error!(what, attempt, error = %err, "database still unavailable: giving up");
+                    return Err(StoreError::Unavailable(err));
+                }
+                tracing::warn!(what, attempt, error = %err, retry_in_ms = pause.as_millis() as u64, "database unavailable: retrying");
+                tokio::time::sleep(pause).await;
+                wait = (wait * 2).min(RETRY_MAX_WAIT);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The connection pool and which backend it talks to.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -129,6 +169,22 @@ impl Store {
 
     pub(crate) fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Opens a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`:
+    /// the write lock is taken before the first read, so contention waits in
+    /// the busy handler (bounded by [`SQLITE_BUSY_TIMEOUT`]). A deferred
+    /// transaction that reads and then writes fails at once with
+    /// `SQLITE_BUSY_SNAPSHOT` whenever another connection committed since its
+    /// read, which no wait can cure. Every multi-statement write goes through
+    /// here; single statements take the lock by themselves.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, StoreError> {
+        let options = TransactionOptions {
+            sqlite_transaction_mode: (self.backend == Backend::Sqlite).then_some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        Ok(self.db.begin_with_options(options).await?)
     }
 
     /// Applies every pending migration.

@@ -9,7 +9,7 @@
 //! commits on its own, so a batch never holds SQLite's write lock for long.
 //! A value that no configured key can open is reported and left alone.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Statement, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Statement, Value};
 use uuid::Uuid;
 
 use super::keys::EncryptedColumn;
@@ -132,7 +132,7 @@ impl Store {
 
         // PostgreSQL: claim and write in one transaction; SQLite: CAS writes, each on its own.
         let txn: Option<DatabaseTransaction> =
-            if self.backend() == Backend::Postgres && !dry_run { Some(self.db().begin().await?) } else { None };
+            if self.backend() == Backend::Postgres && !dry_run { Some(self.begin_write().await?) } else { None };
         let rows = match &txn {
             Some(t) => t.query_all_raw(select).await?,
             None => self.db().query_all_raw(select).await?,

@@ -200,16 +200,19 @@ impl Store {
         Ok(sessions::Entity::find_by_id(id).one(self.db()).await?.map(Into::into))
     }
 
-    /// Marks the connect link used. `None` when it is unknown, already used,
-    /// or its session is no longer pending or has expired.
+    /// Marks the connect link used and gives the session until at least
+    /// `until` (the user is now at the provider). `None` when the link is
+    /// unknown, already used, or its session is no longer pending or has expired.
     pub async fn open_link(
         &self,
         connect_id: &str,
         keyring: &Keyring,
         now: DateTime<Utc>,
+        until: DateTime<Utc>,
     ) -> Result<Option<SessionWithVerifier>, StoreError> {
         let result = sessions::Entity::update_many()
             .col_expr(S::LinkUsedAt, Expr::value(now))
+            .col_expr(S::ExpiresAt, at_least(until))
             .filter(S::ConnectId.eq(connect_id))
             .filter(S::LinkUsedAt.is_null())
             .filter(S::Status.eq(SessionStatus::Pending.as_str()))
@@ -223,13 +226,16 @@ impl Store {
         row.map(|row| with_verifier(row, keyring)).transpose()
     }
 
-    /// Uses a callback's `state` for `provider`, once.
+    /// Uses a callback's `state` for `provider`, once, and gives the session
+    /// until at least `until` to finish, so that neither the sweep nor a
+    /// status poll expires a flow while its callback is completing it.
     pub async fn claim_callback(
         &self,
         state: &str,
         provider: &str,
         keyring: &Keyring,
         now: DateTime<Utc>,
+        until: DateTime<Utc>,
     ) -> Result<CallbackClaim, StoreError> {
         let Some(row) = sessions::Entity::find().filter(S::State.eq(state)).one(self.db()).await? else {
             return Ok(CallbackClaim::Unknown);
@@ -239,6 +245,7 @@ impl Store {
         }
         let result = sessions::Entity::update_many()
             .col_expr(S::CallbackAt, Expr::value(now))
+            .col_expr(S::ExpiresAt, at_least(until))
             .filter(S::Id.eq(row.id))
             .filter(S::CallbackAt.is_null())
             .filter(S::Status.eq(SessionStatus::Pending.as_str()))
@@ -281,6 +288,11 @@ impl Store {
             .await?;
         Ok(result.rows_affected == 1)
     }
+}
+
+/// `expires_at`, moved to `until` if that is later (never shortened).
+fn at_least(until: DateTime<Utc>) -> sea_orm::sea_query::SimpleExpr {
+    Expr::case(S::ExpiresAt.lt(until), Expr::value(until)).finally(Expr::col(S::ExpiresAt)).into()
 }
 
 fn with_verifier(row: sessions::Model, keyring: &Keyring) -> Result<SessionWithVerifier, StoreError> {

@@ -9,6 +9,7 @@ mod helpers;
 
 mod access;
 mod bad_input;
+mod crowd;
 mod cli;
 mod flow;
 mod health;
