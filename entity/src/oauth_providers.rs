@@ -36,6 +36,10 @@ pub struct Model {
     pub redirect_uri: Option<String>,
     /// `env` (configured by environment variables, synced at start) or `cli`.
     pub source: String,
+    /// Since when the provider refuses our client (`invalid_client`,
+    /// `unauthorized_client`); `None` while it works.
+    pub failing_since: Option<DateTimeUtc>,
+    pub failure_category: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -34,6 +34,8 @@ pub struct Tuning {
     pub lock_wait: Duration,
     pub provider_timeout: Duration,
     pub actor_idle: Duration,
+    /// How long the callback retries storing tokens in hand (`STORAGE_RETRY_SECONDS`).
+    pub storage_retry: Duration,
 }
 
 /// Services shared by actors, jobs and handlers.
@@ -82,7 +84,7 @@ impl AppState {
     }
 
     pub async fn health(&self) -> health::Report {
-        health::probe(&self.deps.store, &self.deps.keyring, self.deps.clock.now()).await
+        health::probe(&self.deps.store, &self.deps.keyring, &self.deps.providers, self.deps.clock.now()).await
     }
 }
 

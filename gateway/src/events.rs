@@ -24,6 +24,9 @@ pub enum Event {
     Session { id: Uuid },
     /// API clients changed (added, disabled, rotated): reload them.
     Clients,
+    /// A provider was added, replaced or removed, or started or stopped
+    /// refusing our client: reload the providers.
+    Providers,
     /// Notices may have been missed (the listener reconnected): treat every
     /// cache as stale.
     Resync,

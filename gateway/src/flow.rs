@@ -42,10 +42,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// consenting (MFA included): the session lives at least this much longer.
 /// The same as the longest life RFC 6749 §4.1.2 recommends for a code.
 pub const LINK_GRACE: Duration = Duration::from_secs(600);
-/// How long the callback keeps retrying to store tokens the provider has
-/// already issued while the database is unavailable (the code cannot be
-/// exchanged again, so giving up loses the user's consent).
-pub const STORE_RETRY_BUDGET: Duration = Duration::from_secs(30);
+
 /// Random bytes in `state`, the connect id and the PKCE verifier (256 bits).
 const RANDOM_BYTES: usize = 32;
 
@@ -360,13 +357,13 @@ pub async fn callback(deps: &Deps, provider_id: &str, params: CallbackParams) ->
 /// the storage retries, with a minute to spare. The session lives at least
 /// this long after the claim.
 fn callback_budget(deps: &Deps) -> Duration {
-    deps.tuning.provider_timeout * 4 + STORE_RETRY_BUDGET + Duration::from_secs(60)
+    deps.tuning.provider_timeout * 4 + deps.tuning.storage_retry * 2 + Duration::from_secs(60)
 }
 
 /// Marks `session` failed (if still pending) and tells the waiters.
 pub async fn fail(deps: &Deps, session: &SessionRecord, reason: FailReason) {
     let now = deps.clock.now();
-    let failed = retry_unavailable("fail a session", STORE_RETRY_BUDGET, || {
+    let failed = retry_unavailable("fail a session", deps.tuning.storage_retry, || {
         deps.store.fail_session(session.id, reason.code(), now)
     })
     .await;
@@ -416,7 +413,7 @@ async fn finish(
     if provider.kind == ProviderKind::Google && tokens.refresh_token.is_none() {
         // A Google grant without a refresh token dies within the hour. Only a
         // re-consent that keeps a stored refresh token is acceptable.
-        let stored = retry_unavailable("read the stored credential", STORE_RETRY_BUDGET, || {
+        let stored = retry_unavailable("read the stored credential", deps.tuning.storage_retry, || {
             deps.store.load_credential(&key, &deps.keyring)
         })
         .await
@@ -438,7 +435,7 @@ async fn finish(
     };
     // The code is spent: these tokens cannot be had again, so a database
     // that is briefly unavailable is waited for rather than given up on.
-    retry_unavailable("store an authorized credential", STORE_RETRY_BUDGET, || {
+    retry_unavailable("store an authorized credential", deps.tuning.storage_retry, || {
         deps.store.upsert_authorized(&key, &new, &deps.keyring, now)
     })
     .await
@@ -447,7 +444,7 @@ async fn finish(
         FailReason::StorageError
     })?;
     deps.events.publish(Event::Credential { provider: key.provider.clone(), email: key.email.to_string() }).await;
-    let completed = retry_unavailable("complete a session", STORE_RETRY_BUDGET, || {
+    let completed = retry_unavailable("complete a session", deps.tuning.storage_retry, || {
         deps.store.complete_session(session.id, deps.clock.now())
     })
     .await;
@@ -473,9 +470,16 @@ async fn exchange(
     let mut last = UpstreamError::Network;
     for attempt in 0..2 {
         match deps.oauth.exchange_code(provider, redirect_uri, code, verifier).await {
-            Ok(tokens) => return Ok(tokens),
+            Ok(tokens) => {
+                deps.providers.accepted(&provider.id).await;
+                return Ok(tokens);
+            }
             Err(err) => {
                 record_upstream_error(provider, "code_exchange", &err);
+                if err.is_client_error() {
+                    deps.providers.refused(&provider.id, err.category(), deps.clock.now()).await;
+                    return Err(FailReason::TokenExchangeFailed);
+                }
                 if err.is_permanent() {
                     return Err(FailReason::TokenExchangeFailed);
                 }

@@ -312,8 +312,15 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
         }
         return fail_permanently(deps, key, latest, "no_refresh_token", now).await;
     };
+    // A provider refusing our client is called by one probe at a time.
+    if let Err(wait) = deps.providers.health().gate(&provider.id) {
+        release(deps, key, &owner).await;
+        let retry_after = wait.as_secs().max(1);
+        return serve_or(latest, TokenError::ProviderUnavailable { retry_after }, now, "skipped", "provider_failing");
+    }
     match call_with_retries(deps, &provider, &call).await {
         Ok(tokens) => {
+            deps.providers.accepted(&provider.id).await;
             let now = deps.clock.now();
             let new = NewTokens {
                 expires_at: tokens.expires_at(now),
@@ -325,6 +332,14 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
             store_new_tokens(deps, key, latest, new, budget).await
         }
         Err(err) if err.is_permanent() => fail_permanently(deps, key, latest, err.category(), deps.clock.now()).await,
+        Err(err) if err.is_client_error() => {
+            // Not the user's fault: the credential stays active, the provider is marked failing.
+            let now = deps.clock.now();
+            deps.providers.refused(&provider.id, err.category(), now).await;
+            record_failure(deps, key, &owner, &latest, err.category(), false, now).await;
+            let retry_after = crate::oauth::health::PROBE_FIRST.as_secs();
+            serve_or(latest, TokenError::ProviderUnavailable { retry_after }, now, "transient_failure", err.category())
+        }
         Err(err) => {
             let now = deps.clock.now();
             record_failure(deps, key, &owner, &latest, err.category(), false, now).await;
@@ -457,7 +472,7 @@ async fn call_with_retries(
         };
         record_upstream_error(provider, operation, &err);
         let retry_after = err.retry_after().unwrap_or(0);
-        if err.is_permanent() || attempt >= ATTEMPTS || retry_after > MAX_INLINE_RETRY_AFTER {
+        if err.is_permanent() || err.is_client_error() || attempt >= ATTEMPTS || retry_after > MAX_INLINE_RETRY_AFTER {
             return Err(err);
         }
         // Exponential backoff with full jitter, at least any Retry-After.

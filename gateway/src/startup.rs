@@ -219,6 +219,7 @@ pub struct Application {
     /// `/metrics` on its own address (`METRICS_ADDR`), or on the API's when `None`.
     metrics_listener: Option<TcpListener>,
     scheduler: Option<workers::Scheduler>,
+    server_limits: crate::http::server::ServerLimits,
 }
 
 /// How long a replica may hold a refresh lease: every attempt of one refresh
@@ -249,7 +250,10 @@ impl Application {
         for provider in &settings.providers {
             store.upsert_provider(provider, &keyring, clock.now()).await?;
         }
-        let providers = Arc::new(Providers::new(settings.providers.clone(), store.clone(), keyring.clone()));
+        let instance_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
+        let events = Events::new(store.clone(), &instance_id);
+        let providers =
+            Arc::new(Providers::new(settings.providers.clone(), store.clone(), keyring.clone(), events.clone()));
         providers.reload().await?;
 
         let addr = SocketAddr::new(settings.http.host, settings.http.port);
@@ -263,8 +267,6 @@ impl Application {
             ))
         })?;
 
-        let instance_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
-        let events = Events::new(store.clone(), &instance_id);
         let oauth = OAuthClient::new(settings.provider_timeout).map_err(|e| StartupError::Actors(e.to_string()))?;
         let tuning = Tuning {
             public_url,
@@ -275,6 +277,7 @@ impl Application {
             lock_wait: settings.provider_timeout + Duration::from_secs(5),
             provider_timeout: settings.provider_timeout,
             actor_idle: settings.token_actor_idle,
+            storage_retry: settings.storage_retry,
         };
         let (audit, _audit_writer) = crate::access::audit::Audit::start(store.clone(), settings.access.token_reads);
         let deps = Deps {
@@ -297,12 +300,14 @@ impl Application {
         let sessions = SessionActor::start_in_arbiter(first_arbiter, move |_| SessionActor::new(session_deps));
         let background = vec![
             events.spawn_listener(),
+            deps.providers.spawn_reloader(),
             tokens.spawn_invalidator(),
             SessionActor::spawn_relay(&deps, sessions.clone()),
         ];
 
         let handle = crate::telemetry::prometheus::install().map_err(StartupError::Actors)?;
         crate::telemetry::prometheus::initialize_series(&deps.providers.ids());
+        deps.providers.health().publish(&deps.providers.ids());
         if let Err(err) =
             crate::telemetry::gauges::refresh(&deps.store, &deps.keyring, &deps.providers.ids(), deps.clock.now()).await
         {
@@ -370,7 +375,16 @@ impl Application {
             providers = ?state.deps.providers.ids(),
             "gateway ready"
         );
-        Ok(Self { listener, state, actors, background, metrics, metrics_listener, scheduler })
+        Ok(Self {
+            listener,
+            state,
+            actors,
+            background,
+            metrics,
+            metrics_listener,
+            scheduler,
+            server_limits: settings.http.limits,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -389,7 +403,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains in-flight requests and
     /// stops the actors.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let Self { listener, state, actors, background, metrics, metrics_listener, scheduler } = self;
+        let Self { listener, state, actors, background, metrics, metrics_listener, scheduler, server_limits } = self;
         let store = state.deps.store.clone();
         let audit = state.deps.audit.clone();
         // One stop signal for every listener.
@@ -412,9 +426,7 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let result = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stopped(stop_rx))
-            .await;
+        let result = crate::http::server::serve(listener, router, server_limits, stopped(stop_rx)).await;
         if let Some(server) = metrics_server {
             let _ = server.await;
         }

@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_create_tables;
 mod m20261127_000002_oauth_flows;
 mod m20261127_000003_access_control;
+mod m20261201_000004_provider_health;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_create_tables::Migration),
             Box::new(m20261127_000002_oauth_flows::Migration),
             Box::new(m20261127_000003_access_control::Migration),
+            Box::new(m20261201_000004_provider_health::Migration),
         ]
     }
 }

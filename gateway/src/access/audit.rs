@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::Store;
-use crate::store::audit::AuditRecord;
+use crate::store::audit::{AUDIT_ROWS_PER_STATEMENT, AuditRecord};
 
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const BATCH: usize = 1000;
@@ -237,13 +237,15 @@ fn summaries(reads: &ReadShards) -> Vec<AuditRecord> {
         .collect()
 }
 
+/// Writes `batch` in statements the database accepts however large it is
+/// (a minute's summary holds one record per user); a statement that fails
+/// loses only its own records.
 async fn write(store: &Store, batch: &mut Vec<AuditRecord>) {
-    if batch.is_empty() {
-        return;
-    }
-    if let Err(err) = store.append_audit(batch).await {
-        metrics::counter!(crate::telemetry::metrics::AUDIT_DROPPED).increment(batch.len() as u64);
-        tracing::error!(error = %err, records = batch.len(), "could not write audit records");
+    for chunk in batch.chunks(AUDIT_ROWS_PER_STATEMENT) {
+        if let Err(err) = store.append_audit(chunk).await {
+            metrics::counter!(crate::telemetry::metrics::AUDIT_DROPPED).increment(chunk.len() as u64);
+            tracing::error!(error = %err, records = chunk.len(), "could not write audit records");
+        }
     }
     batch.clear();
 }

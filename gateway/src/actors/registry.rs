@@ -194,7 +194,7 @@ impl TokenRegistry {
                     Ok(Event::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         registry.invalidate_all()
                     }
-                    Ok(Event::Session { .. } | Event::Clients) => {}
+                    Ok(Event::Session { .. } | Event::Clients | Event::Providers) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }

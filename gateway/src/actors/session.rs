@@ -75,7 +75,7 @@ impl SessionActor {
                     Ok(Event::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         addr.do_send(Wake(None))
                     }
-                    Ok(Event::Credential { .. } | Event::Clients) => {}
+                    Ok(Event::Credential { .. } | Event::Clients | Event::Providers) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }

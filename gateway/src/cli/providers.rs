@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::config::Settings;
+use crate::events::{Event, Events};
 use crate::config::providers::{split_scopes, valid_provider_id};
 use crate::oauth::provider::{ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource};
 use crate::startup;
@@ -144,15 +145,21 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
                 source: ProviderSource::Database,
             };
             store.upsert_provider(&provider, &keyring, clock.now()).await?;
+            // Running replicas reload at once on PostgreSQL, within seconds on SQLite.
+            Events::new(store.clone(), "cli").publish(Event::Providers).await;
             println!("provider {} saved (identity check: {})", provider.id, provider.identity_check.as_str());
             Ok(())
         }
         ProvidersAction::List => {
-            println!("{:<20} {:<10} {:<6} {:>11}  client id", "id", "kind", "source", "credentials");
+            println!("{:<20} {:<10} {:<6} {:>11}  {:<44}  client id", "id", "kind", "source", "credentials", "status");
             for row in store.list_providers().await? {
+                let status = match &row.failing {
+                    None => "ok".to_owned(),
+                    Some((since, category)) => format!("FAILING since {} ({category})", since.format("%Y-%m-%d %H:%M:%SZ")),
+                };
                 println!(
-                    "{:<20} {:<10} {:<6} {:>11}  {}",
-                    row.id, row.kind, row.source, row.credentials, row.client_id
+                    "{:<20} {:<10} {:<6} {:>11}  {:<44}  {}",
+                    row.id, row.kind, row.source, row.credentials, status, row.client_id
                 );
             }
             Ok(())
@@ -163,6 +170,7 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
             }
             match store.delete_provider(&id).await? {
                 ProviderRemoval::Removed => {
+                    Events::new(store.clone(), "cli").publish(Event::Providers).await;
                     println!("provider {id} removed");
                     Ok(())
                 }

@@ -48,6 +48,9 @@ pub mod vars {
     pub const ACTOR_THREADS: &str = "ACTOR_THREADS";
     pub const METRICS_ADDR: &str = "METRICS_ADDR";
     pub const METRICS_BEARER_TOKEN: &str = "METRICS_BEARER_TOKEN";
+    pub const HTTP_HEADER_READ_TIMEOUT_SECONDS: &str = "HTTP_HEADER_READ_TIMEOUT_SECONDS";
+    pub const HTTP_MAX_CONNECTIONS: &str = "HTTP_MAX_CONNECTIONS";
+    pub const STORAGE_RETRY_SECONDS: &str = "STORAGE_RETRY_SECONDS";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +108,8 @@ pub struct HttpSettings {
     /// The gateway's public base URL as configured: links handed to users and
     /// OAuth redirect URIs are built on it. See [`HttpSettings::public_url`].
     pub public_base_url: Option<Url>,
+    /// Bounds on every connection (header-read timeout, open connections).
+    pub limits: crate::http::server::ServerLimits,
 }
 
 impl HttpSettings {
@@ -149,6 +154,9 @@ pub struct Settings {
     pub redirect_hosts: Vec<String>,
     /// Timeout of one call to a provider.
     pub provider_timeout: Duration,
+    /// How long the callback keeps retrying to store tokens the provider has
+    /// issued while the database is unavailable (`STORAGE_RETRY_SECONDS`).
+    pub storage_retry: Duration,
     /// A credential's actor stops after this long without use.
     pub token_actor_idle: Duration,
     /// Threads (actix arbiters) that run the token actors.
@@ -235,6 +243,9 @@ impl Settings {
             src.parse_or(vars::HOST, "127.0.0.1".parse().ok(), "an IP address such as 0.0.0.0 or 127.0.0.1", &mut errs);
         let port = src.parse_or(vars::PORT, Some(8000u16), "a port number from 0 to 65535", &mut errs);
         let public_base_url = parse_public_url(src, environment, &mut errs);
+        let header_read_timeout = src.number(vars::HTTP_HEADER_READ_TIMEOUT_SECONDS, 10, 1..=300, "seconds", &mut errs);
+        let max_connections = src.number(vars::HTTP_MAX_CONNECTIONS, 4096, 1..=1_000_000, "connections", &mut errs);
+        let storage_retry = src.number(vars::STORAGE_RETRY_SECONDS, 30, 0..=300, "seconds", &mut errs);
 
         let session_minutes = src.number(vars::SESSION_EXPIRY_MINUTES, 15, 1..=1440, "minutes", &mut errs);
         let buffer_seconds = src.number(vars::TOKEN_REFRESH_BUFFER_SECONDS, 300, 0..=86_400, "seconds", &mut errs);
@@ -270,7 +281,23 @@ impl Settings {
             Some(provider_timeout),
             Some(actor_idle),
             Some(actor_threads),
-        ) = (host, port, session_minutes, buffer_seconds, database, log, provider_timeout, actor_idle, actor_threads)
+            Some(header_read_timeout),
+            Some(max_connections),
+            Some(storage_retry),
+        ) = (
+            host,
+            port,
+            session_minutes,
+            buffer_seconds,
+            database,
+            log,
+            provider_timeout,
+            actor_idle,
+            actor_threads,
+            header_read_timeout,
+            max_connections,
+            storage_retry,
+        )
         else {
             return Err(errs);
         };
@@ -279,7 +306,16 @@ impl Settings {
             database,
             keys,
             api_key,
-            http: HttpSettings { host, port, public_base_url },
+            http: HttpSettings {
+                host,
+                port,
+                public_base_url,
+                limits: crate::http::server::ServerLimits {
+                    header_read_timeout: Duration::from_secs(header_read_timeout),
+                    max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+                },
+            },
+            storage_retry: Duration::from_secs(storage_retry),
             session_expiry: Duration::from_secs(session_minutes * 60),
             token_refresh_buffer: Duration::from_secs(buffer_seconds),
             log,

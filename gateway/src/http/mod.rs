@@ -7,6 +7,7 @@ pub mod extract;
 pub mod pages;
 pub mod request_id;
 pub mod routes;
+pub mod server;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

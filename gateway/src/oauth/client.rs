@@ -115,9 +115,19 @@ fn oauth_code(raw: &str) -> &'static str {
 
 impl UpstreamError {
     /// Permanent failures mean the grant itself is unusable: the user must
-    /// authorize again. Everything else may succeed if retried.
+    /// authorize again. Everything else may succeed if retried — including a
+    /// [client error](Self::is_client_error), which no user can fix.
     pub fn is_permanent(&self) -> bool {
         matches!(self, Self::OAuth { code } if !matches!(*code, "server_error" | "temporarily_unavailable"))
+            && !self.is_client_error()
+    }
+
+    /// The provider refuses our *client* (RFC 6749 §5.2 `invalid_client`,
+    /// `unauthorized_client`): a wrong or rotated client secret, a disabled
+    /// app. The operator must fix the configuration; every user's grant is
+    /// as good as it was.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, Self::OAuth { code: "invalid_client" | "unauthorized_client" })
     }
 
     /// A bounded label for metrics and the `last_error_category` column.
@@ -537,8 +547,14 @@ mod tests {
 
     #[test]
     fn only_grant_killing_oauth_codes_are_permanent() {
-        for code in ["invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope", "oauth_error"] {
+        for code in ["invalid_grant", "invalid_scope", "oauth_error"] {
             assert!(UpstreamError::OAuth { code }.is_permanent(), "{code}");
+            assert!(!UpstreamError::OAuth { code }.is_client_error(), "{code}");
+        }
+        // The client's configuration is broken, not the user's grant.
+        for code in ["invalid_client", "unauthorized_client"] {
+            assert!(!UpstreamError::OAuth { code }.is_permanent(), "{code}");
+            assert!(UpstreamError::OAuth { code }.is_client_error(), "{code}");
         }
         for transient in [
             UpstreamError::OAuth { code: "temporarily_unavailable" },

@@ -2,6 +2,7 @@
 //! URL, token requests, revocation, and who consented.
 
 pub mod client;
+pub mod health;
 pub mod identity;
 pub mod provider;
 pub mod registry;

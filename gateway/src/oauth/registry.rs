@@ -1,17 +1,28 @@
 //! The providers this gateway serves: those configured by environment
-//! variables, then those managed in the database with `gateway providers`.
-//! A lookup that misses re-reads the database (at most every few seconds),
-//! so a provider added by the CLI is served without a restart.
+//! variables, then those managed in the database with `gateway providers`,
+//! and whether each accepts our client ([`ProviderHealth`]).
+//!
+//! The database-managed ones are re-read every [`RELOAD_EVERY`], at once when
+//! another process announces a change (`Event::Providers`, over
+//! LISTEN/NOTIFY on PostgreSQL), and on a lookup that misses (at most every
+//! few seconds): a provider added or replaced by the CLI is served by every
+//! replica within seconds, without a restart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
+use super::health::ProviderHealth;
 use super::provider::ProviderConfig;
 use crate::crypto::Keyring;
+use crate::events::{Event, Events};
 use crate::store::Store;
 
 const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+/// How often every replica re-reads the providers (and their health) anyway.
+const RELOAD_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct Providers {
@@ -20,16 +31,81 @@ pub struct Providers {
     last_reload: std::sync::Mutex<Option<Instant>>,
     store: Store,
     keyring: Arc<Keyring>,
+    events: Events,
+    health: ProviderHealth,
 }
 
 impl Providers {
-    pub fn new(env: Vec<ProviderConfig>, store: Store, keyring: Arc<Keyring>) -> Self {
+    pub fn new(env: Vec<ProviderConfig>, store: Store, keyring: Arc<Keyring>, events: Events) -> Self {
         let env = env.into_iter().map(|p| (p.id.clone(), Arc::new(p))).collect();
-        Self { env, database: RwLock::new(HashMap::new()), last_reload: std::sync::Mutex::new(None), store, keyring }
+        Self {
+            env,
+            database: RwLock::new(HashMap::new()),
+            last_reload: std::sync::Mutex::new(None),
+            store,
+            keyring,
+            events,
+            health: ProviderHealth::default(),
+        }
     }
 
-    /// Loads the database-managed providers.
+    /// Whether each provider accepts our client.
+    pub fn health(&self) -> &ProviderHealth {
+        &self.health
+    }
+
+    /// The provider refused our client (`invalid_client`,
+    /// `unauthorized_client`): recorded once, for every replica to see.
+    pub async fn refused(&self, id: &str, category: &'static str, now: DateTime<Utc>) {
+        if !self.health.refused(id, category, now) {
+            return;
+        }
+        tracing::error!(provider = id, category, "the provider refuses the gateway's client: fix its client id/secret; users' grants stay active");
+        match self.store.set_provider_failing(id, category, now).await {
+            Ok(_) => self.events.publish(Event::Providers).await,
+            Err(err) => tracing::warn!(error = %err, "could not record a failing provider"),
+        }
+    }
+
+    /// A call to the provider succeeded: if it was failing, it has recovered.
+    pub async fn accepted(&self, id: &str) {
+        if !self.health.accepted(id) {
+            return;
+        }
+        tracing::info!(provider = id, "the provider accepts the gateway's client again");
+        match self.store.clear_provider_failing(id).await {
+            Ok(_) => self.events.publish(Event::Providers).await,
+            Err(err) => tracing::warn!(error = %err, "could not record a recovered provider"),
+        }
+    }
+
+    /// Re-reads the providers whenever told, and every [`RELOAD_EVERY`].
+    pub fn spawn_reloader(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        use tokio::sync::broadcast::error::RecvError;
+        let this = Arc::downgrade(self);
+        let mut events = self.events.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RELOAD_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    event = events.recv() => match event {
+                        Ok(Event::Providers | Event::Resync) | Err(RecvError::Lagged(_)) => {}
+                        Ok(_) => continue,
+                        Err(RecvError::Closed) => return,
+                    },
+                }
+                let Some(providers) = this.upgrade() else { return };
+                if let Err(err) = providers.reload().await {
+                    tracing::warn!(error = %err, "could not reload providers");
+                }
+            }
+        })
+    }
+
+    /// Loads the database-managed providers and every provider's health.
     pub async fn reload(&self) -> Result<(), crate::store::StoreError> {
+        self.health.sync(&self.store.provider_health().await?);
         let loaded = self.store.load_database_providers(&self.keyring).await?;
         let map =
             loaded.into_iter().filter(|p| !self.env.contains_key(&p.id)).map(|p| (p.id.clone(), Arc::new(p))).collect();

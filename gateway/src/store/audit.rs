@@ -30,9 +30,20 @@ pub struct AuditFilter {
     pub limit: u64,
 }
 
+/// Rows per INSERT: 9 bind parameters each, so 9 000 parameters, well under
+/// SQLite's limit of 32 766 and PostgreSQL's of 65 535 per statement.
+pub const AUDIT_ROWS_PER_STATEMENT: usize = 1000;
+
 impl Store {
-    /// Appends `records` in one statement.
+    /// Appends `records`, [`AUDIT_ROWS_PER_STATEMENT`] rows per statement.
     pub async fn append_audit(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        for chunk in records.chunks(AUDIT_ROWS_PER_STATEMENT) {
+            self.append_audit_rows(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn append_audit_rows(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }

@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use entity::oauth_providers::{self as providers, Column as P};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use secrecy::ExposeSecret;
 use url::Url;
 
@@ -27,6 +27,15 @@ pub struct ProviderRow {
     pub client_id: String,
     pub auth_url: Option<String>,
     pub credentials: u64,
+    /// Since when the provider refuses our client, and with which error.
+    pub failing: Option<(DateTime<Utc>, String)>,
+}
+
+/// A provider's client configuration as the provider judges it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderHealthRow {
+    pub id: String,
+    pub failing: Option<(DateTime<Utc>, String)>,
 }
 
 impl Store {
@@ -63,6 +72,9 @@ impl Store {
                 ProviderSource::Database => "cli",
             }
             .to_owned()),
+            // A new configuration has not been refused yet.
+            failing_since: Set(None),
+            failure_category: Set(None),
         };
         providers::Entity::insert(model)
             .on_conflict(
@@ -85,6 +97,8 @@ impl Store {
                         P::LoginHint,
                         P::RedirectUri,
                         P::Source,
+                        P::FailingSince,
+                        P::FailureCategory,
                     ])
                     .to_owned(),
             )
@@ -125,9 +139,58 @@ impl Store {
                 client_id: row.client_id,
                 auth_url: row.auth_url,
                 credentials,
+                failing: row.failing_since.map(|since| (since, row.failure_category.unwrap_or_default())),
             });
         }
         Ok(out)
+    }
+
+    /// Records that the provider refuses our client (`category`:
+    /// `invalid_client` or `unauthorized_client`). True if it was not yet
+    /// known to be failing.
+    pub async fn set_provider_failing(
+        &self,
+        id: &str,
+        category: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = providers::Entity::update_many()
+            .col_expr(P::FailingSince, Expr::value(now))
+            .col_expr(P::FailureCategory, Expr::value(category))
+            .filter(P::Id.eq(id))
+            .filter(P::FailingSince.is_null())
+            .exec(self.db())
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Records that the provider accepts our client again. True if it was failing.
+    pub async fn clear_provider_failing(&self, id: &str) -> Result<bool, StoreError> {
+        let result = providers::Entity::update_many()
+            .col_expr(P::FailingSince, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(P::FailureCategory, Expr::value(Option::<String>::None))
+            .filter(P::Id.eq(id))
+            .filter(P::FailingSince.is_not_null())
+            .exec(self.db())
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Every provider's health as recorded.
+    pub async fn provider_health(&self) -> Result<Vec<ProviderHealthRow>, StoreError> {
+        let rows: Vec<(String, Option<DateTime<Utc>>, Option<String>)> = providers::Entity::find()
+            .select_only()
+            .columns([P::Id, P::FailingSince, P::FailureCategory])
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, since, category)| ProviderHealthRow {
+                id,
+                failing: since.map(|since| (since, category.unwrap_or_default())),
+            })
+            .collect())
     }
 
     /// Removes a provider added by the CLI, and its sessions.

@@ -58,6 +58,7 @@ pub const CREDENTIALS_EXPIRING: &str = "credentials_expiring_soon";
 // --- abuse limits ---
 pub const RATE_LIMITED: &str = "rate_limited_total";
 pub const AUDIT_DROPPED: &str = "audit_dropped_total";
+pub const PROVIDER_FAILING: &str = "provider_failing";
 // --- build ---
 pub const BUILD_INFO: &str = "gateway_build_info";
 
@@ -85,7 +86,7 @@ pub const CATALOGUE: &[Metric] = &[
         name: TOKEN_REFRESHES,
         kind: Kind::Counter,
         labels: &["provider", "trigger", "outcome", "category"],
-        help: "Token refresh attempts by trigger (on_demand, proactive, keepalive), outcome (success, skipped, permanent_failure, transient_failure) and failure category.",
+        help: "Token refresh attempts by trigger (on_demand, proactive, keepalive), outcome (success, unsaved, skipped, permanent_failure, transient_failure) and failure category. unsaved: the provider issued tokens the database could not take yet; they are kept in memory and written once it can.",
     },
     Metric {
         name: TOKEN_REFRESH_DURATION,
@@ -204,6 +205,12 @@ pub const CATALOGUE: &[Metric] = &[
         kind: Kind::Counter,
         labels: &[],
         help: "Audit records that could not be written (queue full or database error).",
+    },
+    Metric {
+        name: PROVIDER_FAILING,
+        kind: Kind::Gauge,
+        labels: &["provider"],
+        help: "1 while the provider refuses the gateway's client (invalid_client or unauthorized_client: a wrong or rotated client secret, a disabled app), 0 otherwise. Users' grants stay active.",
     },
     Metric {
         name: BUILD_INFO,

@@ -5,6 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -21,6 +23,22 @@ pub struct HealthResponse {
     pub encryption: &'static str,
     pub version: &'static str,
     pub timestamp: DateTime<Utc>,
+    /// Providers that refuse the gateway's client (`invalid_client`,
+    /// `unauthorized_client`), by id. Present only when there are any; they
+    /// do not make the gateway unhealthy.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub providers: BTreeMap<String, ProviderHealth>,
+}
+
+/// A provider refusing the gateway's client.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProviderHealth {
+    /// Always `failing`.
+    pub status: &'static str,
+    /// Since when.
+    pub since: DateTime<Utc>,
+    /// `invalid_client` or `unauthorized_client`.
+    pub category: String,
 }
 
 pub fn router() -> Router<AppState> {
@@ -41,6 +59,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
         encryption: if report.encryption_ok { "operational" } else { "failed" },
         version: env!("CARGO_PKG_VERSION"),
         timestamp: report.checked_at,
+        providers: report
+            .failing_providers
+            .into_iter()
+            .map(|(id, f)| (id, ProviderHealth { status: "failing", since: f.since, category: f.category }))
+            .collect(),
     };
     (status, Json(body)).into_response()
 }
