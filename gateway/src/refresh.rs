@@ -313,7 +313,7 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
         return fail_permanently(deps, key, latest, "no_refresh_token", now).await;
     };
     // A provider refusing our client is called by one probe at a time.
-    if let Err(wait) = deps.providers.health().gate(&provider.id) {
+    if let Err(wait) = deps.providers.health().gate(&provider.id, now) {
         release(deps, key, &owner).await;
         let retry_after = wait.as_secs().max(1);
         return serve_or(latest, TokenError::ProviderUnavailable { retry_after }, now, "skipped", "provider_failing");

@@ -148,6 +148,17 @@ impl MockProvider {
         self.shared.store().granted_scopes = scopes;
     }
 
+    /// `Some(n)`: token answers from now on claim `expires_in: n` (the tokens
+    /// still live their real lifetime). `None`: tell the truth.
+    pub fn set_claimed_expires_in(&self, seconds: Option<u64>) {
+        self.shared.store().lies.expires_in = seconds;
+    }
+
+    /// Token answers from now on carry an extra field of `bytes` bytes (0: none).
+    pub fn set_response_padding(&self, bytes: usize) {
+        self.shared.store().lies.padding = bytes;
+    }
+
     /// The next `times` requests to `endpoint` get `fault`, after the faults already queued
     /// for that endpoint.
     pub fn inject(&self, endpoint: Endpoint, fault: Fault, times: u32) {

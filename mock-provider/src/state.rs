@@ -135,6 +135,16 @@ struct Pending {
     expires_at: SystemTime,
 }
 
+/// How token answers lie, for tests of a gateway's distrust: the tokens
+/// themselves stay real and keep their real lifetime.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Lies {
+    /// Announce this `expires_in` instead of the real one.
+    pub(crate) expires_in: Option<u64>,
+    /// Pad the JSON answer with a field of this many bytes.
+    pub(crate) padding: usize,
+}
+
 /// All mutable state of one provider.
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -144,6 +154,8 @@ pub(crate) struct Store {
     pub(crate) consent: Consent,
     /// `Some`: grant exactly these scopes at `/authorize` and on refresh.
     pub(crate) granted_scopes: Option<Vec<String>>,
+    /// What a lying provider adds to its token answers.
+    pub(crate) lies: Lies,
     pub(crate) faults: FaultQueues,
     pub(crate) counters: Counters,
     pub(crate) last_authorize_query: Option<Vec<(String, String)>>,
@@ -164,6 +176,7 @@ impl Store {
             config,
             consent: Consent::default(),
             granted_scopes: None,
+            lies: Lies::default(),
             faults: FaultQueues::default(),
             counters: Counters::default(),
             last_authorize_query: None,

@@ -11,9 +11,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::store::providers::ProviderHealthRow;
 
@@ -33,7 +33,7 @@ pub struct Failing {
 struct State {
     failing: Failing,
     /// No call to the provider before this (one caller then probes).
-    next_probe: Instant,
+    next_probe: DateTime<Utc>,
     pause: Duration,
 }
 
@@ -43,16 +43,15 @@ pub struct ProviderHealth {
 }
 
 impl ProviderHealth {
-    /// May this caller call provider `id` now? `Err(wait)` while it is held
-    /// back; the caller let through is the probe, and the next one waits longer.
-    pub fn gate(&self, id: &str) -> Result<(), Duration> {
+    /// May this caller call provider `id` at `now`? `Err(wait)` while it is
+    /// held back; the caller let through is the probe, and the next one waits longer.
+    pub fn gate(&self, id: &str, now: DateTime<Utc>) -> Result<(), Duration> {
         let Ok(mut state) = self.state.lock() else { return Ok(()) };
         let Some(s) = state.get_mut(id) else { return Ok(()) };
-        let now = Instant::now();
         if now < s.next_probe {
-            return Err(s.next_probe - now);
+            return Err((s.next_probe - now).to_std().unwrap_or_default());
         }
-        s.next_probe = now + s.pause;
+        s.next_probe = now + delta(s.pause);
         s.pause = (s.pause * 2).min(PROBE_MAX);
         Ok(())
     }
@@ -116,8 +115,12 @@ impl ProviderHealth {
 
 impl State {
     fn new(failing: Failing) -> Self {
-        Self { failing, next_probe: Instant::now() + PROBE_FIRST, pause: PROBE_FIRST * 2 }
+        Self { next_probe: failing.since + delta(PROBE_FIRST), pause: PROBE_FIRST * 2, failing }
     }
+}
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
 }
 
 fn set_gauge(id: &str, failing: bool) {
@@ -132,15 +135,19 @@ mod tests {
     #[test]
     fn a_refused_provider_is_held_back_then_probed_once_per_pause() {
         let health = ProviderHealth::default();
-        assert!(health.gate("p").is_ok(), "a provider nobody refused is called freely");
-        assert!(health.refused("p", "invalid_client", Utc::now()));
-        assert!(!health.refused("p", "invalid_client", Utc::now()), "already failing");
-        let wait = health.gate("p").unwrap_err();
-        assert!(wait > PROBE_FIRST - Duration::from_secs(1) && wait <= PROBE_FIRST, "{wait:?}");
-        assert!(health.gate("other").is_ok());
+        let now = Utc::now();
+        assert!(health.gate("p", now).is_ok(), "a provider nobody refused is called freely");
+        assert!(health.refused("p", "invalid_client", now));
+        assert!(!health.refused("p", "invalid_client", now), "already failing");
+        assert_eq!(health.gate("p", now), Err(PROBE_FIRST));
+        assert!(health.gate("other", now).is_ok());
+        // After the pause one caller probes; the next waits twice as long.
+        let later = now + delta(PROBE_FIRST);
+        assert!(health.gate("p", later).is_ok());
+        assert_eq!(health.gate("p", later), Err(PROBE_FIRST * 2));
         assert!(health.accepted("p"));
         assert!(!health.accepted("p"));
-        assert!(health.gate("p").is_ok());
+        assert!(health.gate("p", later).is_ok());
     }
 
     #[test]
@@ -149,9 +156,9 @@ mod tests {
         let since = Utc::now();
         health.sync(&[ProviderHealthRow { id: "p".into(), failing: Some((since, "unauthorized_client".into())) }]);
         assert_eq!(health.failing(), [("p".to_owned(), Failing { since, category: "unauthorized_client".into() })]);
-        assert!(health.gate("p").is_err());
+        assert!(health.gate("p", since).is_err());
         health.sync(&[ProviderHealthRow { id: "p".into(), failing: None }]);
         assert!(health.failing().is_empty());
-        assert!(health.gate("p").is_ok());
+        assert!(health.gate("p", since).is_ok());
     }
 }

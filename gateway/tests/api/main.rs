@@ -16,6 +16,7 @@ mod health;
 mod keys;
 mod logs;
 mod metrics;
+mod nothing_lost;
 mod migrations;
 mod replicas;
 mod rotation;

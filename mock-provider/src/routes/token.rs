@@ -18,7 +18,7 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::faults::Endpoint;
 use crate::jwt::sign_hs256;
 use crate::listener::ConnInfo;
-use crate::state::{Issued, Shared};
+use crate::state::{Issued, Lies, Shared};
 
 /// Meta's grant, which Meta also serves over GET with everything in the query string.
 const FB_EXCHANGE: &str = "fb_exchange_token";
@@ -35,6 +35,9 @@ struct TokenResponse {
     refresh_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
+    /// Only when the provider is told to pad its answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    padding: Option<String>,
 }
 
 pub(super) async fn token(
@@ -73,7 +76,7 @@ fn grant(shared: &Shared, request: &TokenRequest<'_>, now: SystemTime) -> Result
     if let Some(name) = params.duplicate() {
         return Err(OAuthError::invalid_request(format!("parameter {name} sent twice")));
     }
-    let (issued, client_secret) = {
+    let (issued, client_secret, lies) = {
         let mut store = shared.store();
         authenticate(request.headers, &params, &store.config)?;
         // There is one client, so an authenticated client owns every code and token.
@@ -94,10 +97,10 @@ fn grant(shared: &Shared, request: &TokenRequest<'_>, now: SystemTime) -> Result
             }
             None => return Err(OAuthError::invalid_request("missing grant_type")),
         };
-        (issued, store.config.client_secret.clone())
+        (issued, store.config.client_secret.clone(), store.lies.clone())
     };
     // Signing happens outside the lock; it needs nothing from the store.
-    Ok(render(issued, &client_secret))
+    Ok(render(issued, &client_secret, &lies))
 }
 
 /// Where the parameters come from: the body for the standard grants (RFC 6749 §4.1.3), and
@@ -133,7 +136,7 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
     params.get(name).ok_or_else(|| OAuthError::invalid_request(format!("missing {name}")))
 }
 
-fn render(issued: Issued, client_secret: &str) -> Response {
+fn render(issued: Issued, client_secret: &str, lies: &Lies) -> Response {
     let id_token = issued.id_token.and_then(|claims| {
         sign_hs256(&claims, client_secret.as_bytes())
             .map_err(|error| tracing::error!(%error, "cannot sign id_token"))
@@ -142,10 +145,11 @@ fn render(issued: Issued, client_secret: &str) -> Response {
     let body = TokenResponse {
         access_token: issued.access_token,
         token_type: "Bearer",
-        expires_in: issued.expires_in,
+        expires_in: lies.expires_in.unwrap_or(issued.expires_in),
         scope: issued.scopes.join(" "),
         refresh_token: issued.refresh_token,
         id_token,
+        padding: (lies.padding > 0).then(|| "x".repeat(lies.padding)),
     };
     let mut response = Json(body).into_response();
     // RFC 6749 §5.1: token responses must not be cached.

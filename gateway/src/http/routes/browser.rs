@@ -10,7 +10,7 @@ use axum::{Router, extract::RawQuery};
 
 use crate::actors::session::{Callback, OpenLink};
 use crate::app::AppState;
-use crate::flow::{CallbackOutcome, CallbackParams, LinkError};
+use crate::flow::{CallbackOutcome, CallbackParams, FailReason, LinkError};
 use crate::http::extract::ApiPath;
 use crate::http::pages;
 
@@ -135,6 +135,10 @@ pub async fn callback(
             response
         }
         CallbackOutcome::Completed { provider, .. } => pages::success(&provider),
+        // The database failing is ours, not the user's: 503, and the page says nothing was saved.
+        CallbackOutcome::Failed(reason @ FailReason::StorageError) => {
+            pages::failure(StatusCode::SERVICE_UNAVAILABLE, &format!("{}.", reason.message()))
+        }
         CallbackOutcome::Failed(reason) => pages::failure(StatusCode::BAD_REQUEST, &format!("{}.", reason.message())),
         CallbackOutcome::Rejected(message) => pages::failure(StatusCode::BAD_REQUEST, message),
     }
