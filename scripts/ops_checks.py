@@ -114,7 +114,7 @@ KNOWN_VALUES = {
         "memory", "store", "refreshed", "not_authenticated", "refresh_failed",
         "scope_insufficient", "provider_unavailable", "busy",
     },
-    ("token_refresh_total", "outcome"): {"success", "skipped", "permanent_failure", "transient_failure"},
+    ("token_refresh_total", "outcome"): {"success", "unsaved", "skipped", "permanent_failure", "transient_failure"},
     ("token_refresh_total", "trigger"): {"on_demand", "proactive", "keepalive"},
     ("credentials", "state"): {"active", "needs_reauth"},
     ("db_pool_connections", "state"): {"in_use", "idle"},

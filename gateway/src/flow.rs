@@ -31,9 +31,9 @@ use crate::oauth::client::{TokenSet, record_upstream_error};
 use crate::oauth::identity::{email_from_id_token, same_account};
 use crate::oauth::provider::requested_scopes;
 use crate::oauth::{IdentityCheck, ProviderConfig, ProviderKind, UpstreamError};
-use crate::store::{StoreError, retry_unavailable};
 use crate::store::credentials::{CredentialKey, NewTokens};
 use crate::store::sessions::{CallbackClaim, NewSession, SessionRecord, SessionStatus};
+use crate::store::{StoreError, retry_unavailable};
 use crate::telemetry::metrics as m;
 
 /// Longest `?wait=` a status poll may ask for.
@@ -454,7 +454,9 @@ async fn finish(
             tracing::warn!(session_id = %session.id, "session was no longer pending when its credential was stored")
         }
         // The credential is stored and served; only the session's status lags.
-        Err(err) => tracing::error!(error = %err, session_id = %session.id, "callback: stored the credential but could not mark the session completed"),
+        Err(err) => {
+            tracing::error!(error = %err, session_id = %session.id, "callback: stored the credential but could not mark the session completed")
+        }
     }
     Ok(())
 }

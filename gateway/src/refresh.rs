@@ -25,8 +25,8 @@ use uuid::Uuid;
 use crate::app::Deps;
 use crate::oauth::client::{TokenSet, record_upstream_error};
 use crate::oauth::{ProviderConfig, UpstreamError};
-use crate::store::{StoreError, retry_unavailable};
 use crate::store::credentials::{CredentialKey, CredentialState, NewTokens, StoredCredential};
+use crate::store::{StoreError, retry_unavailable};
 use crate::telemetry::metrics as m;
 
 /// Attempts per refresh on transient failures (the first included).

@@ -159,7 +159,16 @@ impl TokenActor {
 
     pub fn new(key: CredentialKey, deps: Deps, registry: std::sync::Weak<TokenRegistry>, shared: Arc<Shared>) -> Self {
         shared.touch();
-        Self { key, deps, registry, shared, cache: None, last_used_written: 0, unsaved_pause: UNSAVED_RETRY_FIRST, unsaved_scheduled: false }
+        Self {
+            key,
+            deps,
+            registry,
+            shared,
+            cache: None,
+            last_used_written: 0,
+            unsaved_pause: UNSAVED_RETRY_FIRST,
+            unsaved_scheduled: false,
+        }
     }
 
     fn holds_unsaved(&self) -> bool {

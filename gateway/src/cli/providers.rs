@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::config::Settings;
-use crate::events::{Event, Events};
 use crate::config::providers::{split_scopes, valid_provider_id};
+use crate::events::{Event, Events};
 use crate::oauth::provider::{ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource};
 use crate::startup;
 use crate::store::providers::ProviderRemoval;
@@ -155,7 +155,9 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
             for row in store.list_providers().await? {
                 let status = match &row.failing {
                     None => "ok".to_owned(),
-                    Some((since, category)) => format!("FAILING since {} ({category})", since.format("%Y-%m-%d %H:%M:%SZ")),
+                    Some((since, category)) => {
+                        format!("FAILING since {} ({category})", since.format("%Y-%m-%d %H:%M:%SZ"))
+                    }
                 };
                 println!(
                     "{:<20} {:<10} {:<6} {:>11}  {:<44}  {}",

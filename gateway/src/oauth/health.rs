@@ -124,8 +124,11 @@ fn delta(d: Duration) -> TimeDelta {
 }
 
 fn set_gauge(id: &str, failing: bool) {
-    metrics::gauge!(crate::telemetry::metrics::PROVIDER_FAILING, "provider" => id.to_owned())
-        .set(if failing { 1.0 } else { 0.0 });
+    metrics::gauge!(crate::telemetry::metrics::PROVIDER_FAILING, "provider" => id.to_owned()).set(if failing {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 #[cfg(test)]

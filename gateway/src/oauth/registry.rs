@@ -60,7 +60,11 @@ impl Providers {
         if !self.health.refused(id, category, now) {
             return;
         }
-        tracing::error!(provider = id, category, "the provider refuses the gateway's client: fix its client id/secret; users' grants stay active");
+        tracing::error!(
+            provider = id,
+            category,
+            "the provider refuses the gateway's client: fix its client id/secret; users' grants stay active"
+        );
         match self.store.set_provider_failing(id, category, now).await {
             Ok(_) => self.events.publish(Event::Providers).await,
             Err(err) => tracing::warn!(error = %err, "could not record a failing provider"),

@@ -170,8 +170,7 @@ impl Store {
         };
         // A re-consent without a refresh token keeps the stored one (Google
         // answers a repeated consent without it).
-        let keep_if_null =
-            |col: &str| Expr::cust(format!("COALESCE(excluded.{col}, oauth_credentials.{col})"));
+        let keep_if_null = |col: &str| Expr::cust(format!("COALESCE(excluded.{col}, oauth_credentials.{col})"));
         let on_conflict = OnConflict::columns([C::ProfileId, C::ProviderId])
             .update_columns([
                 C::AccessToken,

@@ -148,12 +148,7 @@ impl Store {
     /// Records that the provider refuses our client (`category`:
     /// `invalid_client` or `unauthorized_client`). True if it was not yet
     /// known to be failing.
-    pub async fn set_provider_failing(
-        &self,
-        id: &str,
-        category: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
+    pub async fn set_provider_failing(&self, id: &str, category: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let result = providers::Entity::update_many()
             .col_expr(P::FailingSince, Expr::value(now))
             .col_expr(P::FailureCategory, Expr::value(category))

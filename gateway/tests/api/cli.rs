@@ -259,3 +259,100 @@ async fn clients_are_managed_from_the_command_line_and_audited() {
     assert!(!audit.contains(&key) && !audit.contains(&new_key));
     app.stop().await;
 }
+
+/// `gateway providers add` replacing a provider reaches every running
+/// replica within seconds: two on PostgreSQL (told by NOTIFY), one on SQLite
+/// (its periodic reload). A wrong client secret first marks the provider
+/// failing (`providers list` says so); the corrected one is then used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_provider_reaches_every_running_replica_within_seconds() {
+    use crate::helpers::{Backend, TestDb, fernet_key, postgres_available, spawn_app_with};
+
+    let mut backends = vec![Backend::Sqlite];
+    if postgres_available() {
+        backends.push(Backend::Postgres);
+    }
+    for backend in backends {
+        let key = fernet_key();
+        let mock = mock_provider::MockProvider::start().await.unwrap();
+        let first = spawn_app_with(TestDb::new(backend).await, key.clone(), mock.clone(), &[]).await;
+        let mut replicas = vec![first];
+        if backend == Backend::Postgres {
+            let attached = TestDb::attach(backend, &replicas[0].db.url);
+            replicas.push(spawn_app_with(attached, key.clone(), mock.clone(), &[]).await);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let output = gateway(dir.path())
+                .args(args)
+                .env("DATABASE_URL", &replicas[0].db.url)
+                .env("AUTH_GATEWAY_ENCRYPTION_KEY", &key)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+            String::from_utf8(output.stdout).unwrap()
+        };
+        let add = |secret: &str| {
+            let file = dir.path().join("secret");
+            std::fs::write(&file, secret).unwrap();
+            run(&[
+                "providers",
+                "add",
+                "acme",
+                "--client-id",
+                mock.client_id(),
+                "--client-secret-file",
+                file.to_str().unwrap(),
+                "--auth-url",
+                &mock.authorize_url(),
+                "--token-url",
+                &mock.token_url(),
+                "--userinfo-url",
+                &mock.userinfo_url(),
+                "--scopes",
+                "openid email",
+            ]);
+        };
+        add("a-rotated-away-secret");
+        for (n, app) in replicas.iter().enumerate() {
+            let (auth_url, session) = loop {
+                let response = app.init("acme", &format!("user{n}@company.com"), None).await;
+                if response.status() == 200 {
+                    let body: serde_json::Value = response.json().await.unwrap();
+                    break (
+                        body["auth_url"].as_str().unwrap().to_owned(),
+                        body["session_id"].as_str().unwrap().to_owned(),
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let page = app.browse(&auth_url).await;
+            assert_eq!(page.status, 400, "the provider refuses the wrong secret");
+            assert_eq!(app.status_json(&session).await["reason"], "token_exchange_failed");
+        }
+        let listed = run(&["providers", "list"]);
+        assert!(listed.contains("FAILING") && listed.contains("invalid_client"), "{listed}");
+
+        // The operator puts the right secret in; every replica uses it within seconds.
+        add(mock.client_secret());
+        let replaced = Instant::now();
+        for (n, app) in replicas.iter().enumerate() {
+            let served = crate::helpers::eventually(Duration::from_secs(10), || async {
+                let (auth_url, _) = app.init_ok("acme", &format!("again{n}@company.com")).await;
+                app.browse(&auth_url).await.status == 200
+            })
+            .await;
+            assert!(served, "{backend:?} replica {n} still uses the replaced secret");
+        }
+        eprintln!(
+            "{backend:?}: {} replica(s) used the replaced provider after {:?}",
+            replicas.len(),
+            replaced.elapsed()
+        );
+        let listed = run(&["providers", "list"]);
+        assert!(!listed.contains("FAILING"), "a working configuration clears the failure: {listed}");
+        for app in replicas.into_iter().rev() {
+            app.stop().await;
+        }
+    }
+}

@@ -9,15 +9,15 @@ mod helpers;
 
 mod access;
 mod bad_input;
-mod crowd;
 mod cli;
+mod crowd;
 mod flow;
 mod health;
 mod keys;
 mod logs;
 mod metrics;
-mod nothing_lost;
 mod migrations;
+mod nothing_lost;
 mod replicas;
 mod rotation;
 mod tokens;

@@ -10,7 +10,9 @@ use mock_provider::{Endpoint, Fault, MockProvider};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::Value;
 
-use crate::helpers::{Backend, TestApp, TestDb, eventually, fernet_key, more_providers, spawn_app, spawn_app_with_vars};
+use crate::helpers::{
+    Backend, TestApp, TestDb, eventually, fernet_key, more_providers, spawn_app, spawn_app_with_vars,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -89,8 +91,11 @@ async fn a_database_outage_after_the_code_exchange_loses_no_consent(backend: Bac
                    RETURN NEW; END $$ LANGUAGE plpgsql",
             )
             .await;
-            sql(&conn, "CREATE TRIGGER outage BEFORE INSERT ON oauth_credentials FOR EACH ROW EXECUTE FUNCTION outage()")
-                .await;
+            sql(
+                &conn,
+                "CREATE TRIGGER outage BEFORE INSERT ON oauth_credentials FOR EACH ROW EXECUTE FUNCTION outage()",
+            )
+            .await;
         }
         Backend::Sqlite => {}
     }
@@ -118,7 +123,11 @@ async fn a_database_outage_after_the_code_exchange_loses_no_consent(backend: Bac
     let token = app.token_ok("mock", ALICE).await;
     assert!(app.mock.access_token_is_valid(token["access_token"].as_str().unwrap()));
     if backend == Backend::Postgres {
-        assert_eq!(scalar_i64(&app, "SELECT last_value FROM outage").await, 4, "three failed writes, then one that held");
+        assert_eq!(
+            scalar_i64(&app, "SELECT last_value FROM outage").await,
+            4,
+            "three failed writes, then one that held"
+        );
     }
     app.stop().await;
 }
@@ -136,12 +145,18 @@ async fn a_consent_the_database_cannot_take_says_so_and_fails_with_storage_error
                    RAISE EXCEPTION 'injected outage' USING ERRCODE = '57P03'; END $$ LANGUAGE plpgsql",
             )
             .await;
-            sql(&conn, "CREATE TRIGGER outage BEFORE INSERT ON oauth_credentials FOR EACH ROW EXECUTE FUNCTION outage()")
-                .await;
+            sql(
+                &conn,
+                "CREATE TRIGGER outage BEFORE INSERT ON oauth_credentials FOR EACH ROW EXECUTE FUNCTION outage()",
+            )
+            .await;
         }
         Backend::Sqlite => {
-            sql(&conn, "CREATE TRIGGER outage BEFORE INSERT ON oauth_credentials BEGIN SELECT RAISE(ABORT, 'injected'); END")
-                .await;
+            sql(
+                &conn,
+                "CREATE TRIGGER outage BEFORE INSERT ON oauth_credentials BEGIN SELECT RAISE(ABORT, 'injected'); END",
+            )
+            .await;
         }
     }
     let (auth_url, session_id) = app.init_ok("mock", ALICE).await;
@@ -173,8 +188,11 @@ async fn refreshed_tokens_the_database_refuses_are_kept_and_written_later(backen
                    RETURN NEW; END $$ LANGUAGE plpgsql",
             )
             .await;
-            sql(&conn, "CREATE TRIGGER refuse BEFORE UPDATE ON oauth_credentials FOR EACH ROW EXECUTE FUNCTION refuse()")
-                .await;
+            sql(
+                &conn,
+                "CREATE TRIGGER refuse BEFORE UPDATE ON oauth_credentials FOR EACH ROW EXECUTE FUNCTION refuse()",
+            )
+            .await;
         }
         Backend::Sqlite => {
             sql(
@@ -197,9 +215,10 @@ async fn refreshed_tokens_the_database_refuses_are_kept_and_written_later(backen
         Backend::Postgres => sql(&conn, "DROP TRIGGER refuse ON oauth_credentials").await,
         Backend::Sqlite => sql(&conn, "DROP TRIGGER refuse").await,
     }
-    let written =
-        eventually(Duration::from_secs(20), || async { scalar_i64(&app, "SELECT version FROM oauth_credentials").await == 2 })
-            .await;
+    let written = eventually(Duration::from_secs(20), || async {
+        scalar_i64(&app, "SELECT version FROM oauth_credentials").await == 2
+    })
+    .await;
     assert!(written, "the kept tokens were never stored");
 
     // The next refresh uses the rotated refresh token that was kept: the old one is dead.
