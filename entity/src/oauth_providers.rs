@@ -40,6 +40,10 @@ pub struct Model {
     /// `unauthorized_client`); `None` while it works.
     pub failing_since: Option<DateTimeUtc>,
     pub failure_category: Option<String>,
+    /// The `iss` its id_tokens must carry (comma-separated alternatives).
+    pub issuer: Option<String>,
+    /// The operator vouches that the provider verifies every address it reports.
+    pub trust_unverified_email: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

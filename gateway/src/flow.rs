@@ -28,7 +28,7 @@ use crate::app::Deps;
 use crate::email::Email;
 use crate::events::Event;
 use crate::oauth::client::{TokenSet, record_upstream_error};
-use crate::oauth::identity::{email_from_id_token, same_account};
+use crate::oauth::identity::{self, same_account};
 use crate::oauth::provider::requested_scopes;
 use crate::oauth::{IdentityCheck, ProviderConfig, ProviderKind, UpstreamError};
 use crate::store::credentials::{CredentialKey, NewTokens};
@@ -275,7 +275,9 @@ impl FailReason {
             Self::TokenExchangeFailed => "The provider refused to issue tokens",
             Self::ProviderUnavailable => "The provider could not be reached; try again",
             Self::AccountMismatch => "A different account signed in than the one this link was for",
-            Self::IdentityUnverified => "The provider did not say which account signed in",
+            Self::IdentityUnverified => {
+                "The provider did not prove which account signed in (no verified email address), so nothing was stored"
+            }
             Self::NoRefreshToken => {
                 "The provider issued no refresh token; remove the app's access in the account settings and authorize again"
             }
@@ -496,7 +498,10 @@ async fn exchange(
     Err(FailReason::ProviderUnavailable)
 }
 
-/// Who consented must be the session's user (per the provider's mode).
+/// Who consented must be the session's user, as the provider proves it
+/// (the rules are in [`crate::oauth::identity`]). In `required` mode only a
+/// verified address counts; in `optional` mode an unproven one is accepted
+/// when it is the session's user. Tokens of a refused consent are revoked.
 async fn verify_identity(
     deps: &Deps,
     provider: &ProviderConfig,
@@ -506,30 +511,45 @@ async fn verify_identity(
     if provider.identity_check == IdentityCheck::Off {
         return Ok(());
     }
-    let mut consented = tokens.id_token.as_ref().and_then(|t| email_from_id_token(t, &provider.client_id));
-    if consented.is_none() && provider.userinfo_url.is_some() {
-        match deps.oauth.userinfo_email(provider, &tokens.access_token).await {
-            Ok(email) => consented = email,
+    let required = provider.identity_check == IdentityCheck::Required;
+    let mut consented = match tokens.id_token.as_ref().map(|t| identity::from_id_token(t, provider)).transpose() {
+        Ok(consented) => consented.flatten(),
+        Err(refused) => {
+            tracing::warn!(provider = %provider.id, session_id = %session.id, %refused, "id_token refused");
+            revoke_quietly(deps, provider, tokens).await;
+            return Err(FailReason::IdentityUnverified);
+        }
+    };
+    if consented.as_ref().is_none_or(|c| !c.verified) && provider.userinfo_url.is_some() {
+        match deps.oauth.userinfo(provider, &tokens.access_token).await {
+            Ok(body) => {
+                let from_userinfo = body.and_then(|b| identity::from_userinfo(&b, provider));
+                // A verified answer wins over an unproven one.
+                if from_userinfo.as_ref().is_some_and(|c| c.verified) || consented.is_none() {
+                    consented = from_userinfo.or(consented);
+                }
+            }
             Err(err) => {
                 record_upstream_error(provider, "userinfo", &err);
-                if provider.identity_check == IdentityCheck::Required {
+                if required && consented.is_none() {
                     revoke_quietly(deps, provider, tokens).await;
                     return Err(FailReason::ProviderUnavailable);
                 }
             }
         }
     }
+    let refuse = |reason: FailReason| async move {
+        tracing::warn!(provider = %provider.id, session_id = %session.id, reason = reason.code(), "consent refused");
+        revoke_quietly(deps, provider, tokens).await;
+        Err(reason)
+    };
     match consented {
-        Some(email) if same_account(&email, &session.email) => Ok(()),
-        Some(_) => {
-            tracing::warn!(provider = %provider.id, session_id = %session.id, "authorization by a different account refused");
-            revoke_quietly(deps, provider, tokens).await;
-            Err(FailReason::AccountMismatch)
-        }
-        None if provider.identity_check == IdentityCheck::Required => {
-            revoke_quietly(deps, provider, tokens).await;
-            Err(FailReason::IdentityUnverified)
-        }
+        Some(c) if c.verified && same_account(&c.email, &session.email) => Ok(()),
+        Some(c) if c.verified => refuse(FailReason::AccountMismatch).await,
+        Some(_) if required => refuse(FailReason::IdentityUnverified).await,
+        Some(c) if !same_account(&c.email, &session.email) => refuse(FailReason::AccountMismatch).await,
+        Some(_) => Ok(()),
+        None if required => refuse(FailReason::IdentityUnverified).await,
         None => Ok(()),
     }
 }

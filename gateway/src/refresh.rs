@@ -188,7 +188,8 @@ impl TokenError {
 
 /// Scopes in `required` that `granted` lacks.
 pub fn missing_scopes(granted: &[String], required: &[String]) -> Vec<String> {
-    required.iter().filter(|r| !granted.contains(r)).cloned().collect()
+    use crate::oauth::provider::scope_satisfies;
+    required.iter().filter(|r| !granted.iter().any(|g| scope_satisfies(g, r))).cloned().collect()
 }
 
 /// Reads and opens the stored credential.

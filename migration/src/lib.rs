@@ -11,6 +11,7 @@ mod m20261127_000001_create_tables;
 mod m20261127_000002_oauth_flows;
 mod m20261127_000003_access_control;
 mod m20261201_000004_provider_health;
+mod m20261201_000005_provider_identity;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_oauth_flows::Migration),
             Box::new(m20261127_000003_access_control::Migration),
             Box::new(m20261201_000004_provider_health::Migration),
+            Box::new(m20261201_000005_provider_identity::Migration),
         ]
     }
 }

@@ -71,3 +71,24 @@ pub enum Consent {
     /// The user clicks "Deny": redirect back with `error=access_denied`.
     Deny,
 }
+
+/// How the provider says who signed in, in its id_tokens and at `/userinfo`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum IdentityClaims {
+    /// OIDC's standard: `email` with `email_verified: true`.
+    #[default]
+    Verified,
+    /// `email_verified: false`.
+    Unverified,
+    /// No `email_verified` at all, as many standards-compliant servers do.
+    Omitted,
+    /// `email_verified: "true"`, a string, as some providers send it.
+    VerifiedAsString,
+    /// Microsoft Entra: no `email_verified`, but the tenant id in `tid` (and in
+    /// the issuer, `<base>/<tid>/v2.0`); Graph scopes granted under their
+    /// short names (`Mail.Read` for `https://graph.microsoft.com/Mail.Read`).
+    Microsoft {
+        /// The signing-in user's tenant id.
+        tenant: String,
+    },
+}

@@ -37,9 +37,16 @@ pub enum JwtError {
 pub(crate) struct IdTokenClaims {
     pub(crate) iss: String,
     pub(crate) sub: String,
-    pub(crate) aud: String,
+    /// `None` only when a test makes the provider leave it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) aud: Option<String>,
     pub(crate) email: String,
-    pub(crate) email_verified: bool,
+    /// As the provider's [`crate::IdentityClaims`] says (absent, a boolean or a string).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) email_verified: Option<serde_json::Value>,
+    /// Microsoft's tenant id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tid: Option<String>,
     pub(crate) iat: u64,
     pub(crate) exp: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,9 +105,10 @@ mod tests {
         IdTokenClaims {
             iss: "http://127.0.0.1:1".into(),
             sub: "123".into(),
-            aud: "client".into(),
+            aud: Some("client".into()),
             email: "a@example.com".into(),
-            email_verified: true,
+            email_verified: Some(serde_json::Value::Bool(true)),
+            tid: None,
             iat: 1,
             exp: 3601,
             nonce: None,

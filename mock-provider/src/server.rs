@@ -154,6 +154,21 @@ impl MockProvider {
         self.shared.store().lies.expires_in = seconds;
     }
 
+    /// How id_tokens and `/userinfo` say who signed in, from now on.
+    pub fn set_identity_claims(&self, identity: crate::IdentityClaims) {
+        self.shared.store().identity = identity;
+    }
+
+    /// id_tokens from now on leave out `aud` (`true`) or carry it (`false`).
+    pub fn set_omit_id_token_audience(&self, omit: bool) {
+        self.shared.store().lies.omit_audience = omit;
+    }
+
+    /// id_tokens from now on claim this issuer (`None`: the provider's own).
+    pub fn set_id_token_issuer(&self, issuer: Option<String>) {
+        self.shared.store().lies.issuer = issuer;
+    }
+
     /// Token answers from now on carry an extra field of `bytes` bytes (0: none).
     pub fn set_response_padding(&self, bytes: usize) {
         self.shared.store().lies.padding = bytes;

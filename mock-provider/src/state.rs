@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use url::Url;
 
-use crate::config::{Consent, MockConfig};
+use crate::config::{Consent, IdentityClaims, MockConfig};
 use crate::counters::Counters;
 use crate::error::{ErrorCode, OAuthError};
 use crate::faults::FaultQueues;
@@ -143,6 +143,23 @@ pub(crate) struct Lies {
     pub(crate) expires_in: Option<u64>,
     /// Pad the JSON answer with a field of this many bytes.
     pub(crate) padding: usize,
+    /// id_tokens without an `aud` claim.
+    pub(crate) omit_audience: bool,
+    /// id_tokens with this `iss` instead of the provider's own.
+    pub(crate) issuer: Option<String>,
+}
+
+/// The Graph resource prefix Microsoft leaves out of the scopes it grants.
+pub(crate) const GRAPH: &str = "https://graph.microsoft.com/";
+
+/// What the provider says about `email` being verified, per its dialect.
+pub(crate) fn email_verified_claim(identity: &IdentityClaims) -> Option<serde_json::Value> {
+    match identity {
+        IdentityClaims::Verified => Some(serde_json::Value::Bool(true)),
+        IdentityClaims::Unverified => Some(serde_json::Value::Bool(false)),
+        IdentityClaims::VerifiedAsString => Some(serde_json::Value::String("true".into())),
+        IdentityClaims::Omitted | IdentityClaims::Microsoft { .. } => None,
+    }
 }
 
 /// All mutable state of one provider.
@@ -156,6 +173,8 @@ pub(crate) struct Store {
     pub(crate) granted_scopes: Option<Vec<String>>,
     /// What a lying provider adds to its token answers.
     pub(crate) lies: Lies,
+    /// How id_tokens and userinfo say who signed in.
+    pub(crate) identity: IdentityClaims,
     pub(crate) faults: FaultQueues,
     pub(crate) counters: Counters,
     pub(crate) last_authorize_query: Option<Vec<(String, String)>>,
@@ -177,6 +196,7 @@ impl Store {
             consent: Consent::default(),
             granted_scopes: None,
             lies: Lies::default(),
+            identity: IdentityClaims::default(),
             faults: FaultQueues::default(),
             counters: Counters::default(),
             last_authorize_query: None,
@@ -271,12 +291,22 @@ impl Store {
         let ttl = self.config.access_token_ttl;
         let access_token = self.mint_access_token(grant, scopes.clone(), ttl, now);
         let refresh_token = self.config.issue_refresh_tokens.then(|| self.mint_refresh_token(grant));
+        let tid = match &self.identity {
+            IdentityClaims::Microsoft { tenant } => Some(tenant.clone()),
+            _ => None,
+        };
+        let iss = match (&self.lies.issuer, &tid) {
+            (Some(lie), _) => lie.clone(),
+            (None, Some(tid)) => format!("{}/{tid}/v2.0", self.issuer),
+            (None, None) => self.issuer.clone(),
+        };
         let id_token = self.config.issue_id_token.then(|| IdTokenClaims {
-            iss: self.issuer.clone(),
+            iss,
             sub: subject_for(&email),
-            aud: self.config.client_id.clone(),
+            aud: (!self.lies.omit_audience).then(|| self.config.client_id.clone()),
             email,
-            email_verified: true,
+            email_verified: email_verified_claim(&self.identity),
+            tid,
             iat: unix_secs(now),
             exp: unix_secs(now + ID_TOKEN_TTL),
             nonce,

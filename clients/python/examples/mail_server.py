@@ -6,7 +6,16 @@ callback route. Run it against a gateway (and the mock provider) with:
     AUTH_GATEWAY_URL=http://127.0.0.1:8000 AUTH_GATEWAY_API_KEY=... \
     MAIL_API_URL=http://127.0.0.1:9000/api/me python examples/mail_server.py
 
-and point an MCP client at http://127.0.0.1:8001/mcp.
+and point an MCP client at http://127.0.0.1:8001/mcp, sending the header
+``X-User-Email: <the user's address>``.
+
+Who the user is comes from that header, never from a tool argument the model writes.
+The server trusts it because it is meant to sit behind an authenticating proxy that
+sets the header (replacing any copy the client sent) and because it listens on
+127.0.0.1 only, so nothing but that proxy reaches it. A request without the header is
+refused. ``MCP_TRUSTED_EMAIL_HEADER`` names another header (``X-Forwarded-Email`` for
+oauth2-proxy, for example). A server run with MCP authorization would use the email
+claim of its access token instead.
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from mcp_auth_client import AuthClient, require_auth
 
 PROVIDER = os.environ.get("MAIL_PROVIDER", "mock")
 MAIL_API_URL = os.environ.get("MAIL_API_URL", "http://127.0.0.1:9000/api/me")
+#: The header the proxy in front of this server sets to the signed-in user's email.
+EMAIL_HEADER = os.environ.get("MCP_TRUSTED_EMAIL_HEADER", "X-User-Email")
 
 auth = AuthClient(os.environ["AUTH_GATEWAY_URL"], os.environ["AUTH_GATEWAY_API_KEY"])
 mcp = MCPServer("mail")
@@ -38,16 +49,16 @@ async def _mailbox(access_token: str) -> dict[str, Any]:
 
 
 @mcp.tool()
-@require_auth(auth, provider=PROVIDER, scopes=["mail.read"])
-async def list_messages(user_email: str, *, access_token: str) -> dict[str, Any]:
+@require_auth(auth, provider=PROVIDER, scopes=["mail.read"], trusted_email_header=EMAIL_HEADER)
+async def list_messages(*, access_token: str) -> dict[str, Any]:
     """List the messages in the user's mailbox."""
     mailbox = await _mailbox(access_token)
     return {"owner": mailbox["email"], "messages": mailbox["messages"]}
 
 
 @mcp.tool()
-@require_auth(auth, provider=PROVIDER, scopes=["mail.send"])
-async def send_email(user_email: str, to: str, subject: str, *, access_token: str) -> dict[str, Any]:
+@require_auth(auth, provider=PROVIDER, scopes=["mail.send"], trusted_email_header=EMAIL_HEADER)
+async def send_email(to: str, subject: str, *, access_token: str) -> dict[str, Any]:
     """Send an email from the user's mailbox."""
     mailbox = await _mailbox(access_token)
     # The mock provider has no send endpoint: show what the API says the token may do.

@@ -1,5 +1,6 @@
-"""MCP-side helpers for the tests: a real ``mcp.Client`` over HTTP, a "browser" that
-completes the consent at the mock provider, and an in-process server runner."""
+"""MCP-side helpers for the tests: a real ``mcp.Client`` over HTTP, a user who answers URL
+elicitations (opening the link with :mod:`tests.browser`), and an in-process server
+runner."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpx
 import httpx2
 import mcp_types as types
 import uvicorn
@@ -19,9 +19,19 @@ from mcp.client.session import ClientRequestContext, ElicitationFnT, IncomingMes
 from mcp.client.streamable_http import streamable_http_client
 from starlette.applications import Starlette
 
+from tests.browser import open_in_browser
 from tests.stack import free_port
 
 LINK = re.compile(r"https?://[^\s]+/connect/[^\s]+")
+
+
+#: The header a trusted proxy sets to the user's email (what examples/mail_server.py reads).
+EMAIL_HEADER = "X-User-Email"
+
+
+def as_user(email: str) -> dict[str, str]:
+    """Request headers of a user whom the proxy in front of the MCP server signed in."""
+    return {EMAIL_HEADER: email}
 
 
 def link_in(text: str) -> str:
@@ -34,16 +44,6 @@ def link_in(text: str) -> str:
 def text_of(result: types.CallToolResult) -> str:
     """All text content of a tool result."""
     return "\n".join(block.text for block in result.content if isinstance(block, types.TextContent))
-
-
-async def open_in_browser(url: str) -> httpx.Response:
-    """Do what the user's browser does with the link: follow the redirects through the
-    provider's consent (automatic at the mock) back to the gateway's callback page."""
-    async with httpx.AsyncClient(follow_redirects=True, timeout=30.0) as browser:
-        response = await browser.get(url)
-    assert response.status_code == 200, f"consent flow ended with HTTP {response.status_code}: {response.text[:500]}"
-    assert "/auth/callback/" in str(response.url), f"did not land on the gateway callback: {response.url}"
-    return response
 
 
 @dataclass

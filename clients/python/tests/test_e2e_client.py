@@ -43,10 +43,11 @@ from mcp_auth_client import (
     UnexpectedResponse,
     UnknownProvider,
     UnsupportedMediaType,
+    UntrustedAuthUrl,
 )
 from mcp_auth_client.exceptions import AuthGatewayError, error_from_response
-from tests.mcp_helpers import open_in_browser
-from tests.stack import Gateway, MockProvider, Processes
+from tests.browser import open_in_browser, visit
+from tests.stack import Gateway, MockProvider, Processes, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.e2e]
 
@@ -146,8 +147,7 @@ async def test_failed_consent_fails_the_session(
 ) -> None:
     mock.admin("POST", "consent", consent)
     session = await auth.init_oauth("mock", user)
-    async with httpx.AsyncClient(follow_redirects=True, timeout=30.0) as browser:
-        page = await browser.get(session.auth_url)
+    page = await visit(session.auth_url)
     assert "/auth/callback/" in str(page.url)
     with pytest.raises(AuthSessionFailed) as failed:
         await auth.wait_for_completion(session.session_id, timeout=10)
@@ -155,6 +155,30 @@ async def test_failed_consent_fails_the_session(
     assert failed.value.session_id == session.session_id
     with pytest.raises(NotAuthenticated):
         await auth.get_token("mock", user)
+
+
+async def test_a_link_outside_the_gateways_origin_is_not_handed_out(
+    processes: Processes, mock: MockProvider, user: str
+) -> None:
+    # The gateway's PUBLIC_BASE_URL says localhost while the client reaches it as
+    # 127.0.0.1: to a browser, two origins, as a proxy's address and the gateway's are.
+    port = free_port()
+    public = f"http://localhost:{port}"
+    gateway = processes.gateway(mock, PORT=str(port), PUBLIC_BASE_URL=public)
+    async with AuthClient(gateway.url, gateway.api_key) as auth:
+        with pytest.raises(UntrustedAuthUrl) as refused:
+            await auth.init_oauth("mock", user)
+    assert refused.value.origin == public
+    assert refused.value.trusted_origins == (gateway.url,)
+    assert "/connect/" not in str(refused.value)
+
+    # Told about the public address, the client accepts the gateway's links there.
+    async with AuthClient(gateway.url, gateway.api_key, public_url=public) as behind_proxy:
+        assert behind_proxy.trusted_link_origins == (gateway.url, public)
+        session = await behind_proxy.init_oauth("mock", user)
+        assert session.auth_url.startswith(f"{public}/connect/")
+        await open_in_browser(session.auth_url)
+        assert (await behind_proxy.wait_for_completion(session.session_id, timeout=10)).is_completed
 
 
 async def test_scope_insufficient_names_the_missing_scopes(auth: AuthClient, mock: MockProvider, user: str) -> None:
@@ -409,8 +433,7 @@ def test_sync_client_round_trip(gateway: Gateway, user: str) -> None:
         assert client.is_authenticated("mock", user) is False
         session = client.init_oauth("mock", user, ["mail.read"])
         assert client.get_status(session.session_id).is_pending
-        with httpx.Client(follow_redirects=True, timeout=30) as browser:
-            assert browser.get(session.auth_url).status_code == 200
+        anyio.run(open_in_browser, session.auth_url)
         status = client.wait_for_completion(session.session_id, 10)
         assert status.is_completed and status.user_email == user
         assert client.get_token("mock", user).startswith("mock_at_")

@@ -68,6 +68,15 @@ pub struct AddArgs {
     /// The redirect URI registered at the provider (default: <PUBLIC_BASE_URL>/auth/callback/<id>).
     #[arg(long)]
     redirect_uri: Option<Url>,
+    /// The `iss` the provider's id_tokens carry (checked when given).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// Count an email the provider reports without `email_verified` as
+    /// verified. Only for a provider that verifies every address: otherwise
+    /// anyone who can register an unverified address there can obtain that
+    /// address's tokens.
+    #[arg(long)]
+    trust_unverified_email: bool,
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {
@@ -143,6 +152,9 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
                 login_hint: !args.no_login_hint,
                 redirect_uri: args.redirect_uri,
                 source: ProviderSource::Database,
+                issuers: args.issuer.into_iter().collect(),
+                trust_unverified_email: args.trust_unverified_email,
+                tenant_rule: None,
             };
             store.upsert_provider(&provider, &keyring, clock.now()).await?;
             // Running replicas reload at once on PostgreSQL, within seconds on SQLite.

@@ -13,12 +13,20 @@
 //! `<ID>_AUTH_PARAMS` (`a=1&b=2`), `<ID>_PKCE` (`true`/`false`),
 //! `<ID>_CLIENT_AUTH` (`client_secret_basic`/`client_secret_post`),
 //! `<ID>_IDENTITY_CHECK` (`required`/`optional`/`off`), `<ID>_LOGIN_HINT`,
-//! `<ID>_REDIRECT_URI`, where `<ID>` is the id upper-cased with `-` as `_`.
+//! `<ID>_REDIRECT_URI`, `<ID>_ISSUER` (the id_token `iss`, comma-separated
+//! alternatives) and `<ID>_TRUST_UNVERIFIED_EMAIL`, where `<ID>` is the id
+//! upper-cased with `-` as `_`.
+//!
+//! Microsoft also reads `MICROSOFT_TENANT` (a tenant id, `consumers`, or
+//! `common`/`organizations`) and `MICROSOFT_ALLOWED_TENANTS` (tenant ids): a
+//! multi-tenant app with a `required` identity check needs the latter.
 
 use url::Url;
 
 use super::{ConfigErrors, Environment, Source};
-use crate::oauth::provider::{ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource, endpoints};
+use crate::oauth::provider::{
+    ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource, TenantRule, endpoints,
+};
 
 pub const PROVIDERS_VAR: &str = "AUTH_GATEWAY_PROVIDERS";
 const BUILT_IN: [(&str, ProviderKind); 3] =
@@ -186,6 +194,17 @@ fn parse_one(
         }),
     };
 
+    let issuers = match src.get(&var("ISSUER")) {
+        Some(raw) => raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        None => match kind {
+            ProviderKind::Google => endpoints::GOOGLE_ISSUERS.iter().map(|s| (*s).to_owned()).collect(),
+            ProviderKind::Microsoft => vec![endpoints::MICROSOFT_ISSUER.to_owned()],
+            _ => Vec::new(),
+        },
+    };
+    let trust_unverified_email = flag(src, &var("TRUST_UNVERIFIED_EMAIL"), false, errs);
+    let tenant_rule = (kind == ProviderKind::Microsoft).then(|| tenant_rule(src, &tenant, identity_check, errs));
+
     Some(ProviderConfig {
         id: id.to_owned(),
         kind,
@@ -203,7 +222,53 @@ fn parse_one(
         login_hint,
         redirect_uri,
         source: ProviderSource::Env,
+        issuers,
+        trust_unverified_email,
+        tenant_rule: tenant_rule.flatten(),
     })
+}
+
+/// Which tenants vouch for Microsoft addresses. With `common` or
+/// `organizations` any Entra tenant can sign in, and its admin can give a user
+/// anyone's `email` ("nOAuth"): a `required` identity check then needs the
+/// tenants to trust listed in `MICROSOFT_ALLOWED_TENANTS`.
+fn tenant_rule(src: &Source, tenant: &str, check: IdentityCheck, errs: &mut ConfigErrors) -> Option<TenantRule> {
+    const ALLOWED: &str = "MICROSOFT_ALLOWED_TENANTS";
+    let allowed: Vec<String> = src
+        .get(ALLOWED)
+        .map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()).filter(|t| !t.is_empty()).collect())
+        .unwrap_or_default();
+    for bad in allowed.iter().filter(|t| !is_tenant_id(t)) {
+        errs.push(ALLOWED, format!("lists {bad:?}, which is not a tenant id"), "list tenant ids (GUIDs), comma-separated");
+    }
+    let tenant = tenant.trim().to_ascii_lowercase();
+    if is_tenant_id(&tenant) {
+        return Some(TenantRule::One(tenant));
+    }
+    if tenant == "consumers" {
+        return Some(TenantRule::One(crate::oauth::provider::CONSUMERS_TENANT_ID.to_owned()));
+    }
+    if allowed.is_empty() && check == IdentityCheck::Required {
+        errs.push(
+            "MICROSOFT_TENANT",
+            format!(
+                "is {tenant:?} with a required identity check, so any Entra tenant's admin could sign in as any \
+                 email address"
+            ),
+            format!(
+                "set MICROSOFT_TENANT to your tenant id (a GUID), or list the tenant ids to trust in {ALLOWED}"
+            ),
+        );
+        return None;
+    }
+    Some(TenantRule::AnyOf(allowed))
+}
+
+/// A tenant id: a GUID such as `72f988bf-86f1-41af-91ab-2d7cd011db47`.
+fn is_tenant_id(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Scopes separated by spaces or commas.
@@ -274,15 +339,71 @@ mod tests {
         assert_eq!(google.identity_check, IdentityCheck::Required);
     }
 
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
     #[test]
     fn microsoft_uses_the_configured_tenant() {
+        let (providers, errs) =
+            parse_pairs(&[("MICROSOFT_CLIENT_ID", "c"), ("MICROSOFT_CLIENT_SECRET", "s"), ("MICROSOFT_TENANT", TENANT)]);
+        assert!(errs.is_empty(), "{errs}");
+        assert!(providers[0].auth_url.as_str().contains(&format!("/{TENANT}/oauth2/v2.0/authorize")));
+        assert_eq!(providers[0].offline_scopes(), ["offline_access"]);
+        assert_eq!(providers[0].tenant_rule, Some(TenantRule::One(TENANT.into())));
+        assert_eq!(providers[0].issuers, [endpoints::MICROSOFT_ISSUER]);
+    }
+
+    #[test]
+    fn a_multi_tenant_microsoft_app_needs_the_tenants_it_trusts() {
+        for tenant in [None, Some("common"), Some("organizations"), Some("contoso.onmicrosoft.com")] {
+            let mut pairs = vec![("MICROSOFT_CLIENT_ID", "c"), ("MICROSOFT_CLIENT_SECRET", "s")];
+            pairs.extend(tenant.map(|t| ("MICROSOFT_TENANT", t)));
+            let (_, errs) = parse_pairs(&pairs);
+            assert!(errs.names("MICROSOFT_TENANT"), "{tenant:?}: {errs}");
+            assert!(errs.to_string().contains("MICROSOFT_ALLOWED_TENANTS"), "the fix is named: {errs}");
+            pairs.push(("MICROSOFT_ALLOWED_TENANTS", TENANT));
+            let (providers, errs) = parse_pairs(&pairs);
+            assert!(errs.is_empty(), "{errs}");
+            assert_eq!(providers[0].tenant_rule, Some(TenantRule::AnyOf(vec![TENANT.into()])));
+        }
+        // Without a required check there is nothing to vouch for.
+        let (_, errs) = parse_pairs(&[
+            ("MICROSOFT_CLIENT_ID", "c"),
+            ("MICROSOFT_CLIENT_SECRET", "s"),
+            ("MICROSOFT_IDENTITY_CHECK", "off"),
+        ]);
+        assert!(errs.is_empty(), "{errs}");
         let (providers, _) = parse_pairs(&[
             ("MICROSOFT_CLIENT_ID", "c"),
             ("MICROSOFT_CLIENT_SECRET", "s"),
-            ("MICROSOFT_TENANT", "contoso"),
+            ("MICROSOFT_TENANT", "consumers"),
         ]);
-        assert!(providers[0].auth_url.as_str().contains("/contoso/oauth2/v2.0/authorize"));
-        assert_eq!(providers[0].offline_scopes(), ["offline_access"]);
+        assert_eq!(providers[0].tenant_rule, Some(TenantRule::One(crate::oauth::provider::CONSUMERS_TENANT_ID.into())));
+        let (_, errs) = parse_pairs(&[
+            ("MICROSOFT_CLIENT_ID", "c"),
+            ("MICROSOFT_CLIENT_SECRET", "s"),
+            ("MICROSOFT_ALLOWED_TENANTS", "contoso"),
+        ]);
+        assert!(errs.names("MICROSOFT_ALLOWED_TENANTS"), "{errs}");
+    }
+
+    #[test]
+    fn trusting_unverified_emails_and_issuers_are_per_provider_settings() {
+        let (providers, errs) = parse_pairs(&[
+            ("GOOGLE_CLIENT_ID", "c"),
+            ("GOOGLE_CLIENT_SECRET", "s"),
+            ("AUTH_GATEWAY_PROVIDERS", "acme"),
+            ("ACME_CLIENT_ID", "c"),
+            ("ACME_CLIENT_SECRET", "s"),
+            ("ACME_AUTH_URL", "https://idp.acme.test/authorize"),
+            ("ACME_TOKEN_URL", "https://idp.acme.test/token"),
+            ("ACME_ISSUER", "https://idp.acme.test"),
+            ("ACME_TRUST_UNVERIFIED_EMAIL", "true"),
+        ]);
+        assert!(errs.is_empty(), "{errs}");
+        assert_eq!(providers[0].issuers, endpoints::GOOGLE_ISSUERS);
+        assert!(!providers[0].trust_unverified_email, "never by default");
+        assert_eq!(providers[1].issuers, ["https://idp.acme.test"]);
+        assert!(providers[1].trust_unverified_email);
     }
 
     #[test]

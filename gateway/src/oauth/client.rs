@@ -474,14 +474,14 @@ impl OAuthClient {
         }
     }
 
-    /// The email the provider's userinfo endpoint reports for `access_token`.
-    /// `Ok(None)` when the provider does not say.
+    /// What the provider's userinfo endpoint says about the owner of
+    /// `access_token` (its JSON object). `Ok(None)` when it has no such endpoint.
     #[tracing::instrument(name = "provider_call", skip_all, fields(provider = %provider.id, operation = "userinfo"))]
-    pub async fn userinfo_email(
+    pub async fn userinfo(
         &self,
         provider: &ProviderConfig,
         access_token: &SecretString,
-    ) -> Result<Option<String>, UpstreamError> {
+    ) -> Result<Option<serde_json::Value>, UpstreamError> {
         let Some(url) = &provider.userinfo_url else {
             return Ok(None);
         };
@@ -495,10 +495,10 @@ impl OAuthClient {
             return Err(UpstreamError::InvalidResponse);
         }
         let body = json_capped(response).await?;
-        if body.get("email_verified").and_then(serde_json::Value::as_bool) == Some(false) {
-            return Ok(None);
+        if !body.is_object() {
+            return Err(UpstreamError::InvalidResponse);
         }
-        Ok(body.get("email").and_then(|e| e.as_str()).map(str::to_owned))
+        Ok(Some(body))
     }
 }
 

@@ -8,5 +8,5 @@ pub mod provider;
 pub mod registry;
 
 pub use client::{OAuthClient, TokenSet, UpstreamError};
-pub use provider::{ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource};
+pub use provider::{ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource, TenantRule};
 pub use registry::Providers;

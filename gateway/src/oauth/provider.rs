@@ -130,6 +130,52 @@ pub struct ProviderConfig {
     /// `<PUBLIC_BASE_URL>/auth/callback/<id>`.
     pub redirect_uri: Option<Url>,
     pub source: ProviderSource,
+    /// The `iss` values an id_token may carry (empty: not checked). A
+    /// `{tenantid}` in one is replaced by the token's `tid` (Microsoft).
+    pub issuers: Vec<String>,
+    /// The operator vouches that this provider verifies every address it
+    /// reports, so a missing `email_verified` counts as verified (an explicit
+    /// opt-in: `<ID>_TRUST_UNVERIFIED_EMAIL`, `--trust-unverified-email`).
+    pub trust_unverified_email: bool,
+    /// Microsoft: which tenants vouch for their users' addresses.
+    pub tenant_rule: Option<TenantRule>,
+}
+
+/// Which Entra tenants vouch for a Microsoft account's email address: the
+/// id_token's `tid` must be one of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantRule {
+    /// `MICROSOFT_TENANT` is a tenant id (or `consumers`).
+    One(String),
+    /// `MICROSOFT_TENANT` is `common` or `organizations`: `MICROSOFT_ALLOWED_TENANTS`.
+    AnyOf(Vec<String>),
+}
+
+/// The tenant id of personal Microsoft accounts (`consumers`).
+pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+/// The Graph resource prefix Microsoft leaves out of the scopes it grants.
+const GRAPH: &str = "https://graph.microsoft.com/";
+
+/// Whether the granted scope `granted` is the required `required`. Exact,
+/// except for Microsoft Graph, which grants `Mail.Read` for the
+/// `https://graph.microsoft.com/Mail.Read` that was asked (and compares
+/// case-insensitively).
+pub fn scope_satisfies(granted: &str, required: &str) -> bool {
+    if granted == required {
+        return true;
+    }
+    let strip = |s: &str| {
+        s.get(..GRAPH.len())
+            .filter(|prefix| prefix.eq_ignore_ascii_case(GRAPH))
+            .map(|_| s[GRAPH.len()..].to_owned())
+    };
+    match (strip(granted), strip(required)) {
+        (None, None) => false,
+        (g, r) => {
+            g.as_deref().unwrap_or(granted).eq_ignore_ascii_case(r.as_deref().unwrap_or(required))
+        }
+    }
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -141,6 +187,9 @@ impl fmt::Debug for ProviderConfig {
             .field("auth_url", &self.auth_url.as_str())
             .field("token_url", &self.token_url.as_str())
             .field("source", &self.source)
+            .field("issuers", &self.issuers)
+            .field("trust_unverified_email", &self.trust_unverified_email)
+            .field("tenant_rule", &self.tenant_rule)
             .finish_non_exhaustive()
     }
 }
@@ -197,6 +246,33 @@ pub fn requested_scopes(provider: &ProviderConfig, caller: Option<&[String]>) ->
     scopes
 }
 
+/// A provider for unit tests: client id `cid`, endpoints on example.com.
+#[cfg(test)]
+pub fn test_provider(kind: ProviderKind) -> ProviderConfig {
+    let url = |p: &str| Url::parse(&format!("https://idp.example.com/{p}")).unwrap_or_else(|_| unreachable!());
+    ProviderConfig {
+        id: kind.as_str().to_owned(),
+        kind,
+        client_id: "cid".to_owned(),
+        client_secret: SecretString::from("secret".to_owned()),
+        auth_url: url("authorize"),
+        token_url: url("token"),
+        revocation_url: None,
+        userinfo_url: None,
+        default_scopes: Vec::new(),
+        auth_params: Vec::new(),
+        pkce: true,
+        client_auth: ClientAuth::Basic,
+        identity_check: IdentityCheck::Required,
+        login_hint: true,
+        redirect_uri: None,
+        source: ProviderSource::Env,
+        issuers: Vec::new(),
+        trust_unverified_email: false,
+        tenant_rule: None,
+    }
+}
+
 /// Well-known endpoints of the built-in providers.
 pub mod endpoints {
     pub const GOOGLE_AUTH: &str = "https://accounts.google.com/o/oauth2/v2/auth";
@@ -205,7 +281,26 @@ pub mod endpoints {
     pub const GOOGLE_USERINFO: &str = "https://openidconnect.googleapis.com/v1/userinfo";
     pub const MICROSOFT_BASE: &str = "https://login.microsoftonline.com";
     pub const MICROSOFT_USERINFO: &str = "https://graph.microsoft.com/oidc/userinfo";
+    pub const MICROSOFT_ISSUER: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
     pub const META_AUTH: &str = "https://www.facebook.com/v19.0/dialog/oauth";
     pub const META_TOKEN: &str = "https://graph.facebook.com/v19.0/oauth/access_token";
     pub const META_USERINFO: &str = "https://graph.facebook.com/v19.0/me?fields=email";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graph_scopes_match_their_short_names() {
+        assert!(scope_satisfies("Mail.Read", "https://graph.microsoft.com/Mail.Read"));
+        assert!(scope_satisfies("mail.read", "https://graph.microsoft.com/Mail.Read"));
+        assert!(scope_satisfies("https://graph.microsoft.com/Mail.Read", "Mail.Read"));
+        assert!(!scope_satisfies("Mail.Send", "https://graph.microsoft.com/Mail.Read"));
+        // Everything else is exact (RFC 6749 §3.3: scopes are case-sensitive).
+        assert!(scope_satisfies("mail.read", "mail.read"));
+        assert!(!scope_satisfies("Mail.Read", "mail.read"));
+        assert!(!scope_satisfies("https://www.googleapis.com/auth/gmail.readonly", "gmail.readonly"));
+    }
 }

@@ -75,6 +75,8 @@ impl Store {
             // A new configuration has not been refused yet.
             failing_since: Set(None),
             failure_category: Set(None),
+            issuer: Set((!p.issuers.is_empty()).then(|| p.issuers.join(","))),
+            trust_unverified_email: Set(p.trust_unverified_email),
         };
         providers::Entity::insert(model)
             .on_conflict(
@@ -99,6 +101,8 @@ impl Store {
                         P::Source,
                         P::FailingSince,
                         P::FailureCategory,
+                        P::Issuer,
+                        P::TrustUnverifiedEmail,
                     ])
                     .to_owned(),
             )
@@ -254,6 +258,14 @@ fn provider_from_row(row: providers::Model, keyring: &Keyring) -> Result<Provide
         identity_check: IdentityCheck::parse(&row.identity_check).unwrap_or(IdentityCheck::Optional),
         login_hint: row.login_hint,
         source: ProviderSource::Database,
+        issuers: row
+            .issuer
+            .as_deref()
+            .map(|i| i.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default(),
+        trust_unverified_email: row.trust_unverified_email,
+        // Microsoft is configured by environment variables only.
+        tenant_rule: None,
         id: row.id,
     })
 }

@@ -176,6 +176,8 @@ pub fn provider_vars(mock: &MockProvider) -> Vec<(String, String)> {
             (format!("{prefix}_REVOCATION_URL"), mock.revoke_url()),
             (format!("{prefix}_USERINFO_URL"), mock.userinfo_url()),
             (format!("{prefix}_SCOPES"), "openid email mail.read".to_owned()),
+            // The id_tokens' issuer is the mock's base URL (Google's default is accounts.google.com).
+            (format!("{prefix}_ISSUER"), mock.base_url()),
         ]);
     }
     vars.push(("AUTH_GATEWAY_PROVIDERS".into(), "mock".into()));

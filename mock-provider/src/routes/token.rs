@@ -97,6 +97,15 @@ fn grant(shared: &Shared, request: &TokenRequest<'_>, now: SystemTime) -> Result
             }
             None => return Err(OAuthError::invalid_request("missing grant_type")),
         };
+        let mut issued = issued;
+        if matches!(store.identity, crate::IdentityClaims::Microsoft { .. }) {
+            // Entra answers granted Graph scopes by their short names.
+            for scope in &mut issued.scopes {
+                if let Some(short) = scope.strip_prefix(crate::state::GRAPH) {
+                    *scope = short.to_owned();
+                }
+            }
+        }
         (issued, store.config.client_secret.clone(), store.lies.clone())
     };
     // Signing happens outside the lock; it needs nothing from the store.

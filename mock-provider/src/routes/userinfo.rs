@@ -11,7 +11,7 @@ use super::bearer::authorize_bearer;
 use super::fault_gate;
 use crate::faults::Endpoint;
 use crate::listener::ConnInfo;
-use crate::state::Shared;
+use crate::state::{Shared, email_verified_claim};
 use crate::tokens::subject_for;
 
 pub(super) async fn userinfo(
@@ -22,14 +22,19 @@ pub(super) async fn userinfo(
     if let Some(response) = fault_gate(&shared, Endpoint::Userinfo, &conn).await {
         return response;
     }
-    shared.store().counters.userinfo_calls += 1;
+    let verified = {
+        let mut store = shared.store();
+        store.counters.userinfo_calls += 1;
+        email_verified_claim(&store.identity)
+    };
     match authorize_bearer(&shared, &headers) {
-        Ok(owner) => Json(serde_json::json!({
-            "sub": subject_for(&owner.email),
-            "email": owner.email,
-            "email_verified": true,
-        }))
-        .into_response(),
+        Ok(owner) => {
+            let mut body = serde_json::json!({ "sub": subject_for(&owner.email), "email": owner.email });
+            if let Some(verified) = verified {
+                body["email_verified"] = verified;
+            }
+            Json(body).into_response()
+        }
         Err(error) => error.into_response(),
     }
 }

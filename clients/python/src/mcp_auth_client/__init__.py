@@ -22,6 +22,7 @@ from mcp_auth_client.exceptions import (
     GatewayAuthError,
     GatewayConnectionError,
     GatewayTimeout,
+    InsecureGatewayUrlWarning,
     InternalError,
     InvalidEmail,
     InvalidRequest,
@@ -41,6 +42,7 @@ from mcp_auth_client.exceptions import (
     UnexpectedResponse,
     UnknownProvider,
     UnsupportedMediaType,
+    UntrustedAuthUrl,
 )
 from mcp_auth_client.models import AuthSession, ProviderGrant, RevokeResult, SessionStatus, TokenInfo
 from mcp_auth_client.sync import SyncAuthClient
@@ -64,6 +66,7 @@ __all__ = [
     "GatewayConnectionError",
     "GatewayTimeout",
     "IdentityError",
+    "InsecureGatewayUrlWarning",
     "InternalError",
     "InvalidEmail",
     "InvalidRequest",
@@ -88,6 +91,7 @@ __all__ = [
     "UnexpectedResponse",
     "UnknownProvider",
     "UnsupportedMediaType",
+    "UntrustedAuthUrl",
     "__version__",
     "require_auth",
 ]

@@ -3,13 +3,16 @@
 Talks to the gateway's HTTP API with one pooled ``httpx.AsyncClient`` (connections are
 reused across calls), sends the API key as ``X-API-Key``, applies a timeout to every
 request, and turns every error answer into the exception its ``error`` code maps to
-(:mod:`mcp_auth_client.exceptions`). This module does not depend on the MCP SDK.
+(:mod:`mcp_auth_client.exceptions`). It warns about a plain-http gateway URL to another
+machine and refuses sign-in links outside the gateway's origin (:mod:`mcp_auth_client.links`).
+This module does not depend on the MCP SDK.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -24,9 +27,12 @@ from mcp_auth_client.exceptions import (
     AuthSessionFailed,
     GatewayConnectionError,
     GatewayTimeout,
+    InsecureGatewayUrlWarning,
     UnexpectedResponse,
+    UntrustedAuthUrl,
     error_from_response,
 )
+from mcp_auth_client.links import link_origin, origin_of, plain_http_to_remote_host
 from mcp_auth_client.models import AuthSession, ProviderGrant, RevokeResult, SessionStatus, TokenInfo
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_STATUS_WAIT", "AuthClient"]
@@ -57,6 +63,16 @@ class AuthClient:
             in tests) for the client's own connection pool.
         http_client: Bring your own ``httpx.AsyncClient`` (its base URL is ignored; the
             caller keeps ownership and closes it).
+        public_url: The gateway's public address (its ``PUBLIC_BASE_URL``) when it differs
+            from ``gateway_url``, e.g. a gateway reached internally but linked to users
+            through a proxy. Sign-in links (``auth_url``) must be on the origin of
+            ``gateway_url`` or of ``public_url``; any other link raises
+            :class:`~mcp_auth_client.exceptions.UntrustedAuthUrl` instead of reaching a user.
+
+    A ``gateway_url`` with plain ``http`` to a host other than 127.0.0.0/8, ``::1`` or
+    ``localhost`` works, but warns with
+    :class:`~mcp_auth_client.exceptions.InsecureGatewayUrlWarning`: the API key and the
+    users' tokens would cross the network unencrypted.
 
     The client is safe to share between concurrent tasks of one event loop. Close it
     with ``await client.aclose()`` or use it as an async context manager.
@@ -72,17 +88,37 @@ class AuthClient:
         max_connections: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
+        public_url: str | None = None,
     ) -> None:
         if not isinstance(gateway_url, str) or not gateway_url:
             raise ValueError("gateway_url must be a non-empty URL")
         parts = urlsplit(gateway_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        gateway_origin = origin_of(gateway_url)
+        if parts.scheme not in ("http", "https") or gateway_origin is None:
             raise ValueError("gateway_url must be an absolute http(s) URL")
+        origins = [gateway_origin]
+        if public_url is not None:
+            public_origin = origin_of(public_url) if isinstance(public_url, str) else None
+            if public_origin is None:
+                raise ValueError("public_url must be an absolute http(s) URL")
+            if public_origin not in origins:
+                origins.append(public_origin)
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
         if not timeout > 0:
             raise ValueError("timeout must be positive")
+        remote_host = plain_http_to_remote_host(gateway_url)
+        if remote_host is not None:
+            # A warning, not an error: a private network or a service mesh that encrypts
+            # on its own may be deliberate, but it should be a visible decision.
+            warnings.warn(
+                f"AuthClient: gateway_url uses plain http to {remote_host}, which is not a loopback "
+                "address; the API key and users' access tokens cross the network unencrypted. Use https.",
+                InsecureGatewayUrlWarning,
+                stacklevel=2,
+            )
         self._base_url = gateway_url.rstrip("/")
+        self._link_origins = tuple(origins)
         self._api_key = api_key
         self._timeout = float(timeout)
         self._connect_timeout = float(connect_timeout) if connect_timeout is not None else self._timeout
@@ -100,6 +136,12 @@ class AuthClient:
     def gateway_url(self) -> str:
         """The gateway base URL (without a trailing slash)."""
         return self._base_url
+
+    @property
+    def trusted_link_origins(self) -> tuple[str, ...]:
+        """The origins (``scheme://host:port``) a sign-in link may have: the gateway's,
+        and ``public_url``'s when given."""
+        return self._link_origins
 
     @property
     def timeout(self) -> float:
@@ -176,6 +218,10 @@ class AuthClient:
             user_email: The user who must sign in (the provider is told to expect them).
             scopes: Scopes to request; the provider's defaults when omitted.
             redirect_after: Where the success page sends the browser afterwards.
+
+        Raises:
+            UntrustedAuthUrl: The gateway's link is not on its own origin (nor on
+                ``public_url``'s); it must not be shown to the user.
         """
         payload: dict[str, Any] = {"provider": provider, "user_email": user_email}
         if scopes:
@@ -183,7 +229,14 @@ class AuthClient:
         if redirect_after is not None:
             payload["redirect_after"] = redirect_after
         body = await self._request("POST", "/auth/init", json=payload)
-        return AuthSession.from_json(body)
+        session = AuthSession.from_json(body)
+        # Checked here, where every link enters the package, so that no caller (the
+        # decorator's elicitation, its tool error, a script printing it) can show one
+        # that leads somewhere else.
+        origin = link_origin(session.auth_url)
+        if origin not in self._link_origins:
+            raise UntrustedAuthUrl(origin=origin, trusted_origins=self._link_origins)
+        return session
 
     async def get_status(self, session_id: str, wait: float | None = None) -> SessionStatus:
         """Return an OAuth session's state.

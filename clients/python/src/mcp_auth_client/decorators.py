@@ -5,15 +5,16 @@ mcp = MCPServer("mail")
 auth = AuthClient(os.environ["AUTH_GATEWAY_URL"], os.environ["AUTH_GATEWAY_API_KEY"])
 
 @mcp.tool()
-@require_auth(auth, provider="google", scopes=["https://mail.google.com/"])
-async def list_messages(user_email: str, *, access_token: str) -> list[dict[str, Any]]:
+@require_auth(auth, provider="google", scopes=["https://mail.google.com/"], trusted_email_header="X-User-Email")
+async def list_messages(*, access_token: str) -> list[dict[str, Any]]:
     ...  # call the provider's API with access_token
 ```
 
 The tool declares a keyword-only ``access_token`` parameter. The decorator removes it
 from the signature the SDK derives the input schema from (so the model never sees it),
-finds the user's email (:mod:`mcp_auth_client.identity`), asks the gateway for a token
-and calls the tool with it. When the user must sign in first, it starts (or reuses) a
+finds the user's email from a source the model cannot write (MCP authorization or a
+trusted header, :mod:`mcp_auth_client.identity`), asks the gateway for a token and
+calls the tool with it. When the user must sign in first, it starts (or reuses) a
 gateway OAuth session and tells the user through the best channel the MCP client
 supports:
 
@@ -64,6 +65,7 @@ from mcp_auth_client.exceptions import (
     ScopeInsufficient,
     SessionNotFound,
     UnknownProvider,
+    UntrustedAuthUrl,
 )
 from mcp_auth_client.identity import IdentityPolicy, resolve_user_email
 from mcp_auth_client.mcp_errors import AuthRequiredException
@@ -110,6 +112,7 @@ def require_auth(
     scopes: Sequence[str] | None = None,
     *,
     email_argument: str | None = "user_email",
+    allow_email_argument: bool = False,
     email_claim: str = "email",
     trusted_email_header: str | None = None,
     wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
@@ -128,21 +131,38 @@ def require_auth(
         scopes: Scopes the tool needs. Checked on every call (``required_scopes``) and
             requested when the user signs in; ``None`` accepts whatever the user granted
             and signs in with the provider's default scopes.
-        email_argument: Tool argument holding the user's email (``None``: none).
+        email_argument: Tool argument that may hold the user's email (``None``: none).
+            Unless ``allow_email_argument`` is set it never chooses the account; a value
+            that disagrees with the trusted identity is refused.
+        allow_email_argument: Let the model-written ``email_argument`` choose the
+            account when no trusted source exists. Any user, or text injected into the
+            conversation, can then name someone else: for single-user or development
+            setups only.
         email_claim: Claim of the MCP server's own OAuth access token holding the email.
-        trusted_email_header: Header set by a trusted proxy; off unless named.
+        trusted_email_header: Header set by a trusted proxy (e.g. ``"X-User-Email"``);
+            off unless named. Once named, a request without it is refused.
         wait_timeout: Upper bound, in seconds, on waiting for the user to finish signing
             in after they accepted a URL elicitation.
         elicitation: Set to ``False`` to always use the text fallback.
 
+    Without MCP authorization, ``trusted_email_header`` or ``allow_email_argument``, the
+    tool has no way to know its user and answers every call with an error that tells the
+    server's author how to configure one (see :mod:`mcp_auth_client.identity`).
+
     Raises:
-        TypeError: At decoration, when the tool has no keyword-only ``access_token``.
+        TypeError: At decoration, when the tool has no keyword-only ``access_token``, or
+            ``allow_email_argument`` is set but the tool has no ``email_argument`` parameter.
     """
     if not provider:
         raise ValueError("provider must be a non-empty provider id")
     if wait_timeout < 0:
         raise ValueError("wait_timeout must not be negative")
-    policy = IdentityPolicy(email_argument=email_argument, email_claim=email_claim, trusted_header=trusted_email_header)
+    policy = IdentityPolicy(
+        email_argument=email_argument,
+        allow_email_argument=allow_email_argument,
+        email_claim=email_claim,
+        trusted_header=trusted_email_header,
+    )
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         return _wrap(
@@ -184,6 +204,16 @@ def _is_context_annotation(annotation: Any) -> bool:
     return False
 
 
+def _accepts(signature: inspect.Signature, name: str | None) -> bool:
+    """Whether a call can pass ``name`` to the tool as a keyword."""
+    if name is None:
+        return False
+    param = signature.parameters.get(name)
+    if param is not None:
+        return param.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+
+
 def _wrap(fn: Callable[..., Any], policy: IdentityPolicy, flow: _Flow) -> Callable[..., Awaitable[Any]]:
     signature = inspect.signature(fn)
     token_param = signature.parameters.get(ACCESS_TOKEN_PARAMETER)
@@ -191,6 +221,11 @@ def _wrap(fn: Callable[..., Any], policy: IdentityPolicy, flow: _Flow) -> Callab
         raise TypeError(
             f"{getattr(fn, '__qualname__', fn)!r}: @require_auth needs a keyword-only parameter "
             f"'{ACCESS_TOKEN_PARAMETER}' (write `*, {ACCESS_TOKEN_PARAMETER}: str`)"
+        )
+    if policy.allow_email_argument and not _accepts(signature, policy.email_argument):
+        raise TypeError(
+            f"{getattr(fn, '__qualname__', fn)!r}: allow_email_argument=True, but the tool has no "
+            f"{policy.email_argument!r} parameter to read the email from"
         )
     hints = _type_hints(fn)
     wants_info = hints.get(ACCESS_TOKEN_PARAMETER) is TokenInfo
@@ -288,6 +323,15 @@ def _tool_error(exc: AuthGatewayError, flow: _Flow) -> ToolError:
         text = f"The auth gateway has no provider {flow.provider!r}; this is a server configuration problem."
     elif isinstance(exc, RequestError):
         text = f"The auth gateway rejected the request ({exc.code}): {exc.message}"
+    elif isinstance(exc, UntrustedAuthUrl):
+        # The link itself (and its origin, which could be an attacker's) stays out of the
+        # text the model reads; the operator finds the origin in the log.
+        logger.warning("refused a sign-in link outside the gateway's origin: %s", exc.message)
+        text = (
+            "The auth gateway handed out a sign-in link that does not point to the gateway itself, "
+            "so it is not shown. This is a server configuration problem (or a compromised gateway), "
+            "not something the user can fix; tell the server's operator."
+        )
     elif isinstance(exc, GatewayConnectionError):
         text = "The auth gateway cannot be reached right now; try again later."
     else:

@@ -43,6 +43,7 @@ __all__ = [
     "GatewayAuthError",
     "GatewayConnectionError",
     "GatewayTimeout",
+    "InsecureGatewayUrlWarning",
     "InternalError",
     "InvalidEmail",
     "InvalidRequest",
@@ -62,6 +63,7 @@ __all__ = [
     "UnexpectedResponse",
     "UnknownProvider",
     "UnsupportedMediaType",
+    "UntrustedAuthUrl",
     "error_from_response",
 ]
 
@@ -344,6 +346,43 @@ class AuthorizationTimeout(AuthGatewayError):
     def __init__(self, message: str, *, session_id: str) -> None:
         super().__init__(message, code="timeout")
         self.session_id = session_id
+
+
+class UntrustedAuthUrl(AuthGatewayError):
+    """The gateway returned a sign-in link on another origin than the gateway's own.
+
+    The link is not shown to anyone: a user who opens it signs in wherever it leads. A
+    gateway behind a proxy that hands out links on another address is configured with
+    ``AuthClient(..., public_url=...)``.
+
+    Attributes:
+        origin: The link's origin (``scheme://host:port``), or ``None`` when the link is
+            not a plain absolute http(s) URL (see :func:`mcp_auth_client.links.link_origin`).
+            The whole link is kept out of the message: it is a sign-in link for one user.
+        trusted_origins: The origins links may have.
+    """
+
+    def __init__(self, *, origin: str | None, trusted_origins: tuple[str, ...]) -> None:
+        where = f"on {origin}" if origin else "whose origin cannot be read safely"
+        super().__init__(
+            f"The gateway returned a sign-in link {where}, outside the gateway's own origin "
+            f"({', '.join(trusted_origins)}); it is not shown to the user. If the gateway is reached "
+            "through a proxy that serves it on another address, pass that address as public_url.",
+            code="untrusted_auth_url",
+        )
+        self.origin = origin
+        self.trusted_origins = trusted_origins
+
+
+# --- warnings --------------------------------------------------------------------------
+
+
+class InsecureGatewayUrlWarning(UserWarning):
+    """The gateway URL is plain ``http`` to a host that is not loopback.
+
+    The API key and the users' access tokens would cross the network unencrypted. Use
+    ``https`` (plain ``http`` is fine to 127.0.0.0/8, ``::1`` and ``localhost``).
+    """
 
 
 #: Gateway error code -> exception class, one to one.

@@ -1,16 +1,30 @@
-"""Working out which user is calling a tool.
+"""Working out which user is calling a tool, from sources the model cannot write.
 
-In order of precedence:
+The account a tool acts on decides whose mailbox it reads, so it must come from
+something the model (and anyone who can put text in front of it) cannot choose. The
+trusted sources are:
 
-1. The MCP server's own OAuth identity, when the server uses MCP authorization: the
-   email claim of the access token the MCP client presented (``get_access_token()``).
-   It is authoritative: a ``user_email`` argument that disagrees is refused.
-2. The tool's ``user_email`` argument (name configurable).
-3. Only when configured: a header set by a trusted front proxy (e.g. ``X-User-Email``).
-   When both an argument and the header are present they must agree.
+1. **MCP authorization.** When the MCP server runs with it (``MCPServer(auth=...)``),
+   or a request carries a verified access token anyway, the token's email claim
+   (``get_access_token()``) names the user. A request without a token on such a
+   server, a token without the claim, or one whose ``email_verified`` is false is
+   refused.
+2. **A trusted header** (``trusted_header``, e.g. ``X-User-Email``) that an
+   authenticating proxy in front of the server sets, replacing any copy the client
+   sent. Configured but absent is refused; sent twice with different values is refused.
 
-The argument comes from the model, so a server that needs real identity assurance should
-use MCP authorization (1) or a trusted proxy header (3).
+Every configured source must be present and they must all name the same user
+(case-insensitively). A configured source that is missing never falls back to a
+weaker one.
+
+The tool's ``user_email`` argument (``email_argument``) is written by the model. It
+chooses the account only when the server opts in with ``allow_email_argument=True``
+(single-user or development setups) and no trusted source exists. Whenever a trusted
+identity exists, an argument that names someone else is refused, opted in or not: a
+mismatch is what a prompt injection looks like.
+
+With no trusted source and no opt-in, the tool answers with an error telling the
+server's author how to configure identity, never with a sign-in link for a guessed user.
 """
 
 from __future__ import annotations
@@ -23,7 +37,19 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-__all__ = ["IdentityError", "IdentityPolicy", "resolve_user_email"]
+__all__ = ["NO_IDENTITY_SOURCE", "IdentityError", "IdentityPolicy", "choose_user_email", "resolve_user_email"]
+
+#: What a tool answers when nothing tells it who the user is. It reaches the model and
+#: the user, but it is addressed to the server's author: only they can fix it.
+NO_IDENTITY_SOURCE = (
+    "This tool cannot tell which user is calling it: the MCP server has no trusted source of "
+    "the user's identity, and it does not take the user's email from tool arguments, which the "
+    "model writes. This is a server configuration problem that signing in cannot fix; tell the "
+    "server's operator. For the server's author: run the MCP server with MCP authorization (the "
+    "email claim of the user's access token names them), or set trusted_email_header= to a header "
+    "that an authenticating proxy in front of the server sets, or, for single-user and "
+    "development setups only, set allow_email_argument=True on require_auth."
+)
 
 
 class IdentityError(ToolError):
@@ -35,15 +61,27 @@ class IdentityPolicy:
     """Where :func:`resolve_user_email` looks.
 
     Attributes:
-        email_argument: Name of the tool argument holding the email (``None``: never
-            read an argument).
+        email_argument: Name of the tool argument that may hold the user's email
+            (``None``: no such argument). Without ``allow_email_argument`` it is only
+            checked against the trusted identity, never used to choose the account.
+        allow_email_argument: Let the argument choose the account when no trusted
+            source exists. The model writes it, so any user, or any text injected
+            into the conversation, can name another person: for single-user or
+            development setups only.
         email_claim: The access-token claim holding the email.
         trusted_header: Header set by a trusted proxy; ``None`` (default) disables it.
     """
 
     email_argument: str | None = "user_email"
+    allow_email_argument: bool = False
     email_claim: str = "email"
     trusted_header: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.allow_email_argument and not self.email_argument:
+            raise ValueError("allow_email_argument=True needs an email_argument to read")
+        if self.trusted_header is not None and not self.trusted_header.strip():
+            raise ValueError("trusted_header must be a header name (or None)")
 
 
 def _clean(value: object) -> str | None:
@@ -57,14 +95,13 @@ def _same(a: str, b: str) -> bool:
     return a.casefold() == b.casefold()
 
 
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+def _header_values(headers: Mapping[str, str] | None, name: str) -> list[str]:
+    """Every non-empty value of the header (a repeated header yields each copy)."""
     if not headers:
-        return None
+        return []
     wanted = name.lower()
-    for key, value in headers.items():
-        if key.lower() == wanted:
-            return _clean(value)
-    return None
+    values = (_clean(value) for key, value in headers.items() if key.lower() == wanted)
+    return [value for value in values if value is not None]
 
 
 def _request_headers(ctx: Context[Any, Any] | None) -> Mapping[str, str] | None:
@@ -76,48 +113,112 @@ def _request_headers(ctx: Context[Any, Any] | None) -> Mapping[str, str] | None:
         return None
 
 
-def email_from_oauth_identity(policy: IdentityPolicy) -> tuple[bool, str | None]:
-    """Return ``(server_uses_oauth, email)`` from the MCP request's access token."""
+def _server_uses_mcp_auth(ctx: Context[Any, Any] | None) -> bool:
+    """Whether the MCP server was set up with MCP authorization (``MCPServer(auth=...)``)."""
+    if ctx is None:
+        return False
+    try:
+        return ctx.mcp_server.settings.auth is not None
+    except (ValueError, AttributeError):  # no server behind this Context
+        return False
+
+
+def _unverified(claims: Mapping[str, Any]) -> bool:
+    verified = claims.get("email_verified")
+    # Some identity providers send the flag as a string.
+    return verified is False or (isinstance(verified, str) and verified.strip().lower() == "false")
+
+
+def _trusted_identities(
+    policy: IdentityPolicy, headers: Mapping[str, str] | None, server_uses_mcp_auth: bool
+) -> list[str]:
+    """The email of each configured trusted source; raises when one is missing or unusable."""
+    found: list[str] = []
     token = get_access_token()
-    if token is None:
-        return False, None
-    claims = token.claims or {}
-    if claims.get("email_verified") is False:
-        raise IdentityError("The signed-in identity's email address is not verified.")
-    return True, _clean(claims.get(policy.email_claim))
-
-
-def resolve_user_email(arguments: Mapping[str, Any], ctx: Context[Any, Any] | None, policy: IdentityPolicy) -> str:
-    """Return the calling user's email.
-
-    Args:
-        arguments: The tool's keyword arguments.
-        ctx: The MCP request context (for headers), if any.
-        policy: Where to look.
-
-    Raises:
-        IdentityError: No source gave an email, or two sources disagree.
-    """
-    argument = _clean(arguments.get(policy.email_argument)) if policy.email_argument else None
-    uses_oauth, claimed = email_from_oauth_identity(policy)
-    if uses_oauth:
+    if token is not None or server_uses_mcp_auth:
+        if token is None:
+            raise IdentityError(
+                "This MCP server uses MCP authorization, but the request carries no verified access "
+                "token, so the user cannot be identified."
+            )
+        claims = token.claims or {}
+        if _unverified(claims):
+            raise IdentityError("The signed-in identity's email address is not verified.")
+        claimed = _clean(claims.get(policy.email_claim))
         if claimed is None:
             raise IdentityError(
                 f"The signed-in identity carries no {policy.email_claim!r} claim, so the user's "
                 "account cannot be chosen."
             )
-        if argument is not None and not _same(argument, claimed):
+        found.append(claimed)
+    if policy.trusted_header is not None:
+        values = _header_values(headers, policy.trusted_header)
+        if not values:
+            # No fall-back to the argument: a request without the header did not come
+            # through the proxy that vouches for the user.
             raise IdentityError(
-                f"{policy.email_argument} does not match the signed-in user; omit it or pass "
-                "the signed-in user's own address."
+                f"The request has no {policy.trusted_header} header, which this MCP server relies on "
+                "to know the user (a proxy in front of the server sets it), so the user cannot be "
+                "identified."
             )
-        return claimed
-    header = _header(_request_headers(ctx), policy.trusted_header) if policy.trusted_header else None
-    if argument is not None:
-        if header is not None and not _same(argument, header):
-            raise IdentityError(f"{policy.email_argument} does not match the authenticated user.")
-        return argument
-    if header is not None:
-        return header
-    hint = f" Pass the user's email address as {policy.email_argument!r}." if policy.email_argument else ""
-    raise IdentityError(f"Cannot tell which user is calling this tool.{hint}")
+        if any(not _same(value, values[0]) for value in values[1:]):
+            raise IdentityError(f"The {policy.trusted_header} header names more than one user.")
+        found.append(values[0])
+    if any(not _same(email, found[0]) for email in found[1:]):
+        raise IdentityError(f"The signed-in identity and the {policy.trusted_header} header name different users.")
+    return found
+
+
+def choose_user_email(
+    arguments: Mapping[str, Any],
+    policy: IdentityPolicy,
+    *,
+    headers: Mapping[str, str] | None = None,
+    server_uses_mcp_auth: bool = False,
+) -> str:
+    """Apply the rules of this module to one call.
+
+    Args:
+        arguments: The tool's keyword arguments.
+        policy: Which sources are configured.
+        headers: The request's headers, if any.
+        server_uses_mcp_auth: The MCP server runs with MCP authorization, so a request
+            without an access token is refused.
+
+    Raises:
+        IdentityError: A configured source is missing or unusable, sources disagree,
+            an argument contradicts the trusted identity, or there is no source at all.
+    """
+    argument = _clean(arguments.get(policy.email_argument)) if policy.email_argument else None
+    trusted = _trusted_identities(policy, headers, server_uses_mcp_auth)
+    if trusted:
+        if argument is not None and not _same(argument, trusted[0]):
+            raise IdentityError(
+                f"{policy.email_argument} does not match the user making this request, so the call "
+                "is refused. Omit it or pass the user's own address."
+            )
+        return trusted[0]
+    if not policy.allow_email_argument:
+        raise IdentityError(NO_IDENTITY_SOURCE)
+    if argument is None:
+        raise IdentityError(
+            f"Cannot tell which user is calling this tool. Pass the user's email address as {policy.email_argument!r}."
+        )
+    return argument
+
+
+def resolve_user_email(arguments: Mapping[str, Any], ctx: Context[Any, Any] | None, policy: IdentityPolicy) -> str:
+    """Return the calling user's email for a tool call (see the module's rules).
+
+    Args:
+        arguments: The tool's keyword arguments.
+        ctx: The MCP request context (its headers, and whether the server uses MCP
+            authorization), if any.
+        policy: Where to look.
+
+    Raises:
+        IdentityError: See :func:`choose_user_email`.
+    """
+    return choose_user_email(
+        arguments, policy, headers=_request_headers(ctx), server_uses_mcp_auth=_server_uses_mcp_auth(ctx)
+    )

@@ -45,6 +45,7 @@ class SyncAuthClient:
         connect_timeout: float | None = None,
         max_connections: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
+        public_url: str | None = None,
     ) -> None:
         """See :class:`AuthClient` for the arguments; ``transport`` replaces the HTTP
         transport (custom TLS, proxies, or ``httpx.MockTransport`` in tests)."""
@@ -63,6 +64,7 @@ class SyncAuthClient:
                     connect_timeout=connect_timeout,
                     max_connections=max_connections,
                     transport=transport,
+                    public_url=public_url,
                 )
             )
         except BaseException:
@@ -150,6 +152,7 @@ async def _make_client(
     connect_timeout: float | None,
     max_connections: int,
     transport: httpx.AsyncBaseTransport | None,
+    public_url: str | None,
 ) -> AuthClient:
     # Built inside the portal's event loop, which then owns its connection pool.
     return AuthClient(
@@ -159,4 +162,5 @@ async def _make_client(
         connect_timeout=connect_timeout,
         max_connections=max_connections,
         transport=transport,
+        public_url=public_url,
     )
