@@ -238,6 +238,9 @@ impl Application {
         options: StartOptions,
         clock: Clock,
     ) -> Result<Self, StartupError> {
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
+        }
         let keyring = Arc::new(keyring(&settings).await?);
         let api_key_digest = api_key_digest(&settings)?;
         let store = connect(&settings).await?;

@@ -1,17 +1,22 @@
 """The client's pure parts, without any gateway: the error-code -> exception mapping on
-synthetic bodies, argument validation, secrets kept out of reprs, imports, and what
-happens when nothing (or nothing that answers) listens at the gateway URL.
+synthetic bodies, argument validation, secrets kept out of reprs, imports, what happens
+when nothing (or nothing that answers) listens at the gateway URL, the warning about
+plain http to another machine, and which sign-in links the client lets through.
 
 Everything that needs a gateway answer runs against the real gateway in
-test_e2e_client.py."""
+test_e2e_client.py, except the sign-in links no real gateway sends (user info, a
+backslash, another port): those come from an ``httpx.MockTransport``."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
+import warnings
 
+import httpx
 import pytest
 
 import mcp_auth_client
@@ -23,6 +28,7 @@ from mcp_auth_client import (
     GatewayAuthError,
     GatewayConnectionError,
     GatewayTimeout,
+    InsecureGatewayUrlWarning,
     InternalError,
     InvalidEmail,
     InvalidRequest,
@@ -44,8 +50,10 @@ from mcp_auth_client import (
     UnexpectedResponse,
     UnknownProvider,
     UnsupportedMediaType,
+    UntrustedAuthUrl,
 )
 from mcp_auth_client.exceptions import ERROR_CODES, AuthGatewayError, error_from_response
+from mcp_auth_client.links import is_loopback_host, link_origin, origin_of
 from tests.stack import free_port
 
 # The gateway's contract: code -> (status, class).
@@ -150,6 +158,8 @@ def test_constructor_validates() -> None:
         AuthClient("http://localhost:8000", "")
     with pytest.raises(ValueError):
         AuthClient("http://localhost:8000", "k", timeout=0)
+    with pytest.raises(ValueError):
+        AuthClient("http://localhost:8000", "k", public_url="gateway.example.com")
 
 
 @pytest.mark.anyio
@@ -224,3 +234,124 @@ def test_auth_required_exception_is_a_tool_error_importable_as_documented() -> N
     assert "http://gw/connect/abc" in str(err)
     # The design document's one-argument form still works.
     assert "http://gw/connect/xyz" in str(FromExceptions("http://gw/connect/xyz"))
+
+
+# --- plain http to another machine -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://gateway.internal:8000", "http://10.0.0.5", "http://[2001:db8::1]:8000", "http://127.example.com"]
+)
+def test_plain_http_to_another_machine_warns(url: str) -> None:
+    secret = "s3cr3t-" + "w" * 57
+    with pytest.warns(InsecureGatewayUrlWarning, match="plain http") as caught:
+        AuthClient(url, secret)
+    assert len(caught) == 1
+    assert secret not in str(caught[0].message)
+    assert caught[0].filename == __file__  # points at the code that made the client
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000",
+        "http://127.8.9.10",
+        "http://[::1]:8000",
+        "http://localhost:8000",
+        "http://LOCALHOST./gateway",
+        "https://gateway.example.com",
+    ],
+)
+def test_https_and_loopback_do_not_warn(url: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InsecureGatewayUrlWarning)
+        AuthClient(url, "k" * 64)
+
+
+def test_the_sync_client_warns_too() -> None:
+    with pytest.warns(InsecureGatewayUrlWarning), SyncAuthClient("http://gateway.internal:8000", "k" * 64):
+        pass
+
+
+def test_loopback_hosts() -> None:
+    assert all(is_loopback_host(h) for h in ("localhost", "127.0.0.1", "127.255.0.9", "::1", "[::1]"))
+    assert not any(is_loopback_host(h) for h in ("", "localhost.example.com", "128.0.0.1", "::2", "10.0.0.1"))
+
+
+# --- sign-in links on the gateway's origin only -------------------------------------------
+
+
+def test_origins_are_compared_as_a_browser_would() -> None:
+    assert origin_of("HTTPS://Gateway.Example.COM/connect/x") == "https://gateway.example.com:443"
+    assert origin_of("http://gw/") == origin_of("http://gw:80/x") == "http://gw:80"
+    assert origin_of("http://[::1]:8000/") == "http://[::1]:8000"
+    for not_a_web_url in ("/connect/x", "javascript:alert(1)", "ftp://gw/x", "http://gw:99999/", "https:///x"):
+        assert origin_of(not_a_web_url) is None
+    # Links that a browser and Python could read differently have no trusted origin.
+    for disguised in (
+        "http://gw:8000@evil.example/connect/x",
+        "http://evil.example\\@gw:8000/connect/x",
+        "http://user@gw:8000/connect/x",
+        "http://gw:8000/connect/x\tevil",
+        " http://gw:8000/connect/x",
+        "http://gw\u00e9:8000/connect/x",
+    ):
+        assert link_origin(disguised) is None, disguised
+    assert link_origin("http://gw:8000/connect/x?y=1#z") == "http://gw:8000"
+
+
+def gateway_handing_out(link: str) -> httpx.MockTransport:
+    """A stand-in answering /auth/init with ``link``: the only way to see what the client
+    does with links a real gateway never sends."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/auth/init"
+        body = {"auth_url": link, "session_id": "sid-1", "expires_at": "2030-01-01T00:00:00Z"}
+        return httpx.Response(200, content=json.dumps(body), headers={"content-type": "application/json"})
+
+    return httpx.MockTransport(answer)
+
+
+GATEWAY = "http://127.0.0.1:8000"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://127.0.0.1:8000/connect/abc",
+        "http://127.0.0.1:8000/gateway/connect/abc",
+        "HTTP://127.0.0.1:8000/connect/abc",
+        "https://auth.example.com/connect/abc",  # the public_url below
+        "https://auth.example.com:443/connect/abc",
+    ],
+)
+async def test_links_on_the_gateways_own_origins_are_handed_out(link: str) -> None:
+    transport = gateway_handing_out(link)
+    async with AuthClient(GATEWAY, "k" * 64, transport=transport, public_url="https://auth.example.com/") as client:
+        assert client.trusted_link_origins == ("http://127.0.0.1:8000", "https://auth.example.com:443")
+        session = await client.init_oauth("mock", "alice@example.com")
+    assert session.auth_url == link
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("link", "origin"),
+    [
+        ("https://evil.example/connect/abc", "https://evil.example:443"),
+        ("http://127.0.0.1:8001/connect/abc", "http://127.0.0.1:8001"),  # another port
+        ("https://127.0.0.1:8000/connect/abc", "https://127.0.0.1:8000"),  # another scheme
+        ("http://localhost:8000/connect/abc", "http://localhost:8000"),  # another host name
+        ("http://127.0.0.1:8000@evil.example/connect/abc", None),
+        ("http://evil.example\\@127.0.0.1:8000/connect/abc", None),
+        ("/connect/abc", None),
+    ],
+)
+async def test_links_elsewhere_are_refused(link: str, origin: str | None) -> None:
+    async with AuthClient(GATEWAY, "k" * 64, transport=gateway_handing_out(link)) as client:
+        with pytest.raises(UntrustedAuthUrl) as refused:
+            await client.init_oauth("mock", "alice@example.com")
+    assert refused.value.origin == origin
+    assert refused.value.trusted_origins == ("http://127.0.0.1:8000",)
+    assert "/connect/abc" not in str(refused.value) + repr(refused.value)
+    assert isinstance(refused.value, AuthGatewayError)

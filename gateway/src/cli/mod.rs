@@ -119,6 +119,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .public_base_url
                 .as_ref()
                 .map_or_else(|| "derived from HOST and PORT".to_owned(), ToString::to_string);
+            for warning in settings.warnings() {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "configuration OK: environment={}, database={:?}, public URL {public}",
                 settings.environment.as_str(),

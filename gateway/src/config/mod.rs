@@ -178,6 +178,41 @@ pub struct MetricsSettings {
 const MIN_PRODUCTION_API_KEY_LEN: usize = 32;
 
 impl Settings {
+    /// Settings that are allowed but weaken a guarantee: `config check`
+    /// prints them and start-up logs them as warnings, every time.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.providers {
+            let prefix = p.id.to_ascii_uppercase().replace('-', "_");
+            if p.trust_unverified_email && p.kind != crate::oauth::ProviderKind::Microsoft {
+                out.push(format!(
+                    "{prefix}_TRUST_UNVERIFIED_EMAIL=true: an email {} reports without email_verified counts as \
+                     verified. Only safe if {} verifies every address; otherwise whoever registers an unverified \
+                     address there can obtain that address's tokens.",
+                    p.id, p.id
+                ));
+            }
+            if p.kind == crate::oauth::ProviderKind::Meta
+                && p.identity_check == crate::oauth::IdentityCheck::Required
+                && !p.trust_unverified_email
+            {
+                out.push(format!(
+                    "{prefix}: Meta sends no email_verified, so every consent fails the required identity check; \
+                     Meta reports only confirmed addresses: set {prefix}_TRUST_UNVERIFIED_EMAIL=true to accept them"
+                ));
+            }
+        }
+        if self.environment == Environment::Production && self.access.trusted_proxies.is_empty() {
+            out.push(
+                "ENVIRONMENT=production and AUTH_GATEWAY_TRUSTED_PROXIES is not set: behind a reverse proxy every \
+                 request seems to come from the proxy, so per-address rate limits become one global limit and \
+                 per-client network rules cannot work. Set it to the proxy's address or network."
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
     /// Reads the process environment (after loading `.env` if present).
     pub fn from_env() -> Result<Self, ConfigErrors> {
         // A missing .env is normal; a malformed one is reported by the parse below

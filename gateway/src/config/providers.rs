@@ -239,7 +239,11 @@ fn tenant_rule(src: &Source, tenant: &str, check: IdentityCheck, errs: &mut Conf
         .map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()).filter(|t| !t.is_empty()).collect())
         .unwrap_or_default();
     for bad in allowed.iter().filter(|t| !is_tenant_id(t)) {
-        errs.push(ALLOWED, format!("lists {bad:?}, which is not a tenant id"), "list tenant ids (GUIDs), comma-separated");
+        errs.push(
+            ALLOWED,
+            format!("lists {bad:?}, which is not a tenant id"),
+            "list tenant ids (GUIDs), comma-separated",
+        );
     }
     let tenant = tenant.trim().to_ascii_lowercase();
     if is_tenant_id(&tenant) {
@@ -255,9 +259,7 @@ fn tenant_rule(src: &Source, tenant: &str, check: IdentityCheck, errs: &mut Conf
                 "is {tenant:?} with a required identity check, so any Entra tenant's admin could sign in as any \
                  email address"
             ),
-            format!(
-                "set MICROSOFT_TENANT to your tenant id (a GUID), or list the tenant ids to trust in {ALLOWED}"
-            ),
+            format!("set MICROSOFT_TENANT to your tenant id (a GUID), or list the tenant ids to trust in {ALLOWED}"),
         );
         return None;
     }
@@ -343,8 +345,11 @@ mod tests {
 
     #[test]
     fn microsoft_uses_the_configured_tenant() {
-        let (providers, errs) =
-            parse_pairs(&[("MICROSOFT_CLIENT_ID", "c"), ("MICROSOFT_CLIENT_SECRET", "s"), ("MICROSOFT_TENANT", TENANT)]);
+        let (providers, errs) = parse_pairs(&[
+            ("MICROSOFT_CLIENT_ID", "c"),
+            ("MICROSOFT_CLIENT_SECRET", "s"),
+            ("MICROSOFT_TENANT", TENANT),
+        ]);
         assert!(errs.is_empty(), "{errs}");
         assert!(providers[0].auth_url.as_str().contains(&format!("/{TENANT}/oauth2/v2.0/authorize")));
         assert_eq!(providers[0].offline_scopes(), ["offline_access"]);

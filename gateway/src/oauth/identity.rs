@@ -156,7 +156,8 @@ mod tests {
     #[test]
     fn an_email_counts_only_when_the_provider_says_it_is_verified() {
         let p = google();
-        let base = serde_json::json!({"aud": "cid", "iss": "https://accounts.google.com", "email": "Alice@Company.com"});
+        let base =
+            serde_json::json!({"aud": "cid", "iss": "https://accounts.google.com", "email": "Alice@Company.com"});
         let with = |verified: Value| {
             let mut claims = base.clone();
             claims["email_verified"] = verified;
@@ -164,7 +165,13 @@ mod tests {
         };
         assert_eq!(with(Value::Bool(true)), consented("Alice@Company.com", true));
         assert_eq!(with(Value::String("true".into())), consented("Alice@Company.com", true));
-        for not_proof in [Value::Bool(false), Value::String("false".into()), Value::String("yes".into()), Value::from(1), Value::Null] {
+        for not_proof in [
+            Value::Bool(false),
+            Value::String("false".into()),
+            Value::String("yes".into()),
+            Value::from(1),
+            Value::Null,
+        ] {
             assert_eq!(with(not_proof.clone()), consented("Alice@Company.com", false), "{not_proof}");
         }
         assert_eq!(from_id_token(&token(base.clone()), &p).unwrap(), consented("Alice@Company.com", false), "missing");

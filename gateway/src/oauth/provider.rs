@@ -166,15 +166,11 @@ pub fn scope_satisfies(granted: &str, required: &str) -> bool {
         return true;
     }
     let strip = |s: &str| {
-        s.get(..GRAPH.len())
-            .filter(|prefix| prefix.eq_ignore_ascii_case(GRAPH))
-            .map(|_| s[GRAPH.len()..].to_owned())
+        s.get(..GRAPH.len()).filter(|prefix| prefix.eq_ignore_ascii_case(GRAPH)).map(|_| s[GRAPH.len()..].to_owned())
     };
     match (strip(granted), strip(required)) {
         (None, None) => false,
-        (g, r) => {
-            g.as_deref().unwrap_or(granted).eq_ignore_ascii_case(r.as_deref().unwrap_or(required))
-        }
+        (g, r) => g.as_deref().unwrap_or(granted).eq_ignore_ascii_case(r.as_deref().unwrap_or(required)),
     }
 }
 

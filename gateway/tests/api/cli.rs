@@ -356,3 +356,46 @@ async fn a_replaced_provider_reaches_every_running_replica_within_seconds() {
         }
     }
 }
+
+#[test]
+fn config_check_refuses_a_multi_tenant_microsoft_app_that_trusts_every_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |tenant: &str, allowed: Option<&str>| {
+        let mut cmd = gateway(dir.path());
+        cmd.args(["config", "check"])
+            .env("MICROSOFT_CLIENT_ID", "c")
+            .env("MICROSOFT_CLIENT_SECRET", "s")
+            .env("MICROSOFT_TENANT", tenant);
+        if let Some(allowed) = allowed {
+            cmd.env("MICROSOFT_ALLOWED_TENANTS", allowed);
+        }
+        cmd.output().unwrap()
+    };
+    for tenant in ["common", "organizations"] {
+        let refused = check(tenant, None);
+        assert!(!refused.status.success(), "{tenant}");
+        let stderr = String::from_utf8(refused.stderr).unwrap();
+        assert!(stderr.contains("MICROSOFT_TENANT") && stderr.contains("MICROSOFT_ALLOWED_TENANTS"), "{stderr}");
+        let allowed = check(tenant, Some("72f988bf-86f1-41af-91ab-2d7cd011db47"));
+        assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+    }
+    assert!(check("72f988bf-86f1-41af-91ab-2d7cd011db47", None).status.success());
+}
+
+#[test]
+fn config_check_warns_about_weakened_guarantees() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gateway(dir.path())
+        .args(["config", "check"])
+        .env("AUTH_GATEWAY_PROVIDERS", "acme")
+        .env("ACME_CLIENT_ID", "c")
+        .env("ACME_CLIENT_SECRET", "s")
+        .env("ACME_AUTH_URL", "https://idp.acme.test/authorize")
+        .env("ACME_TOKEN_URL", "https://idp.acme.test/token")
+        .env("ACME_TRUST_UNVERIFIED_EMAIL", "true")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("warning: ACME_TRUST_UNVERIFIED_EMAIL=true"), "{stderr}");
+}

@@ -13,6 +13,7 @@ mod cli;
 mod crowd;
 mod flow;
 mod health;
+mod identity;
 mod keys;
 mod logs;
 mod metrics;

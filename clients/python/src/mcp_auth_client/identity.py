@@ -97,7 +97,7 @@ def _same(a: str, b: str) -> bool:
 
 def _header_values(headers: Mapping[str, str] | None, name: str) -> list[str]:
     """Every non-empty value of the header (a repeated header yields each copy)."""
-    if not headers:
+    if headers is None:
         return []
     wanted = name.lower()
     values = (_clean(value) for key, value in headers.items() if key.lower() == wanted)
