@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! POST /auth/init ─► session (pending) + link <public>/connect/<id>
-//! user opens link ─► link marked used ─► 302 to the provider (state, PKCE S256, login_hint)
+//! GET link ───────► a page: provider, the email it is for, "Continue" (nothing used:
+//!                   mail scanners that fetch every link first change nothing)
+//! POST "Continue" ► link marked used ─► 302 to the provider (state, PKCE S256, login_hint)
 //! provider ───────► /auth/callback/<p>?code&state ─► state used once ─► code exchanged
 //!                   ─► who consented == session's user? ─► credential stored ─► completed
 //! ```
@@ -81,7 +83,8 @@ pub struct Started {
     pub reused: bool,
 }
 
-fn random_token() -> String {
+/// 256 random bits, base64url: states, connect ids, verifiers, form values.
+pub fn random_token() -> String {
     let mut bytes = [0u8; RANDOM_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
@@ -159,12 +162,42 @@ pub enum LinkError {
     Internal(String),
 }
 
-/// Opens a connect link (once) and returns the provider URL to send the
-/// browser to.
+/// What the connect page shows about a link that can still be followed.
+#[derive(Clone, Debug)]
+pub struct LinkInfo {
+    /// The provider's name as users know it (`Google`, or the id of a generic one).
+    pub provider_name: String,
+    /// The origin of the provider's authorization endpoint: the page's form
+    /// may lead there (after our own redirect).
+    pub provider_origin: String,
+    /// The account the link is for.
+    pub email: String,
+}
+
+fn plausible_connect_id(connect_id: &str) -> bool {
+    (1..=64).contains(&connect_id.len())
+        && connect_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What a connect link is for, without using it (a GET of the link: mail and
+/// chat scanners fetch links before the user does).
+pub async fn show_link(deps: &Deps, connect_id: &str) -> Result<LinkInfo, LinkError> {
+    if !plausible_connect_id(connect_id) {
+        return Err(LinkError::Unusable);
+    }
+    let session = deps.store.peek_link(connect_id, deps.clock.now()).await?.ok_or(LinkError::Unusable)?;
+    let provider = deps.providers.get(&session.provider).await.ok_or(LinkError::Unusable)?;
+    Ok(LinkInfo {
+        provider_name: provider.display_name(),
+        provider_origin: provider.auth_url.origin().ascii_serialization(),
+        email: session.email,
+    })
+}
+
+/// Opens a connect link (once: the user pressed "Continue") and returns the
+/// provider URL to send the browser to.
 pub async fn open_link(deps: &Deps, connect_id: &str) -> Result<Url, LinkError> {
-    let plausible = (1..=64).contains(&connect_id.len())
-        && connect_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !plausible {
+    if !plausible_connect_id(connect_id) {
         return Err(LinkError::Unusable);
     }
     let now = deps.clock.now();

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
-
-from mcp_auth_client.links import is_loopback_host
 
 
 @dataclass
@@ -77,19 +75,6 @@ def post_form_in(response: httpx.Response) -> Form | None:
     return None
 
 
-def _keep_secure_cookies_on_loopback(browser: httpx.AsyncClient, page: httpx.Response) -> None:
-    # Browsers treat http://127.0.0.1 and http://localhost as secure contexts and send
-    # `Secure` cookies there; Python's cookie jar never sends them over plain http. Store
-    # such cookies again without the flag, so that the form post carries them as a
-    # browser would.
-    url = page.request.url
-    if url.scheme != "http" or not is_loopback_host(url.host):
-        return
-    for cookie in page.cookies.jar:
-        if cookie.secure and cookie.value is not None:
-            browser.cookies.set(cookie.name, cookie.value, domain=cookie.domain, path=cookie.path)
-
-
 async def visit(url: str, *, transport: httpx.AsyncBaseTransport | None = None) -> httpx.Response:
     """Open ``url`` as a browser would and return the page it ends on.
 
@@ -103,13 +88,13 @@ async def visit(url: str, *, transport: httpx.AsyncBaseTransport | None = None) 
         form = post_form_in(page)
         if form is None:
             return page
-        _keep_secure_cookies_on_loopback(browser, page)
         target = urljoin(str(page.url), form.action or str(page.url))
-        parts = urlsplit(str(page.url))
+        # httpx drops default ports from URLs, as a browser's Origin header does.
+        origin = f"{page.url.scheme}://{page.url.netloc.decode('ascii')}"
         submitted = await browser.post(
             target,
             data=form.fields,
-            headers={"Origin": f"{parts.scheme}://{parts.netloc}", "Referer": str(page.url)},
+            headers={"Origin": origin, "Referer": str(page.url)},
             follow_redirects=False,
         )
         if not submitted.is_redirect:

@@ -200,8 +200,8 @@ async def test_rate_limited_is_explained_with_the_wait(
     assert "The auth gateway is temporarily unavailable (rate_limited). Try again in 1 second." in explanation(result)
 
 
-async def test_a_blank_header_is_a_missing_header(url: str) -> None:
-    async with mcp_client(url, mode=LEGACY, headers=as_user("  ")) as client:
+async def test_an_empty_header_is_a_missing_header(url: str) -> None:
+    async with mcp_client(url, mode=LEGACY, headers=as_user("")) as client:
         result = await client.call_tool("read", {})
     assert f"no {EMAIL_HEADER} header" in explanation(result)
 

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::app::Deps;
 use crate::events::Event;
-use crate::flow::{self, CallbackOutcome, CallbackParams, FlowError, LinkError, StartRequest, Started};
+use crate::flow::{self, CallbackOutcome, CallbackParams, FlowError, LinkError, LinkInfo, StartRequest, Started};
 use crate::store::sessions::SessionRecord;
 
 /// How often channels nobody waits on are dropped.
@@ -29,6 +29,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 #[rtype(result = "Result<Started, FlowError>")]
 pub struct Start(pub StartRequest);
 
+/// What a connect link is for (its page), without using it.
+#[derive(Message)]
+#[rtype(result = "Result<LinkInfo, LinkError>")]
+pub struct ShowLink(pub String);
+
+/// Uses a connect link: the provider URL to send the browser to.
 #[derive(Message)]
 #[rtype(result = "Result<Url, LinkError>")]
 pub struct OpenLink(pub String);
@@ -101,6 +107,11 @@ impl From<TaskFailed> for Result<Started, FlowError> {
         Err(FlowError::Internal(e.0))
     }
 }
+impl From<TaskFailed> for Result<LinkInfo, LinkError> {
+    fn from(e: TaskFailed) -> Self {
+        Err(LinkError::Internal(e.0))
+    }
+}
 impl From<TaskFailed> for Result<Url, LinkError> {
     fn from(e: TaskFailed) -> Self {
         Err(LinkError::Internal(e.0))
@@ -132,6 +143,15 @@ impl Handler<Start> for SessionActor {
     fn handle(&mut self, msg: Start, _ctx: &mut Self::Context) -> Self::Result {
         let deps = self.deps.clone();
         self.run(async move { flow::start(&deps, msg.0).await })
+    }
+}
+
+impl Handler<ShowLink> for SessionActor {
+    type Result = ResponseFuture<Result<LinkInfo, LinkError>>;
+
+    fn handle(&mut self, msg: ShowLink, _ctx: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        self.run(async move { flow::show_link(&deps, &msg.0).await })
     }
 }
 

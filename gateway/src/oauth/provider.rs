@@ -204,6 +204,16 @@ impl ProviderConfig {
         }
     }
 
+    /// The provider's name as users know it.
+    pub fn display_name(&self) -> String {
+        match self.kind {
+            ProviderKind::Google => "Google".to_owned(),
+            ProviderKind::Microsoft => "Microsoft".to_owned(),
+            ProviderKind::Meta => "Meta".to_owned(),
+            ProviderKind::Generic => self.id.clone(),
+        }
+    }
+
     /// Scopes needed for a refresh path on this provider.
     pub fn offline_scopes(&self) -> &'static [&'static str] {
         match self.kind {

@@ -200,6 +200,19 @@ impl Store {
         Ok(sessions::Entity::find_by_id(id).one(self.db()).await?.map(Into::into))
     }
 
+    /// The session behind a connect link that can still be followed (unused,
+    /// pending, unexpired), without using it.
+    pub async fn peek_link(&self, connect_id: &str, now: DateTime<Utc>) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(sessions::Entity::find()
+            .filter(S::ConnectId.eq(connect_id))
+            .filter(S::LinkUsedAt.is_null())
+            .filter(S::Status.eq(SessionStatus::Pending.as_str()))
+            .filter(S::ExpiresAt.gt(now))
+            .one(self.db())
+            .await?
+            .map(Into::into))
+    }
+
     /// Marks the connect link used and gives the session until at least
     /// `until` (the user is now at the provider). `None` when the link is
     /// unknown, already used, or its session is no longer pending or has expired.

@@ -363,8 +363,8 @@ async fn redirect_after_goes_only_to_allowed_hosts() {
         .unwrap();
     // connect → provider → callback, then the callback's 303 (not followed: that host is not ours).
     let mut url = started["auth_url"].as_str().unwrap().to_owned();
-    for _ in 0..2 {
-        let hop = app.client.get(&url).send().await.unwrap();
+    for hop in 0..2 {
+        let hop = if hop == 0 { app.continue_connect(&url).await } else { app.client.get(&url).send().await.unwrap() };
         url = hop.headers()["location"].to_str().unwrap().to_owned();
     }
     let callback = app.client.get(&url).send().await.unwrap();

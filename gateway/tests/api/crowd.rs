@@ -216,11 +216,15 @@ async fn consent(client: &reqwest::Client, address: &str, user: &str) -> Result<
     let init: Value = init.json().await.map_err(|e| format!("init body: {e}"))?;
     let mut url = init["auth_url"].as_str().ok_or("no auth_url")?.to_owned();
     let session = init["session_id"].as_str().ok_or("no session_id")?.to_owned();
-    // Follow the redirects by hand: connect link → provider → callback page.
+    // The connect page's "Continue", then the redirects by hand: provider → callback page.
+    let mut response = crate::helpers::press_continue(client, &url).await;
     let page = loop {
-        let response = client.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        if response.status() == 200 && response.url().path().starts_with("/connect/") {
+            return Err("the connect page could not be continued".to_owned());
+        }
         if response.status().is_redirection() {
             url = response.headers()[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+            response = client.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
             continue;
         }
         break (response.status().as_u16(), response.text().await.unwrap_or_default());

@@ -21,6 +21,9 @@ on_both_backends!(
     access_denied_fails_the_session,
     google_without_a_refresh_token_is_a_failure,
     status_long_polls_until_the_session_completes,
+    a_link_scanner_fetching_the_link_uses_nothing,
+    continue_is_accepted_only_from_the_connect_page,
+    a_link_opened_twice_before_consenting_still_works_once,
 );
 
 const ALICE: &str = "alice@company.com";
@@ -92,7 +95,7 @@ async fn a_retried_init_returns_the_waiting_session(backend: Backend) {
     assert_ne!(other_scopes["session_id"], id_a.as_str(), "other scopes: another session");
 
     // Once the link has been opened, a retry gets a fresh link.
-    let _ = app.client.get(&url_a).send().await.unwrap();
+    let _ = app.continue_connect(&url_a).await;
     let (_, id_c) = app.init_ok("mock", ALICE).await;
     assert_ne!(id_c, id_a);
     assert_eq!(app.count("oauth_sessions").await, 3);
@@ -103,7 +106,7 @@ async fn the_connect_link_works_once_and_sends_pkce_and_login_hint(backend: Back
     let app = spawn_app(backend).await;
     let (auth_url, _) = app.init_ok("mock", ALICE).await;
 
-    let first = app.client.get(&auth_url).send().await.unwrap();
+    let first = app.continue_connect(&auth_url).await;
     assert_eq!(first.status(), 302);
     let location = url::Url::parse(first.headers()["location"].to_str().unwrap()).unwrap();
     assert!(location.as_str().starts_with(&app.mock.authorize_url()));
@@ -166,7 +169,7 @@ async fn a_callback_for_another_provider_changes_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let (auth_url, session_id) = app.init_ok("mock", ALICE).await;
     // Stop at the provider's redirect back to us, and deliver it to the wrong provider path.
-    let to_provider = app.client.get(&auth_url).send().await.unwrap();
+    let to_provider = app.continue_connect(&auth_url).await;
     let provider_url = to_provider.headers()["location"].to_str().unwrap().to_owned();
     let back = app.client.get(&provider_url).send().await.unwrap();
     let callback = back.headers()["location"].to_str().unwrap().replace("/auth/callback/mock", "/auth/callback/google");
@@ -218,7 +221,7 @@ async fn google_without_a_refresh_token_is_a_failure(backend: Backend) {
     app.mock.set_issue_refresh_tokens(false);
     let (auth_url, session_id) = app.init_ok("google", ALICE).await;
     let query = {
-        let first = app.client.get(&auth_url).send().await.unwrap();
+        let first = app.continue_connect(&auth_url).await;
         url::Url::parse(first.headers()["location"].to_str().unwrap())
             .unwrap()
             .query_pairs()
@@ -280,5 +283,86 @@ async fn status_long_polls_until_the_session_completes(backend: Backend) {
 
     let too_long = app.status(&session_id, Some(61)).await;
     assert_eq!(too_long.status(), 400);
+    app.stop().await;
+}
+
+async fn a_link_scanner_fetching_the_link_uses_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (auth_url, session_id) = app.init_ok("mock", ALICE).await;
+    // Safe Links, unfurlers: a HEAD and a GET, no cookies, no redirects followed.
+    let head = app.client.head(&auth_url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    let page = app.client.get(&auth_url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("form-action 'self' http://127.0.0.1"));
+    let set_cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Continue to mock") && body.contains(ALICE), "{body}");
+    assert!(!body.contains("<script"), "no JavaScript needed");
+    assert_eq!(app.status_json(&session_id).await["status"], "pending");
+    assert_eq!(app.mock.counters().authorizations, 0, "nobody was sent to the provider");
+    // The user's own visit then works.
+    let done = app.browse(&auth_url).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(app.status_json(&session_id).await["status"], "completed");
+    app.stop().await;
+}
+
+async fn continue_is_accepted_only_from_the_connect_page(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (auth_url, session_id) = app.init_ok("mock", ALICE).await;
+    let page = app.client.get(&auth_url).send().await.unwrap();
+    let cookie = crate::helpers::connect_cookie(&page);
+    let csrf = crate::helpers::form_value(&page.text().await.unwrap(), "csrf");
+    let post = |cookie: Option<&str>, value: &str, extra: Option<(&'static str, &'static str)>| {
+        let mut request = app.client.post(&auth_url).form(&[("csrf", value.to_owned())]);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie.to_owned());
+        }
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    // A form on another site: no cookie (SameSite=Strict), or a value of its own.
+    assert_eq!(post(None, &csrf, None).await.unwrap().status(), 403);
+    assert_eq!(post(Some(&cookie), "guessed", None).await.unwrap().status(), 403);
+    assert_eq!(post(Some("gw_connect="), "", None).await.unwrap().status(), 403);
+    // A browser saying the POST comes from elsewhere.
+    assert_eq!(post(Some(&cookie), &csrf, Some(("origin", "https://evil.example"))).await.unwrap().status(), 403);
+    assert_eq!(post(Some(&cookie), &csrf, Some(("sec-fetch-site", "cross-site"))).await.unwrap().status(), 403);
+    assert_eq!(app.status_json(&session_id).await["status"], "pending", "nothing used");
+    assert_eq!(app.mock.counters().authorizations, 0);
+    // From the page itself (as a browser sends it): to the provider.
+    let origin = app.address.clone();
+    let same = app
+        .client
+        .post(&auth_url)
+        .header("cookie", cookie)
+        .header("origin", origin)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 302);
+    assert!(same.headers()["location"].to_str().unwrap().starts_with(&app.mock.authorize_url()));
+    app.stop().await;
+}
+
+async fn a_link_opened_twice_before_consenting_still_works_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (auth_url, _) = app.init_ok("mock", ALICE).await;
+    let first = app.client.get(&auth_url).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = app.client.get(&auth_url).send().await.unwrap();
+    let cookie = crate::helpers::connect_cookie(&second);
+    let csrf = crate::helpers::form_value(&second.text().await.unwrap(), "csrf");
+    let press = || app.client.post(&auth_url).header("cookie", cookie.clone()).form(&[("csrf", csrf.clone())]).send();
+    assert_eq!(press().await.unwrap().status(), 302);
+    let again = press().await.unwrap();
+    assert_eq!(again.status(), 404);
+    assert!(again.text().await.unwrap().contains("already used"));
     app.stop().await;
 }

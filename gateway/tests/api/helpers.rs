@@ -379,13 +379,23 @@ impl TestApp {
             .await
     }
 
+    /// See [`press_continue`].
+    pub async fn continue_connect(&self, connect_url: &str) -> reqwest::Response {
+        press_continue(&self.client, connect_url).await
+    }
+
     /// Follows `url` as a browser would (redirects by hand, so each hop can be
-    /// inspected) until a page that does not redirect.
+    /// inspected; the connect page's "Continue" pressed) until a page that
+    /// does not redirect.
     pub async fn browse(&self, url: &str) -> Browsed {
         let mut url = url.to_owned();
         let mut hops = Vec::new();
         for _ in 0..10 {
-            let response = self.client.get(&url).send().await.unwrap();
+            let response = if url.contains("/connect/") {
+                self.continue_connect(&url).await
+            } else {
+                self.client.get(&url).send().await.unwrap()
+            };
             if response.status().is_redirection() {
                 let location = response.headers()[reqwest::header::LOCATION].to_str().unwrap().to_owned();
                 hops.push(url.clone());
@@ -441,6 +451,34 @@ impl TestApp {
         }
         db
     }
+}
+
+/// Does what a user does with a connect link: opens its page and presses
+/// "Continue" (the form's POST, with the page's cookie). Returns the POST's
+/// answer, or the page's when there is no page to continue from (a used or
+/// expired link).
+pub async fn press_continue(client: &reqwest::Client, connect_url: &str) -> reqwest::Response {
+    let page = client.get(connect_url).send().await.unwrap();
+    if page.status() != 200 {
+        return page;
+    }
+    let cookie = connect_cookie(&page);
+    let body = page.text().await.unwrap();
+    let csrf = form_value(&body, "csrf");
+    client.post(connect_url).header(reqwest::header::COOKIE, cookie).form(&[("csrf", csrf)]).send().await.unwrap()
+}
+
+/// The `gw_connect=<value>` pair the connect page sets.
+pub fn connect_cookie(page: &reqwest::Response) -> String {
+    let set = page.headers()[reqwest::header::SET_COOKIE].to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+/// The value of the hidden input `name` in `html`.
+pub fn form_value(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} field in {html}")) + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
 }
 
 /// A page reached by following redirects.

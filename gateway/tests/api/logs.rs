@@ -55,7 +55,11 @@ async fn a_full_flow_at_debug_level_logs_no_secret() {
     let mut url = init["auth_url"].as_str().unwrap().to_owned();
     let mut codes = Vec::new();
     for _ in 0..5 {
-        let response = client.get(&url).send().await.unwrap();
+        let response = if url.contains("/connect/") {
+            crate::helpers::press_continue(&client, &url).await
+        } else {
+            client.get(&url).send().await.unwrap()
+        };
         if !response.status().is_redirection() {
             assert_eq!(response.status(), 200);
             break;

@@ -61,7 +61,7 @@ async fn credential_state(app: &TestApp, email: &str, provider: &str) -> Option<
 /// Follows the connect link to the provider and back, stopping before the
 /// callback: returns the callback URL (it carries code and state).
 async fn consent_until_callback(app: &TestApp, auth_url: &str) -> String {
-    let to_provider = app.client.get(auth_url).send().await.unwrap();
+    let to_provider = app.continue_connect(auth_url).await;
     assert_eq!(to_provider.status(), 302);
     let authorize = to_provider.headers()["location"].to_str().unwrap().to_owned();
     let back = app.client.get(&authorize).send().await.unwrap();

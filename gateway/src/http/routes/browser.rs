@@ -1,14 +1,25 @@
-//! The pages a user's browser visits: the one-time connect link, and the
-//! provider's redirect back. No API key here; the `state` and the connect id
-//! are the capabilities.
+//! The pages a user's browser visits: the connect link, and the provider's
+//! redirect back. No API key here; the `state` and the connect id are the
+//! capabilities.
+//!
+//! A GET (or HEAD) of the connect link changes nothing: mail and chat
+//! security scanners (Safe Links, unfurlers) fetch every link before the
+//! user does. It shows which provider and account the link is for and a
+//! "Continue" button; the POST that button sends uses the link and redirects
+//! to the provider. The POST must come from that page: it carries a random
+//! value that must equal a `SameSite=Strict` cookie set beside the page
+//! (double submit), which a form on another site cannot send, and a present
+//! `Origin` or `Sec-Fetch-Site` header must say the same origin. Otherwise a
+//! page elsewhere could make a victim's browser consent into someone else's
+//! flow (login CSRF).
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Router, extract::RawQuery};
 
-use crate::actors::session::{Callback, OpenLink};
+use crate::actors::session::{Callback, OpenLink, ShowLink};
 use crate::app::AppState;
 use crate::flow::{CallbackOutcome, CallbackParams, FailReason, LinkError};
 use crate::http::extract::ApiPath;
@@ -43,24 +54,103 @@ impl axum::extract::FromRequestParts<AppState> for BrowserLimit {
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/connect/{connect_id}", get(connect)).route("/auth/callback/{provider}", get(callback))
+    Router::new()
+        .route("/connect/{connect_id}", get(show_connect).post(continue_connect))
+        .route("/auth/callback/{provider}", get(callback))
 }
 
-/// Opens a connect link: records its use and sends the browser to the provider.
+/// The cookie holding the connect page's double-submit value.
+const CONNECT_COOKIE: &str = "gw_connect";
+/// How long the connect page's cookie lives (longer than a session).
+const CONNECT_COOKIE_MAX_AGE: u32 = 3600;
+
+fn link_failure(err: LinkError) -> Response {
+    match err {
+        LinkError::Unusable => pages::failure(
+            StatusCode::NOT_FOUND,
+            "This sign-in link was already used or has expired. Ask your assistant for a new one.",
+        ),
+        err => {
+            tracing::error!(error = %err, "connect link failed");
+            pages::failure(StatusCode::SERVICE_UNAVAILABLE, "The gateway could not start this sign-in. Try again shortly.")
+        }
+    }
+}
+
+/// Shows what a connect link is for, without using it.
 #[utoipa::path(get, path = "/connect/{connect_id}", tag = "browser",
     params(("connect_id" = String, Path, description = "The opaque id from auth_url")),
     responses(
-        (status = 302, description = "To the provider's consent page"),
+        (status = 200, description = "HTML page: the provider, the account the link is for, and a \"Continue\" button (a form POSTing back to this URL). Sets a SameSite=Strict cookie the POST must carry. Fetching it (scanners do) uses nothing.",
+            body = String, content_type = "text/html", headers(("Set-Cookie" = String, description = "gw_connect: the form's double-submit value"))),
         (status = 404, description = "HTML page: the link was used, expired or never existed", body = String, content_type = "text/html"),
         (status = 429, description = "HTML page: too many requests from this address", body = String, content_type = "text/html",
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "HTML page: the gateway could not start the sign-in", body = String, content_type = "text/html"),
+        (status = 503, description = "HTML page: the gateway could not show the sign-in", body = String, content_type = "text/html"),
     ))]
-pub async fn connect(
+pub async fn show_connect(
     _limit: BrowserLimit,
     State(state): State<AppState>,
     ApiPath(connect_id): ApiPath<String>,
 ) -> Response {
+    let shown = match state.sessions.send(ShowLink(connect_id.clone())).await {
+        Ok(shown) => shown,
+        Err(mailbox) => Err(LinkError::Internal(format!("session actor unavailable: {mailbox}"))),
+    };
+    let info = match shown {
+        Ok(info) => info,
+        Err(err) => return link_failure(err),
+    };
+    let csrf = crate::flow::random_token();
+    let mut response = pages::connect(&connect_id, &info.provider_name, &info.provider_origin, &info.email, &csrf);
+    let secure = if state.deps.tuning.public_url.scheme() == "https" { "; Secure" } else { "" };
+    let cookie = format!(
+        "{CONNECT_COOKIE}={csrf}; Path=/connect/{connect_id}; Max-Age={CONNECT_COOKIE_MAX_AGE}; HttpOnly; SameSite=Strict{secure}"
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The connect page's form.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ContinueForm {
+    csrf: Option<String>,
+}
+
+/// "Continue": uses the link and sends the browser to the provider.
+#[utoipa::path(post, path = "/connect/{connect_id}", tag = "browser",
+    params(("connect_id" = String, Path, description = "The opaque id from auth_url")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "csrf=<the value of the page's hidden field>; the gw_connect cookie set by the page must carry the same"),
+    responses(
+        (status = 302, description = "To the provider's consent page; the link is used"),
+        (status = 400, description = "HTML page: the form was malformed", body = String, content_type = "text/html"),
+        (status = 403, description = "HTML page: not sent by the connect page (cross-site, or without its cookie); nothing used", body = String, content_type = "text/html"),
+        (status = 404, description = "HTML page: the link was used, expired or never existed", body = String, content_type = "text/html"),
+        (status = 413, description = "The form is larger than 16 KiB"),
+        (status = 429, description = "HTML page: too many requests from this address", body = String, content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "HTML page: the gateway could not start the sign-in", body = String, content_type = "text/html"),
+    ))]
+pub async fn continue_connect(
+    _limit: BrowserLimit,
+    State(state): State<AppState>,
+    ApiPath(connect_id): ApiPath<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    // Parsed by hand so that a malformed form still gets a page, not plain text.
+    let Ok(form) = serde_urlencoded::from_bytes::<ContinueForm>(&body) else {
+        return pages::failure(StatusCode::BAD_REQUEST, "The sign-in form was malformed. Open the link again.");
+    };
+    if !from_the_connect_page(&headers, form.csrf.as_deref(), &state.deps.tuning.public_url) {
+        return pages::failure(
+            StatusCode::FORBIDDEN,
+            "This sign-in can only be continued from its own page. Open the link you were given again.",
+        );
+    }
     let opened = match state.sessions.send(OpenLink(connect_id)).await {
         Ok(opened) => opened,
         Err(mailbox) => Err(LinkError::Internal(format!("session actor unavailable: {mailbox}"))),
@@ -72,18 +162,31 @@ pub async fn connect(
             pages::secure_headers(&mut response);
             response
         }
-        Err(LinkError::Unusable) => pages::failure(
-            StatusCode::NOT_FOUND,
-            "This sign-in link was already used or has expired. Ask your assistant for a new one.",
-        ),
-        Err(err) => {
-            tracing::error!(error = %err, "connect link failed");
-            pages::failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The gateway could not start this sign-in. Try again shortly.",
-            )
-        }
+        Err(err) => link_failure(err),
     }
+}
+
+/// The POST carries the page's value in both the form and the cookie, and
+/// does not say it comes from another origin.
+fn from_the_connect_page(headers: &HeaderMap, form_value: Option<&str>, public_url: &url::Url) -> bool {
+    use subtle::ConstantTimeEq;
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == CONNECT_COOKIE)
+        .map(|(_, value)| value);
+    let (Some(cookie), Some(form_value)) = (cookie, form_value) else { return false };
+    if cookie.is_empty() || !bool::from(cookie.as_bytes().ct_eq(form_value.as_bytes())) {
+        return false;
+    }
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .is_none_or(|o| o.to_str().is_ok_and(|o| o == public_url.origin().ascii_serialization()));
+    let site_ok = headers.get("sec-fetch-site").is_none_or(|s| s.as_bytes() == b"same-origin");
+    origin_ok && site_ok
 }
 
 /// The provider's redirect after consent (or refusal).
