@@ -615,6 +615,19 @@ def check_compose():
         problem("docker-compose.prod.yml: the backend network (database) must be internal")
     if "backend" in (p["nginx"].get("networks") or []):
         problem("docker-compose.prod.yml: nginx must not be on the database network")
+    # Behind nginx every request comes from nginx: the gateway must trust
+    # nginx's X-Forwarded-For, or per-address limits become one global limit.
+    trusted = str(env_dict(p["gateway"]).get("AUTH_GATEWAY_TRUSTED_PROXIES", ""))
+    nginx_nets = p["nginx"].get("networks") or {}
+    nginx_ip = str(((nginx_nets.get("frontend") or {}) if isinstance(nginx_nets, dict) else {}).get("ipv4_address", ""))
+    if not trusted:
+        problem("docker-compose.prod.yml: gateway must set AUTH_GATEWAY_TRUSTED_PROXIES to nginx's address")
+    elif not nginx_ip:
+        problem("docker-compose.prod.yml: nginx needs a fixed ipv4_address on the frontend network for the gateway to trust")
+    elif trusted != nginx_ip:
+        problem(f"docker-compose.prod.yml: AUTH_GATEWAY_TRUSTED_PROXIES ({trusted}) must be nginx's address ({nginx_ip})")
+    if "X-Forwarded-For $remote_addr" not in read("deploy", "nginx", "conf.d", "gateway.conf"):
+        problem("deploy/nginx/conf.d/gateway.conf: must set X-Forwarded-For to $remote_addr (the client's address)")
     b = p["backup"]
     entry = " ".join(b.get("entrypoint") or [])
     if "pg-backup.sh" not in entry:

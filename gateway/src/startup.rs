@@ -255,8 +255,13 @@ impl Application {
         }
         let instance_id: Arc<str> = uuid::Uuid::new_v4().to_string().into();
         let events = Events::new(store.clone(), &instance_id);
-        let providers =
-            Arc::new(Providers::new(settings.providers.clone(), store.clone(), keyring.clone(), events.clone()));
+        let providers = Arc::new(Providers::new(
+            settings.providers.clone(),
+            store.clone(),
+            keyring.clone(),
+            events.clone(),
+            settings.environment == Environment::Production,
+        ));
         providers.reload().await?;
 
         let addr = SocketAddr::new(settings.http.host, settings.http.port);

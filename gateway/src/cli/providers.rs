@@ -98,7 +98,30 @@ fn read_secret(path: &PathBuf) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(secret.to_owned()))
 }
 
+/// Production's rule for configured providers holds for added ones too:
+/// every endpoint over TLS. Checked before anything is touched.
+fn check_production_urls(settings: &Settings, args: &AddArgs) -> anyhow::Result<()> {
+    if settings.environment != crate::config::Environment::Production {
+        return Ok(());
+    }
+    for (name, url) in [
+        ("--auth-url", Some(&args.auth_url)),
+        ("--token-url", Some(&args.token_url)),
+        ("--revocation-url", args.revocation_url.as_ref()),
+        ("--userinfo-url", args.userinfo_url.as_ref()),
+        ("--redirect-uri", args.redirect_uri.as_ref()),
+    ] {
+        if url.is_some_and(|u| u.scheme() != "https") {
+            bail!("{name} must be https: providers are reached over TLS in production (ENVIRONMENT=production)");
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result<()> {
+    if let ProvidersAction::Add(args) = &action {
+        check_production_urls(settings, args)?;
+    }
     let keyring = startup::keyring(settings).await?;
     let store = startup::connect(settings).await?;
     store.migrate_up().await?;

@@ -113,7 +113,10 @@ mod tests {
     async fn the_connect_page_escapes_and_lets_its_form_go_only_home_and_to_the_provider() {
         let response = connect("abc_-1", "Acme <Corp>", "https://idp.acme.test", "a\"@b.co", "tok&en");
         let csp = response.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
-        assert!(csp.contains("form-action 'self' https://idp.acme.test;") && csp.starts_with("default-src 'none'"), "{csp}");
+        assert!(
+            csp.contains("form-action 'self' https://idp.acme.test;") && csp.starts_with("default-src 'none'"),
+            "{csp}"
+        );
         let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
         let body = String::from_utf8(body.to_vec()).unwrap();
         assert!(body.contains("Acme &lt;Corp&gt;") && body.contains("a&quot;@b.co") && body.contains("tok&amp;en"));

@@ -204,6 +204,21 @@ impl ProviderConfig {
         }
     }
 
+    /// Which of its endpoints are plain http (by name), for the production rule.
+    pub fn plain_http_endpoints(&self) -> Vec<&'static str> {
+        [
+            ("auth_url", Some(&self.auth_url)),
+            ("token_url", Some(&self.token_url)),
+            ("revocation_url", self.revocation_url.as_ref()),
+            ("userinfo_url", self.userinfo_url.as_ref()),
+            ("redirect_uri", self.redirect_uri.as_ref()),
+        ]
+        .into_iter()
+        .filter(|(_, url)| url.is_some_and(|u| u.scheme() != "https"))
+        .map(|(name, _)| name)
+        .collect()
+    }
+
     /// The provider's name as users know it.
     pub fn display_name(&self) -> String {
         match self.kind {
@@ -297,6 +312,15 @@ pub mod endpoints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_endpoints_are_named() {
+        let mut p = test_provider(ProviderKind::Generic);
+        assert!(p.plain_http_endpoints().is_empty());
+        p.token_url = Url::parse("http://idp.example.com/token").unwrap();
+        p.userinfo_url = Some(Url::parse("http://idp.example.com/me").unwrap());
+        assert_eq!(p.plain_http_endpoints(), ["token_url", "userinfo_url"]);
+    }
 
     #[test]
     fn graph_scopes_match_their_short_names() {

@@ -33,10 +33,19 @@ pub struct Providers {
     keyring: Arc<Keyring>,
     events: Events,
     health: ProviderHealth,
+    /// Production: providers from the database obey the same rule as
+    /// configured ones — endpoints over TLS only.
+    require_https: bool,
 }
 
 impl Providers {
-    pub fn new(env: Vec<ProviderConfig>, store: Store, keyring: Arc<Keyring>, events: Events) -> Self {
+    pub fn new(
+        env: Vec<ProviderConfig>,
+        store: Store,
+        keyring: Arc<Keyring>,
+        events: Events,
+        require_https: bool,
+    ) -> Self {
         let env = env.into_iter().map(|p| (p.id.clone(), Arc::new(p))).collect();
         Self {
             env,
@@ -46,6 +55,7 @@ impl Providers {
             keyring,
             events,
             health: ProviderHealth::default(),
+            require_https,
         }
     }
 
@@ -111,8 +121,18 @@ impl Providers {
     pub async fn reload(&self) -> Result<(), crate::store::StoreError> {
         self.health.sync(&self.store.provider_health().await?);
         let loaded = self.store.load_database_providers(&self.keyring).await?;
-        let map =
-            loaded.into_iter().filter(|p| !self.env.contains_key(&p.id)).map(|p| (p.id.clone(), Arc::new(p))).collect();
+        let map = loaded
+            .into_iter()
+            .filter(|p| !self.env.contains_key(&p.id))
+            .filter(|p| {
+                let usable = !self.require_https || p.plain_http_endpoints().is_empty();
+                if !usable {
+                    tracing::warn!(provider = %p.id, endpoints = ?p.plain_http_endpoints(), "provider not served: production needs https endpoints");
+                }
+                usable
+            })
+            .map(|p| (p.id.clone(), Arc::new(p)))
+            .collect();
         if let Ok(mut db) = self.database.write() {
             *db = map;
         }

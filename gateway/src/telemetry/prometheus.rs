@@ -18,8 +18,16 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// How often histograms are compacted.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// Serialises the first installation: two gateways starting at once in one
+/// process (tests) must not both try, or the loser finds no handle yet.
+static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Installs the recorder (once) and returns the handle that renders it.
 pub fn install() -> Result<PrometheusHandle, String> {
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let _installing = INSTALLING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
@@ -29,11 +37,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
             .set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), m::buckets_for(metric.name))
             .map_err(|e| e.to_string())?;
     }
-    let handle = match builder.install_recorder() {
-        Ok(handle) => handle,
-        // Another thread won the race; use its handle.
-        Err(err) => return HANDLE.get().cloned().ok_or_else(|| err.to_string()),
-    };
+    let handle = builder.install_recorder().map_err(|e| e.to_string())?;
     describe();
     metrics::gauge!(m::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(HANDLE.get_or_init(|| handle).clone())

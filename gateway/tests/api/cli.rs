@@ -399,3 +399,46 @@ fn config_check_warns_about_weakened_guarantees() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("warning: ACME_TRUST_UNVERIFIED_EMAIL=true"), "{stderr}");
 }
+
+#[test]
+fn in_production_a_provider_added_by_the_cli_must_use_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    let output = gateway(dir.path())
+        .args(["providers", "add", "acme", "--client-id", "c", "--client-secret-file", secret.to_str().unwrap()])
+        .args(["--auth-url", "https://idp.acme.test/authorize", "--token-url", "http://idp.acme.test/token"])
+        .env("ENVIRONMENT", "production")
+        .env("DATABASE_URL", "postgresql://gateway@127.0.0.1:1/unreachable")
+        .env("AUTH_GATEWAY_ENCRYPTION_KEY", crate::helpers::fernet_key())
+        .env("AUTH_GATEWAY_API_KEY", crate::helpers::API_KEY)
+        .env("PUBLIC_BASE_URL", "https://auth.example.com/")
+        .env("AUTH_GATEWAY_TRUSTED_PROXIES", "10.0.0.1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--token-url must be https"), "{stderr}");
+}
+
+#[test]
+fn config_check_warns_when_production_trusts_no_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |proxies: Option<&str>| {
+        let mut cmd = gateway(dir.path());
+        cmd.args(["config", "check"])
+            .env("ENVIRONMENT", "production")
+            .env("DATABASE_URL", "postgresql://gateway@127.0.0.1:1/db")
+            .env("AUTH_GATEWAY_ENCRYPTION_KEY", crate::helpers::fernet_key())
+            .env("AUTH_GATEWAY_API_KEY", crate::helpers::API_KEY)
+            .env("PUBLIC_BASE_URL", "https://auth.example.com/");
+        if let Some(proxies) = proxies {
+            cmd.env("AUTH_GATEWAY_TRUSTED_PROXIES", proxies);
+        }
+        let output = cmd.output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stderr).unwrap()
+    };
+    assert!(check(None).contains("warning: ENVIRONMENT=production and AUTH_GATEWAY_TRUSTED_PROXIES is not set"));
+    assert!(!check(Some("172.28.0.10")).contains("TRUSTED_PROXIES"));
+}

@@ -294,7 +294,9 @@ async fn a_link_scanner_fetching_the_link_uses_nothing(backend: Backend) {
     assert_eq!(head.status(), 200);
     let page = app.client.get(&auth_url).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-security-policy"].to_str().unwrap().contains("form-action 'self' http://127.0.0.1"));
+    assert!(
+        page.headers()["content-security-policy"].to_str().unwrap().contains("form-action 'self' http://127.0.0.1")
+    );
     let set_cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
     let body = page.text().await.unwrap();

@@ -72,7 +72,10 @@ fn link_failure(err: LinkError) -> Response {
         ),
         err => {
             tracing::error!(error = %err, "connect link failed");
-            pages::failure(StatusCode::SERVICE_UNAVAILABLE, "The gateway could not start this sign-in. Try again shortly.")
+            pages::failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The gateway could not start this sign-in. Try again shortly.",
+            )
         }
     }
 }
