@@ -19,6 +19,7 @@ mod logs;
 mod metrics;
 mod migrations;
 mod nothing_lost;
+mod pages;
 mod replicas;
 mod rotation;
 mod tokens;
