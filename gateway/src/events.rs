@@ -32,6 +32,45 @@ pub enum Event {
     Resync,
 }
 
+/// Keeps a cache of `T` fresh: calls `reload` every `every`, and at once when
+/// an event `wants` arrives (or notices may have been missed), until the bus
+/// closes or the cache is dropped. `what` names it in the logs.
+pub fn spawn_reloader<T, F, Fut, E>(
+    cache: &Arc<T>,
+    mut events: broadcast::Receiver<Event>,
+    every: Duration,
+    wants: fn(&Event) -> bool,
+    what: &'static str,
+    reload: F,
+) -> tokio::task::JoinHandle<()>
+where
+    T: Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send,
+    E: std::fmt::Display,
+{
+    use broadcast::error::RecvError;
+    let weak = Arc::downgrade(cache);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                event = events.recv() => match event {
+                    Ok(Event::Resync) | Err(RecvError::Lagged(_)) => {}
+                    Ok(event) if wants(&event) => {}
+                    Ok(_) => continue,
+                    Err(RecvError::Closed) => return,
+                },
+            }
+            let Some(cache) = weak.upgrade() else { return };
+            if let Err(err) = reload(cache).await {
+                tracing::warn!(error = %err, "could not reload {what}");
+            }
+        }
+    })
+}
+
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     origin: String,

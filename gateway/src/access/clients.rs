@@ -257,25 +257,11 @@ impl Clients {
     /// Reloads every [`RELOAD_EVERY`] and whenever `events` says clients changed.
     pub fn spawn_reloader(
         self: &Arc<Self>,
-        mut events: tokio::sync::broadcast::Receiver<crate::events::Event>,
+        events: tokio::sync::broadcast::Receiver<crate::events::Event>,
     ) -> tokio::task::JoinHandle<()> {
-        let this = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RELOAD_EVERY);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    event = events.recv() => match event {
-                        Ok(crate::events::Event::Clients | crate::events::Event::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                        Ok(_) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                    },
-                }
-                let Some(clients) = this.upgrade() else { return };
-                if let Err(err) = clients.reload().await {
-                    tracing::warn!(error = %err, "could not reload API clients");
-                }
-            }
+        let wants = |e: &crate::events::Event| matches!(e, crate::events::Event::Clients);
+        crate::events::spawn_reloader(self, events, RELOAD_EVERY, wants, "API clients", |clients| async move {
+            clients.reload().await
         })
     }
 }

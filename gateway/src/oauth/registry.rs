@@ -95,25 +95,9 @@ impl Providers {
 
     /// Re-reads the providers whenever told, and every [`RELOAD_EVERY`].
     pub fn spawn_reloader(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        use tokio::sync::broadcast::error::RecvError;
-        let this = Arc::downgrade(self);
-        let mut events = self.events.subscribe();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RELOAD_EVERY);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    event = events.recv() => match event {
-                        Ok(Event::Providers | Event::Resync) | Err(RecvError::Lagged(_)) => {}
-                        Ok(_) => continue,
-                        Err(RecvError::Closed) => return,
-                    },
-                }
-                let Some(providers) = this.upgrade() else { return };
-                if let Err(err) = providers.reload().await {
-                    tracing::warn!(error = %err, "could not reload providers");
-                }
-            }
+        let wants = |e: &Event| matches!(e, Event::Providers);
+        crate::events::spawn_reloader(self, self.events.subscribe(), RELOAD_EVERY, wants, "providers", |p| async move {
+            p.reload().await
         })
     }
 

@@ -80,6 +80,20 @@ fn link_failure(err: LinkError) -> Response {
     }
 }
 
+/// Sends a link message to the session actor; an unavailable actor is a link error.
+async fn ask<M, T>(state: &AppState, msg: M) -> Result<T, LinkError>
+where
+    M: actix::Message<Result = Result<T, LinkError>> + Send + 'static,
+    T: Send + 'static,
+    crate::actors::session::SessionActor: actix::Handler<M>,
+{
+    state
+        .sessions
+        .send(msg)
+        .await
+        .unwrap_or_else(|mailbox| Err(LinkError::Internal(format!("session actor unavailable: {mailbox}"))))
+}
+
 /// Shows what a connect link is for, without using it.
 #[utoipa::path(get, path = "/connect/{connect_id}", tag = "browser",
     params(("connect_id" = String, Path, description = "The opaque id from auth_url")),
@@ -96,11 +110,7 @@ pub async fn show_connect(
     State(state): State<AppState>,
     ApiPath(connect_id): ApiPath<String>,
 ) -> Response {
-    let shown = match state.sessions.send(ShowLink(connect_id.clone())).await {
-        Ok(shown) => shown,
-        Err(mailbox) => Err(LinkError::Internal(format!("session actor unavailable: {mailbox}"))),
-    };
-    let info = match shown {
+    let info = match ask(&state, ShowLink(connect_id.clone())).await {
         Ok(info) => info,
         Err(err) => return link_failure(err),
     };
@@ -154,11 +164,7 @@ pub async fn continue_connect(
             "This sign-in can only be continued from its own page. Open the link you were given again.",
         );
     }
-    let opened = match state.sessions.send(OpenLink(connect_id)).await {
-        Ok(opened) => opened,
-        Err(mailbox) => Err(LinkError::Internal(format!("session actor unavailable: {mailbox}"))),
-    };
-    match opened {
+    match ask(&state, OpenLink(connect_id)).await {
         Ok(url) => {
             let mut response = Redirect::to(url.as_str()).into_response();
             *response.status_mut() = StatusCode::FOUND;
