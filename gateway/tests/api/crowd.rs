@@ -44,17 +44,17 @@ fn busy_gateway_vars() -> Vec<(String, String)> {
     .collect()
 }
 
-/// Tokens that live ten minutes and two seconds: inside the 10-minute
-/// proactive lead two seconds after they are issued, so the refresh job
-/// writes every credential again and again while the crowd consents.
+/// Tokens that live ten minutes and a second: inside the 10-minute proactive
+/// lead a second after they are issued, so the refresh job writes every
+/// credential again and again while the crowd consents.
 fn mock_config() -> MockConfig {
-    MockConfig { access_token_ttl: Duration::from_secs(10 * 60 + 2), ..MockConfig::default() }
+    MockConfig { access_token_ttl: Duration::from_secs(10 * 60 + 1), ..MockConfig::default() }
 }
 
 async fn two_hundred_and_forty_users_consent_twelve_at_a_time_and_none_is_lost(backend: Backend) {
     let mock = MockProvider::start_with(mock_config()).await.unwrap();
     let app = spawn_app_with_vars(TestDb::new(backend).await, fernet_key(), mock, busy_gateway_vars()).await;
-    let report = run_crowd(&app.address, &app.mock).await;
+    let report = run_crowd(&format!("debug, {backend:?}"), &app.address, &app.mock).await;
     report.assert_nothing_lost();
     assert_eq!(app.count("oauth_credentials").await, USERS as i64, "one credential per user");
     app.stop().await;
@@ -77,8 +77,7 @@ async fn crowd_against_the_release_build() {
         let db = TestDb::new(backend).await;
         let mock = MockProvider::start_with(mock_config()).await.unwrap();
         let gateway = ReleaseGateway::start(&bin, &db, &mock);
-        let report = run_crowd(&gateway.address, &mock).await;
-        eprintln!("release build, {backend:?}: {report:?}");
+        let report = run_crowd(&format!("release, {backend:?}"), &gateway.address, &mock).await;
         report.assert_nothing_lost();
     }
 }
@@ -106,7 +105,7 @@ impl CrowdReport {
     }
 }
 
-async fn run_crowd(address: &str, mock: &MockProvider) -> CrowdReport {
+async fn run_crowd(label: &str, address: &str, mock: &MockProvider) -> CrowdReport {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
@@ -185,7 +184,7 @@ async fn run_crowd(address: &str, mock: &MockProvider) -> CrowdReport {
     report.failed_reads = failed_reads.lock().unwrap().clone();
     report.refreshes = mock.counters().refresh_grants;
     eprintln!(
-        "crowd: {} users, {AT_ONCE} at a time, {} completed in {:?}; {} token reads, {} proactive refreshes beside",
+        "crowd ({label}): {} users, {AT_ONCE} at a time, {} completed in {:?}; {} token reads, {} refreshes beside",
         USERS, report.completed, report.elapsed, report.token_reads, report.refreshes
     );
     report
