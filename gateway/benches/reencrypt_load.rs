@@ -22,12 +22,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gateway::clock::Clock;
 use gateway::config::{Settings, Source};
-use gateway::crypto::{Key, Keyring};
+use gateway::core::admin::Admin;
+use gateway::credentials::CredentialKey;
 use gateway::email::Email;
-use gateway::store::Store;
-use gateway::store::credentials::CredentialKey;
-use gateway::store::seed::SeedCredential;
+use gateway::seeding::{SeedCredential, seed_credentials};
 use secrecy::ExposeSecret;
 use support::{API_KEY, LoadResult, Server, database, env_or, free_port, run_load, token_request, wait_until_up};
 use tokio::net::TcpStream;
@@ -74,11 +74,8 @@ async fn run() {
 
     // Schema, canary and provider row under A, then the credentials.
     let settings = Settings::from_source(&Source::from_pairs(vars.clone())).unwrap();
-    let store = Store::connect(&settings.database).await.unwrap();
-    store.migrate_up().await.unwrap();
-    let ring_a = Keyring::new(Key::parse(&key_a, None).unwrap(), vec![]).unwrap();
-    store.check_canary(&ring_a, chrono::Utc::now()).await.unwrap();
-    store.upsert_provider(&settings.providers[0], &ring_a, chrono::Utc::now()).await.unwrap();
+    let store = Admin::open(&settings, true, Clock::system()).await.unwrap();
+    store.sync_configured_providers(&settings).await.unwrap();
     let seeding = Instant::now();
     let expires = chrono::Utc::now() + chrono::TimeDelta::days(30);
     let rows: Vec<SeedCredential> = (0..credentials)
@@ -89,7 +86,7 @@ async fn run() {
             expires_at: expires,
         })
         .collect();
-    store.seed_credentials(&ring_a, &rows, chrono::Utc::now()).await.unwrap();
+    seed_credentials(&store, &rows, Clock::system().now()).await.unwrap();
     store.close().await;
     println!("seeded {credentials} credentials in {:.1} s", seeding.elapsed().as_secs_f64());
 

@@ -26,12 +26,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gateway::clock::Clock;
 use gateway::config::{Settings, Source};
-use gateway::crypto::{Key, Keyring};
+use gateway::core::admin::Admin;
+use gateway::credentials::CredentialKey;
 use gateway::email::Email;
-use gateway::store::Store;
-use gateway::store::credentials::{CredentialKey, NewTokens};
-use secrecy::SecretString;
+use gateway::seeding::{SeedCredential, seed_credentials};
 use tokio::net::TcpStream;
 
 mod support;
@@ -110,23 +110,19 @@ async fn run() {
 
     // Seed the credentials directly (sealed as the gateway seals them).
     let settings = Settings::from_source(&Source::from_pairs(vars.clone())).unwrap();
-    let store = Store::connect(&settings.database).await.unwrap();
-    store.migrate_up().await.unwrap();
-    let keyring = Keyring::new(Key::parse(&key, None).unwrap(), vec![]).unwrap();
-    store.check_canary(&keyring, chrono::Utc::now()).await.unwrap();
-    store.upsert_provider(&settings.providers[0], &keyring, chrono::Utc::now()).await.unwrap();
+    let store = Admin::open(&settings, true, Clock::system()).await.unwrap();
+    store.sync_configured_providers(&settings).await.unwrap();
     let seeding = Instant::now();
-    let expires = chrono::Utc::now() + chrono::TimeDelta::hours(12);
-    for i in 0..credentials {
-        let key = CredentialKey { email: Email::parse(&email(i)).unwrap(), provider: "mock".into() };
-        let tokens = NewTokens {
-            access_token: SecretString::from(format!("mock_at_bench_{i}_{}", "x".repeat(120))),
-            refresh_token: Some(SecretString::from(format!("mock_rt_bench_{i}"))),
-            expires_at: Some(expires),
-            scopes: Some(vec!["openid".into(), "email".into(), "mail.read".into()]),
-        };
-        store.upsert_authorized(&key, &tokens, &keyring, chrono::Utc::now()).await.unwrap();
-    }
+    let expires = Clock::system().now() + chrono::TimeDelta::hours(12);
+    let rows: Vec<SeedCredential> = (0..credentials)
+        .map(|i| SeedCredential {
+            key: CredentialKey { email: Email::parse(&email(i)).unwrap(), provider: "mock".into() },
+            access_token: format!("mock_at_bench_{i}_{}", "x".repeat(120)),
+            refresh_token: format!("mock_rt_bench_{i}"),
+            expires_at: expires,
+        })
+        .collect();
+    seed_credentials(&store, &rows, Clock::system().now()).await.unwrap();
     store.close().await;
     println!("seeded {credentials} credentials in {:.1} s", seeding.elapsed().as_secs_f64());
 

@@ -1,30 +1,24 @@
-//! mcp-auth-gateway: holds every user's OAuth credentials for every MCP server,
-//! so that no MCP server handles OAuth itself.
+//! mcp-auth-gateway: holds every user's OAuth credentials for every MCP
+//! server, so that no MCP server handles OAuth itself.
 //!
-//! Layers, from the outside in: [`cli`] and [`startup`] wire things together;
-//! [`http`] is the API (thin handlers); [`actors`] own per-credential token
-//! caches and the session lifecycle; [`flow`], [`refresh`] and [`revoke`] are
-//! what they do; [`oauth`] talks to providers; [`store`] is the only module
-//! that speaks SQL; [`events`] keeps replicas' caches honest; [`crypto`]
-//! seals values at rest; [`config`] turns the environment into settings.
+//! **What this crate owns.** The outermost layer: the HTTP API ([`http`]:
+//! routes, extractors, the error table, the browser pages, the listener), the
+//! command line ([`cli`]), start-up and shutdown ([`startup`], [`shutdown`]),
+//! and logs and the Prometheus recorder ([`telemetry`]).
+//!
+//! **What it must not do.** Decide anything about credentials, sessions or
+//! keys, or reach the database: handlers call the core's
+//! [`Services`](core::Services) (its store is private to it), and scheduled
+//! work is the `workers` crate's. Dependencies run one way:
+//! `gateway → workers → core → entity, migration`.
 
-pub mod access;
-pub mod actors;
-pub mod app;
 pub mod cli;
-pub mod clock;
-pub mod config;
-pub mod crypto;
-pub mod email;
-pub mod events;
-pub mod flow;
-pub mod health;
 pub mod http;
-pub mod jobs;
-pub mod oauth;
-pub mod refresh;
-pub mod revoke;
 pub mod shutdown;
 pub mod startup;
-pub mod store;
 pub mod telemetry;
+
+/// The core, reached through the workers crate (the only crate this one
+/// depends on), and its modules under their familiar names.
+pub use workers::core;
+pub use workers::core::{access, clock, config, credentials, crypto, email, events, keys, oauth, seeding, sessions};

@@ -1,20 +1,157 @@
-//! The gateway's scheduled jobs.
+//! The gateway's scheduled jobs, each end to end in one module:
 //!
-//! This crate owns *when* and *how much*: the schedule, never running a job
-//! twice at once, pacing (jitter, concurrency bounds, per-provider backoff,
-//! throttled batches), and the counting and logging of every run. *What* a
-//! job does to the database or to a credential is the gateway's: each job
-//! states what it needs as a trait ([`jobs::refresh::RefreshSource`],
-//! [`jobs::sweep::SweepStore`], [`jobs::reencrypt::ReencryptStore`]) and the
-//! gateway implements it. So this crate depends on nothing of the gateway's,
-//! and `gateway serve` starts the [`scheduler::Scheduler`].
+//! | module | job | default schedule |
+//! |---|---|---|
+//! | [`refresh`] | `proactive_refresh`: refresh credentials before they expire; keep idle grants alive | every 30 s |
+//! | [`sweep`] + [`audit_prune`] | `session_sweep`: fail expired pending sessions, delete old finished ones, prune the audit log | every minute |
+//! | [`reencrypt`] | `reencrypt`: re-encrypt values under old keys (when any remain), with the `KeyRotationActor` | every 5 minutes |
+//! | [`gauges`] | `metrics_refresh`: recompute the database gauges | every 15 s |
 //!
-//! Every job exposes an idempotent `run_once(.., now)` that tests call
-//! directly; the scheduler only schedules, logs and counts.
+//! **What it owns.** When each job runs ([`scheduler`]: cron schedules,
+//! never two runs of one job at once, every run counted and logged) and what
+//! it does, through the core's [`Services`](gateway_core::Services). Every
+//! job exposes an idempotent `run_once(.., now)` that tests call directly.
+//!
+//! **What it must not do.** Reach the database other than through the core's
+//! services, or know about HTTP. The `gateway` crate depends on this one (and
+//! reaches the core through [`core`]); this one never on the `gateway`.
 
-pub mod jobs;
-pub mod metric_names;
+pub use gateway_core as core;
+
+pub mod audit_prune;
+pub mod gauges;
+pub mod reencrypt;
+pub mod refresh;
 pub mod scheduler;
+pub mod sweep;
 
-pub use jobs::JobError;
-pub use scheduler::{JobSpec, Scheduler, validate_schedule};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use chrono::{DateTime, Utc};
+use gateway_core::Services;
+use gateway_core::config::jobs::JobSettings;
+
+pub use scheduler::{JobSpec, Scheduler};
+
+/// Why a job run (or the scheduler) failed. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("database: {0}")]
+    Store(#[from] gateway_core::StoreError),
+    #[error("the scheduler failed")]
+    Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
+    #[error("job {job}: schedule {schedule:?} was refused")]
+    Schedule {
+        job: &'static str,
+        schedule: String,
+        #[source]
+        source: tokio_cron_scheduler::JobSchedulerError,
+    },
+    #[error("the key rotation actor is unavailable")]
+    Rotation(#[from] actix::MailboxError),
+}
+
+/// Every job, ready to run by hand (tests, admin) or on its schedule.
+#[derive(Debug)]
+pub struct Workers {
+    services: Services,
+    settings: JobSettings,
+    backoff: refresh::ProviderBackoff,
+    /// Audit records older than this are pruned with each session sweep.
+    audit_retention: Duration,
+    rotation: Addr<reencrypt::KeyRotationActor>,
+}
+
+impl Workers {
+    /// The jobs for `services`; starts the key rotation actor on the core's
+    /// actor system.
+    pub fn new(services: Services, settings: JobSettings, audit_retention: Duration) -> Arc<Self> {
+        let config = reencrypt::ReencryptConfig {
+            batch_size: settings.reencrypt_batch,
+            max_rows_per_second: settings.reencrypt_rate,
+        };
+        let actor_services = services.clone();
+        let rotation = reencrypt::KeyRotationActor::start_in_arbiter(&services.arbiter(), move |_| {
+            reencrypt::KeyRotationActor::new(actor_services, config)
+        });
+        Arc::new(Self { services, settings, backoff: Default::default(), audit_retention, rotation })
+    }
+
+    /// Re-encryption's state, for the admin endpoints.
+    pub fn rotation(&self) -> &Addr<reencrypt::KeyRotationActor> {
+        &self.rotation
+    }
+
+    /// One proactive refresh run.
+    pub async fn refresh_once(&self, now: DateTime<Utc>) -> Result<refresh::RefreshReport, JobError> {
+        refresh::run_once(&self.services, &self.refresh_config(), &self.backoff, now).await
+    }
+
+    /// One session sweep, with the audit log's pruning.
+    pub async fn sweep_once(&self, now: DateTime<Utc>) -> Result<sweep::SweepReport, JobError> {
+        let report = sweep::run_once(&self.services, self.settings.session_retention, now).await?;
+        audit_prune::run_once(&self.services, self.audit_retention, now).await?;
+        Ok(report)
+    }
+
+    /// Recomputes the database gauges.
+    pub async fn gauges_once(&self, now: DateTime<Utc>) -> Result<(), JobError> {
+        gauges::run_once(&self.services, now).await
+    }
+
+    fn refresh_config(&self) -> refresh::RefreshConfig {
+        refresh::RefreshConfig {
+            due: gateway_core::credentials::due::DuePolicy {
+                lead: self.settings.refresh_lead,
+                long_lived_lead: self.settings.long_lived_lead,
+                keepalive: self.settings.keepalive,
+            },
+            batch: self.settings.refresh_batch,
+            concurrency: self.settings.refresh_concurrency,
+            jitter: self.settings.refresh_jitter,
+        }
+    }
+
+    /// The jobs that are enabled, on their schedules.
+    pub fn specs(self: &Arc<Self>) -> Vec<JobSpec> {
+        let settings = &self.settings;
+        let mut specs = Vec::new();
+        if let Some(schedule) = settings.proactive_refresh.0.clone() {
+            let this = self.clone();
+            specs.push(JobSpec::new("proactive_refresh", schedule, move |now| {
+                let this = this.clone();
+                async move { this.refresh_once(now).await.map(|r| format!("{r:?}")) }
+            }));
+        }
+        if let Some(schedule) = settings.session_sweep.0.clone() {
+            let this = self.clone();
+            specs.push(JobSpec::new("session_sweep", schedule, move |now| {
+                let this = this.clone();
+                async move { this.sweep_once(now).await.map(|r| format!("{r:?}")) }
+            }));
+        }
+        if let Some(schedule) = settings.reencrypt.0.clone() {
+            let this = self.clone();
+            specs.push(JobSpec::new("reencrypt", schedule, move |_now| {
+                let this = this.clone();
+                async move { reencrypt::run_if_needed(&this.services, &this.rotation).await }
+            }));
+        }
+        if let Some(schedule) = settings.metrics_refresh.0.clone() {
+            let this = self.clone();
+            specs.push(JobSpec::new("metrics_refresh", schedule, move |now| {
+                let this = this.clone();
+                async move { this.gauges_once(now).await.map(|()| "gauges refreshed".to_owned()) }
+            }));
+        }
+        specs
+    }
+
+    /// Starts the scheduler with every enabled job.
+    pub async fn start_scheduler(self: &Arc<Self>) -> Result<Scheduler, JobError> {
+        let clock = self.services.clock().clone();
+        Scheduler::start(self.specs(), move || clock.now()).await
+    }
+}

@@ -2,7 +2,8 @@
 //! and logs every run.
 //!
 //! Schedules are 6-field cron expressions (with seconds), validated when the
-//! configuration loads ([`validate_schedule`]). A run that fails is logged
+//! configuration loads (`gateway_core::config::jobs::validate_schedule`, the
+//! same parser). A run that fails is logged
 //! and counted; the job runs again at its next tick.
 
 use std::future::Future;
@@ -14,8 +15,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::jobs::JobError;
-use crate::metric_names as m;
+use gateway_core::telemetry::metrics as m;
+
+use crate::JobError;
 
 /// What one run reports when it succeeds (a short summary for the log).
 pub type RunResult = Result<String, JobError>;
@@ -62,7 +64,7 @@ impl JobSpec {
         metrics::histogram!(m::JOB_DURATION, "job" => self.name).record(started.elapsed().as_secs_f64());
         match &result {
             Ok(summary) => {
-                metrics::gauge!(m::JOB_LAST_SUCCESS, "job" => self.name).set(Utc::now().timestamp() as f64);
+                metrics::gauge!(m::JOB_LAST_SUCCESS, "job" => self.name).set(now.timestamp() as f64);
                 span.in_scope(|| tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "{summary}"));
             }
             Err(err) => {
@@ -72,11 +74,6 @@ impl JobSpec {
         }
         Some(result)
     }
-}
-
-/// Whether `schedule` is a cron expression the scheduler accepts.
-pub fn validate_schedule(schedule: &str) -> Result<(), String> {
-    Job::new_async(schedule, |_, _| Box::pin(async {})).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// The running scheduler. Dropping it does not stop it: call [`Scheduler::shutdown`].
@@ -97,7 +94,7 @@ impl Scheduler {
         jobs: Vec<JobSpec>,
         now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static,
     ) -> Result<Self, JobError> {
-        let inner = JobScheduler::new().await.map_err(JobError::new)?;
+        let inner = JobScheduler::new().await?;
         let now = Arc::new(now);
         for spec in jobs {
             let (name, schedule) = (spec.name, spec.schedule.clone());
@@ -111,11 +108,11 @@ impl Scheduler {
                     spec.run_now(now()).await;
                 })
             })
-            .map_err(|e| JobError::new(format!("job {name}: bad schedule {schedule:?}: {e}")))?;
-            inner.add(job).await.map_err(JobError::new)?;
+            .map_err(|source| JobError::Schedule { job: name, schedule: schedule.clone(), source })?;
+            inner.add(job).await?;
             tracing::info!(job = name, %schedule, "job scheduled");
         }
-        inner.start().await.map_err(JobError::new)?;
+        inner.start().await?;
         Ok(Self { inner })
     }
 
@@ -128,6 +125,8 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
+    use gateway_core::config::jobs::validate_schedule;
+
     use super::*;
 
     #[test]
@@ -163,14 +162,15 @@ mod tests {
         }
         assert!(spec.run_now(Utc::now()).await.is_none(), "a second run while the first is in progress is skipped");
         release.send(()).unwrap();
-        assert_eq!(first.await.unwrap(), Some(Ok("done".to_owned())));
+        assert!(matches!(first.await.unwrap(), Some(Ok(done)) if done == "done"));
         assert!(spec.run_now(Utc::now()).await.is_some(), "runs again once the first finished");
     }
 
     #[tokio::test]
     async fn a_failed_run_is_reported_not_fatal() {
-        let spec = JobSpec::new("failing", "* * * * * *", |_| async { Err(JobError::new("database unavailable")) });
-        assert_eq!(spec.run_now(Utc::now()).await, Some(Err(JobError::new("database unavailable"))));
+        let unavailable = || gateway_core::StoreError::Corrupt("database unavailable".into());
+        let spec = JobSpec::new("failing", "* * * * * *", move |_| async move { Err(JobError::Store(unavailable())) });
+        assert!(matches!(spec.run_now(Utc::now()).await, Some(Err(JobError::Store(_)))));
         assert!(spec.run_now(Utc::now()).await.is_some());
     }
 }

@@ -9,16 +9,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Args, Subcommand};
 use secrecy::ExposeSecret;
 
-use crate::access::Action;
 use crate::access::clients::hex;
+use crate::access::{Action, NewClient, digest};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::config::providers::valid_provider_id;
-use crate::events::{Event, Events};
-use crate::http::auth::digest;
-use crate::startup;
-use crate::store::Store;
-use crate::store::audit::{AuditFilter, AuditRecord};
-use crate::store::clients::NewClient;
+use crate::core::access::audit::{AuditFilter, AuditRecord};
+use crate::core::admin::Database;
+use crate::events::Event;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientsAction {
@@ -88,24 +86,22 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-async fn open(settings: &Settings) -> anyhow::Result<Store> {
-    let store = startup::connect(settings).await?;
-    store.migrate_up().await?;
-    Ok(store)
+async fn open(settings: &Settings) -> anyhow::Result<Database> {
+    Ok(Database::open(settings).await?)
 }
 
 /// Records a client change in the audit log and tells running gateways.
-async fn changed(store: &Store, action: &str, name: &str, detail: String) -> anyhow::Result<()> {
-    let mut record: AuditRecord = crate::access::audit::record("cli", action, "ok", Utc::now());
+async fn changed(store: &Database, action: &str, name: &str, detail: String) -> anyhow::Result<()> {
+    let mut record: AuditRecord = crate::access::audit::record("cli", action, "ok", Clock::system().now());
     record.detail = Some(format!("client {name}: {detail}"));
     store.append_audit(&[record]).await?;
-    Events::new(store.clone(), "cli").publish(Event::Clients).await;
+    store.announce(Event::Clients).await;
     Ok(())
 }
 
 pub async fn run(settings: &Settings, action: ClientsAction) -> anyhow::Result<()> {
     let store = open(settings).await?;
-    let now = Utc::now();
+    let now = Clock::system().now();
     let result = match action {
         ClientsAction::Add(args) => add(&store, args, now).await,
         ClientsAction::List => {
@@ -162,7 +158,7 @@ pub async fn run(settings: &Settings, action: ClientsAction) -> anyhow::Result<(
     result
 }
 
-async fn add(store: &Store, args: AddArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
+async fn add(store: &Database, args: AddArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
     if args.name.is_empty() || args.name.len() > 100 || args.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         bail!("the name must be 1 to 100 characters without spaces");
     }
@@ -206,7 +202,8 @@ pub async fn audit(settings: &Settings, args: AuditArgs) -> anyhow::Result<()> {
         Some(s) => Some(match DateTime::parse_from_rfc3339(s) {
             Ok(t) => t.with_timezone(&Utc),
             Err(_) => {
-                Utc::now() - TimeDelta::from_std(parse_duration(s).map_err(anyhow::Error::msg)?).unwrap_or_default()
+                Clock::system().now()
+                    - TimeDelta::from_std(parse_duration(s).map_err(anyhow::Error::msg)?).unwrap_or_default()
             }
         }),
     };

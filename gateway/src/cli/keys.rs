@@ -4,9 +4,10 @@ use anyhow::bail;
 use clap::Subcommand;
 use secrecy::ExposeSecret;
 
+use crate::clock::Clock;
+use crate::core::admin::Admin;
 use crate::crypto::Key;
 use crate::crypto::key::{generate_api_key, generate_fernet_key};
-use crate::startup;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysAction {
@@ -31,18 +32,17 @@ pub async fn run(action: KeysAction) -> anyhow::Result<()> {
         }
         KeysAction::Status => {
             let settings = super::load_with_logs()?;
-            let keyring = startup::keyring(&settings).await?;
-            let store = startup::connect(&settings).await?;
-            let usage = store.key_usage().await?;
-            println!("primary key id: {}", keyring.primary_id());
-            for id in keyring.key_ids() {
-                let role = if id == keyring.primary_id() { "primary " } else { "rotation" };
-                println!("  {id}  {role}        {} values", usage.total(id.as_str()));
+            let (admin, _) = Admin::open_unchecked(&settings, Clock::system()).await?;
+            let report = admin.key_report().await?;
+            println!("primary key id: {}", report.primary_key_id);
+            for key in report.keys.iter().filter(|k| k.configured) {
+                let role = if key.primary { "primary " } else { "rotation" };
+                println!("  {}  {role}        {} values", key.key_id, key.values);
             }
-            for (id, n) in usage.unknown_to(&keyring) {
-                println!("  {id}  NOT CONFIGURED  {n} values");
+            for key in report.keys.iter().filter(|k| !k.configured) {
+                println!("  {}  NOT CONFIGURED  {} values", key.key_id, key.values);
             }
-            store.close().await;
+            admin.close().await;
             Ok(())
         }
         KeysAction::Rotate => {
@@ -52,7 +52,7 @@ pub async fn run(action: KeysAction) -> anyhow::Result<()> {
                     "AUTH_GATEWAY_ENCRYPTION_KEY is not set: there is no primary key to rotate (the development key file is rotated by setting the variable)"
                 );
             };
-            let current_id = startup::keyring(&settings).await?.primary_id().clone();
+            let current_id = crate::core::setup::keyring(&settings).await?.primary_id().clone();
             let new = generate_fernet_key();
             let new_id = Key::parse(&new, None)?.id().clone();
             let mut rotation = vec![current.expose_secret().to_owned()];

@@ -10,8 +10,8 @@ mod providers;
 mod reencrypt;
 
 use crate::config::Settings;
-use crate::startup::{self, Application, StartOptions};
-use crate::store::Store;
+use crate::core::admin::Database;
+use crate::startup::{Application, StartOptions};
 use crate::{shutdown, telemetry};
 
 #[derive(Debug, Parser)]
@@ -112,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::from_env()?;
             // Deriving the keys proves the key inputs are usable, not just well-formed.
             if settings.keys.primary.is_some() {
-                startup::keyring(&settings).await?;
+                crate::core::setup::keyring(&settings).await?;
             }
             let public = settings
                 .http
@@ -131,19 +131,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { action } => {
             let settings = load_with_logs()?;
-            let store = startup::connect(&settings).await?;
+            let db = Database::connect(&settings).await?;
             match action.unwrap_or(MigrateAction::Up) {
                 MigrateAction::Up => {
-                    store.migrate_up().await?;
+                    db.migrate_up().await?;
                     println!("migrations applied");
                 }
                 MigrateAction::Down { steps } => {
-                    store.migrate_down(steps).await?;
+                    db.migrate_down(steps).await?;
                     println!("migrations rolled back");
                 }
-                MigrateAction::Status => print_status(&store).await?,
+                MigrateAction::Status => print_status(&db).await?,
             }
-            store.close().await;
+            db.close().await;
             Ok(())
         }
         Command::Clients { action } => {
@@ -190,8 +190,8 @@ fn load_for_serving() -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-async fn print_status(store: &Store) -> anyhow::Result<()> {
-    for (name, applied) in store.migration_status().await? {
+async fn print_status(db: &Database) -> anyhow::Result<()> {
+    for (name, applied) in db.migration_status().await? {
         println!("{} {name}", if applied { "applied" } else { "pending" });
     }
     Ok(())

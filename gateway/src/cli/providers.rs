@@ -12,10 +12,10 @@ use url::Url;
 
 use crate::config::Settings;
 use crate::config::providers::{split_scopes, valid_provider_id};
-use crate::events::{Event, Events};
+use crate::core::admin::Admin;
+use crate::core::admin::ProviderRemoval;
+use crate::events::Event;
 use crate::oauth::provider::{ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource};
-use crate::startup;
-use crate::store::providers::ProviderRemoval;
 
 // Parsed once per process: the size of a variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -122,11 +122,8 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
     if let ProvidersAction::Add(args) = &action {
         check_production_urls(settings, args)?;
     }
-    let keyring = startup::keyring(settings).await?;
-    let store = startup::connect(settings).await?;
-    store.migrate_up().await?;
-    let clock = crate::clock::Clock::system();
-    startup::check_keys(&store, &keyring, &clock).await?;
+    let admin = Admin::open(settings, true, crate::clock::Clock::system()).await?;
+    let store = admin.database();
     let result = match action {
         ProvidersAction::Add(args) => {
             if !valid_provider_id(&args.id) {
@@ -179,9 +176,9 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
                 trust_unverified_email: args.trust_unverified_email,
                 tenant_rule: None,
             };
-            store.upsert_provider(&provider, &keyring, clock.now()).await?;
+            admin.save_provider(&provider).await?;
             // Running replicas reload at once on PostgreSQL, within seconds on SQLite.
-            Events::new(store.clone(), "cli").publish(Event::Providers).await;
+            store.announce(Event::Providers).await;
             println!("provider {} saved (identity check: {})", provider.id, provider.identity_check.as_str());
             Ok(())
         }
@@ -205,9 +202,9 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
             if settings.providers.iter().any(|p| p.id == id) {
                 bail!("{id} is configured by environment variables; remove its variables instead");
             }
-            match store.delete_provider(&id).await? {
+            match admin.remove_provider(&id).await? {
                 ProviderRemoval::Removed => {
-                    Events::new(store.clone(), "cli").publish(Event::Providers).await;
+                    store.announce(Event::Providers).await;
                     println!("provider {id} removed");
                     Ok(())
                 }
@@ -221,6 +218,6 @@ pub async fn run(settings: &Settings, action: ProvidersAction) -> anyhow::Result
             }
         }
     };
-    store.close().await;
+    admin.close().await;
     result
 }

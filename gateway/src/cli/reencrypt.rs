@@ -1,16 +1,17 @@
 //! `gateway reencrypt [--dry-run] [--batch-size N]`: the `reencrypt` job from
 //! the command line, with a progress bar.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use workers::jobs::reencrypt::{ReencryptConfig, run_once};
+use workers::JobError;
+use workers::reencrypt::{Batch, Cursor, ReencryptConfig, run_once};
 
+use crate::clock::Clock;
 use crate::config::Settings;
-use crate::jobs::Reencryption;
-use crate::startup;
+use crate::core::admin::Admin;
+use crate::core::keys::Position;
 
 #[derive(Debug, Args)]
 pub struct ReencryptArgs {
@@ -24,18 +25,15 @@ pub struct ReencryptArgs {
 }
 
 pub async fn run(settings: &Settings, args: ReencryptArgs) -> anyhow::Result<()> {
-    let keyring = Arc::new(startup::keyring(settings).await?);
-    let store = startup::connect(settings).await?;
-    store.migrate_up().await?;
-    if let Err(err) = startup::check_keys(&store, &keyring, &crate::clock::Clock::system()).await {
+    let (admin, checked) = Admin::open_unchecked(settings, Clock::system()).await?;
+    if let Err(err) = checked {
         if !args.dry_run {
             return Err(err.into());
         }
         println!("warning: {err}");
     }
-    let usage = store.key_usage().await?;
-    let primary = keyring.primary_id().to_string();
-    let pending: u64 = usage.rows.keys().filter(|id| **id != primary).map(|id| usage.total(id)).sum();
+    let report = admin.key_report().await?;
+    let (primary, pending) = (&report.primary_key_id, report.pending_values);
     println!("primary key id {primary}; {pending} values under other keys");
 
     let bar = ProgressBar::new(pending);
@@ -43,10 +41,16 @@ pub async fn run(settings: &Settings, args: ReencryptArgs) -> anyhow::Result<()>
         ProgressStyle::with_template("{bar:40} {pos}/{len} values  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let walk = Reencryption { store: store.clone(), keyring, dry_run: args.dry_run };
+    let batch = |cursor: Cursor, limit| {
+        let admin = &admin;
+        async move {
+            let position = Position { table: cursor.table, after: cursor.after };
+            admin.reencrypt_batch(&position, limit, args.dry_run).await.map(Batch::from).map_err(JobError::from)
+        }
+    };
     // Unthrottled: the operator chose to run it now.
     let config = ReencryptConfig { batch_size: args.batch_size.max(1), max_rows_per_second: None };
-    let report = run_once(&walk, &config, &AtomicBool::new(false), |r| bar.set_position(r.reencrypted)).await?;
+    let report = run_once(batch, &config, &AtomicBool::new(false), |r| bar.set_position(r.reencrypted)).await?;
     bar.finish_and_clear();
     let verb = if args.dry_run { "would re-encrypt" } else { "re-encrypted" };
     println!(
@@ -61,6 +65,6 @@ pub async fn run(settings: &Settings, args: ReencryptArgs) -> anyhow::Result<()>
             println!("  {}.{} row {}", u.table, u.column, u.row);
         }
     }
-    store.close().await;
+    admin.close().await;
     if report.undecryptable.is_empty() { Ok(()) } else { anyhow::bail!("some values cannot be decrypted") }
 }

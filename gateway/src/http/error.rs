@@ -1,9 +1,12 @@
-//! The API's one error type and its single mapping to HTTP.
+//! The API's one error type, its one table of codes, and its single mapping
+//! to HTTP — JSON for the API, an HTML page for the browser pages.
 //!
-//! Every error answer is `{"error": <code>, "message": <text>, "request_id": ...}`
-//! plus `auth_required` where it applies. Codes, statuses and messages come
-//! from one table ([`ApiError::code`], [`ApiError::status`]); 5xx answers carry
-//! a generic message while the cause chain goes to the log inside the
+//! Every JSON error answer is `{"error": <code>, "message": <text>,
+//! "request_id": ...}` plus `auth_required`, `missing_scopes` and
+//! `retry_after` where they apply. Each code is one row of [`ApiError::row`]
+//! (code, status, `auth_required`, `retry_after`) beside its message (the
+//! variant's `Display`); domain errors convert with `From` below. 5xx answers
+//! carry a generic message while the cause chain goes to the log inside the
 //! request's span.
 
 use axum::Json;
@@ -11,8 +14,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::core::credentials::{CredentialKey, TokenError};
+use crate::core::sessions::{FailReason, FlowError, LinkError};
+use crate::core::telemetry::request_id;
 use crate::email::EmailError;
-use crate::http::request_id;
+use crate::http::pages;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -52,11 +58,38 @@ pub enum ApiError {
     Unavailable,
     #[error("Internal error.")]
     Internal(#[source] anyhow::Error),
+    // ---- the browser pages (rendered as HTML by `ApiError::page`) ----------
+    #[error("This sign-in link was already used or has expired. Ask your assistant for a new one.")]
+    LinkUnusable,
+    #[error("This sign-in can only be continued from its own page. Open the link you were given again.")]
+    NotFromConnectPage,
+    #[error("{0}")]
+    SignInRefused(&'static str),
+    #[error("{}.", .0.message())]
+    SignInFailed(FailReason),
+    #[error("/metrics requires a bearer token.")]
+    MetricsUnauthorized,
 }
 
 /// `1 second`, `30 seconds`.
 fn seconds(n: u64) -> String {
     if n == 1 { "1 second".to_owned() } else { format!("{n} seconds") }
+}
+
+/// One row of the code table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    pub status: StatusCode,
+    /// Whether the user must (re-)authorize at the provider.
+    pub auth_required: Option<bool>,
+    /// Seconds to wait before retrying (also the `Retry-After` header).
+    pub retry_after: Option<u64>,
+}
+
+const fn row(code: &'static str, status: StatusCode) -> Row {
+    Row { code, status, auth_required: None, retry_after: None }
 }
 
 /// The JSON body of every error answer.
@@ -83,104 +116,159 @@ impl ApiError {
         Self::Internal(err.into())
     }
 
-    pub fn code(&self) -> &'static str {
+    /// The code table: one row per code.
+    pub fn row(&self) -> Row {
+        use StatusCode as S;
+        let auth = |r: Row, required: bool| Row { auth_required: Some(required), ..r };
+        let wait = |r: Row, secs: u64| Row { retry_after: Some(secs), ..r };
         match self {
-            Self::NotAuthenticated { .. } => "not_authenticated",
-            Self::RefreshFailed { .. } => "refresh_failed",
-            Self::ScopeInsufficient { .. } => "scope_insufficient",
-            Self::ProviderUnavailable { .. } => "provider_unavailable",
-            Self::UnknownProvider(_) => "unknown_provider",
-            Self::InvalidEmail(_) => "invalid_email",
-            Self::InvalidRequest(_) => "invalid_request",
-            Self::SessionNotFound => "session_not_found",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
-            Self::NotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Busy { .. } => "busy",
-            Self::Unavailable => "service_unavailable",
-            Self::Internal(_) => "internal_error",
+            Self::NotAuthenticated { .. } => auth(row("not_authenticated", S::NOT_FOUND), true),
+            Self::RefreshFailed { .. } => auth(row("refresh_failed", S::UNAUTHORIZED), true),
+            Self::ScopeInsufficient { .. } => auth(row("scope_insufficient", S::FORBIDDEN), true),
+            Self::ProviderUnavailable { retry_after_secs, .. } => {
+                wait(auth(row("provider_unavailable", S::SERVICE_UNAVAILABLE), false), *retry_after_secs)
+            }
+            Self::UnknownProvider(_) => row("unknown_provider", S::BAD_REQUEST),
+            Self::InvalidEmail(_) => row("invalid_email", S::BAD_REQUEST),
+            Self::InvalidRequest(_) => row("invalid_request", S::BAD_REQUEST),
+            Self::SessionNotFound => row("session_not_found", S::NOT_FOUND),
+            Self::Unauthorized | Self::MetricsUnauthorized => row("unauthorized", S::UNAUTHORIZED),
+            Self::Forbidden(_) => row("forbidden", S::FORBIDDEN),
+            Self::NotFound => row("not_found", S::NOT_FOUND),
+            Self::MethodNotAllowed => row("method_not_allowed", S::METHOD_NOT_ALLOWED),
+            Self::PayloadTooLarge { .. } => row("payload_too_large", S::PAYLOAD_TOO_LARGE),
+            Self::UnsupportedMediaType => row("unsupported_media_type", S::UNSUPPORTED_MEDIA_TYPE),
+            Self::RateLimited { retry_after_secs } => {
+                wait(row("rate_limited", S::TOO_MANY_REQUESTS), *retry_after_secs)
+            }
+            Self::Busy { retry_after_secs } => {
+                wait(auth(row("busy", S::SERVICE_UNAVAILABLE), false), *retry_after_secs)
+            }
+            Self::Unavailable => wait(row("service_unavailable", S::SERVICE_UNAVAILABLE), 1),
+            Self::Internal(_) => row("internal_error", S::INTERNAL_SERVER_ERROR),
+            Self::LinkUnusable => row("link_unusable", S::NOT_FOUND),
+            Self::NotFromConnectPage => row("forbidden", S::FORBIDDEN),
+            Self::SignInRefused(_) => row("sign_in_refused", S::BAD_REQUEST),
+            // The database failing is ours, not the user's.
+            Self::SignInFailed(FailReason::StorageError) => row("sign_in_failed", S::SERVICE_UNAVAILABLE),
+            Self::SignInFailed(_) => row("sign_in_failed", S::BAD_REQUEST),
         }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.row().code
     }
 
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::NotAuthenticated { .. } | Self::SessionNotFound | Self::NotFound => StatusCode::NOT_FOUND,
-            Self::RefreshFailed { .. } | Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::ScopeInsufficient { .. } | Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::ProviderUnavailable { .. } | Self::Busy { .. } | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UnknownProvider(_) | Self::InvalidEmail(_) | Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn auth_required(&self) -> Option<bool> {
-        match self {
-            Self::NotAuthenticated { .. } | Self::RefreshFailed { .. } | Self::ScopeInsufficient { .. } => Some(true),
-            Self::ProviderUnavailable { .. } | Self::Busy { .. } => Some(false),
-            _ => None,
-        }
-    }
-
-    fn retry_after(&self) -> Option<u64> {
-        match self {
-            Self::ProviderUnavailable { retry_after_secs, .. }
-            | Self::Busy { retry_after_secs }
-            | Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            Self::Unavailable => Some(1),
-            _ => None,
-        }
+        self.row().status
     }
 
     pub fn body(&self) -> ErrorBody {
+        let row = self.row();
         ErrorBody {
-            error: self.code(),
+            error: row.code,
             message: self.to_string(),
-            auth_required: self.auth_required(),
+            auth_required: row.auth_required,
             missing_scopes: match self {
                 Self::ScopeInsufficient { missing } => Some(missing.clone()),
                 _ => None,
             },
-            retry_after: self.retry_after(),
+            retry_after: row.retry_after,
             request_id: request_id::current(),
         }
+    }
+
+    /// The same error as a browser page: its status, its message, no code.
+    pub fn page(self) -> Response {
+        log_server_error(&self);
+        let row = self.row();
+        let mut page = pages::failure(row.status, &self.to_string());
+        set_retry_after(&mut page, &row);
+        if matches!(self, Self::MetricsUnauthorized) {
+            page.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        page
+    }
+}
+
+fn log_server_error(err: &ApiError) {
+    if err.status().is_server_error() {
+        // The cause chain stays in the log; the body says only what the code says.
+        match err {
+            ApiError::Internal(cause) => tracing::error!(error = format!("{cause:#}"), "request failed"),
+            other => tracing::warn!(code = other.code(), "request failed"),
+        }
+    }
+}
+
+fn set_retry_after(response: &mut Response, row: &Row) {
+    if let Some(secs) = row.retry_after
+        && let Ok(value) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            // The cause chain stays in the log; the body says only what the code says.
-            match &self {
-                Self::Internal(err) => {
-                    tracing::error!(error = format!("{err:#}"), "request failed")
-                }
-                other => tracing::warn!(code = other.code(), "request failed"),
-            }
-        }
-        let body = self.body();
-        let mut response = (status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after()
-            && let Ok(value) = HeaderValue::from_str(&secs.to_string())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+        log_server_error(&self);
+        let row = self.row();
+        let mut response = (row.status, Json(self.body())).into_response();
+        set_retry_after(&mut response, &row);
         response
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(err: crate::store::StoreError) -> Self {
+// ---- domain errors → API errors -------------------------------------------
+
+impl From<crate::core::StoreError> for ApiError {
+    fn from(err: crate::core::StoreError) -> Self {
         match err {
-            crate::store::StoreError::Unavailable(_) => Self::Unavailable,
+            crate::core::StoreError::Unavailable(_) => Self::Unavailable,
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<FlowError> for ApiError {
+    fn from(err: FlowError) -> Self {
+        match err {
+            FlowError::UnknownProvider(p) => Self::UnknownProvider(p),
+            FlowError::InvalidRequest(m) => Self::InvalidRequest(m),
+            FlowError::SessionNotFound => Self::SessionNotFound,
+            FlowError::NotYours => Self::Forbidden("This session was started by another API client.".into()),
+            FlowError::Store(e) => e.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<LinkError> for ApiError {
+    fn from(err: LinkError) -> Self {
+        match err {
+            LinkError::Unusable => Self::LinkUnusable,
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// A token request's failure, with the credential it was for (the message names it).
+#[derive(Debug)]
+pub struct TokenFailure(pub TokenError, pub CredentialKey);
+
+impl From<TokenFailure> for ApiError {
+    fn from(TokenFailure(err, key): TokenFailure) -> Self {
+        let (email, provider) = (key.email.to_string(), key.provider);
+        match err {
+            TokenError::NotAuthenticated => Self::NotAuthenticated { email, provider },
+            TokenError::RefreshFailed => Self::RefreshFailed { email, provider },
+            TokenError::ScopeInsufficient { missing } => Self::ScopeInsufficient { missing },
+            TokenError::ProviderUnavailable { retry_after } => {
+                Self::ProviderUnavailable { provider, retry_after_secs: retry_after }
+            }
+            TokenError::Busy => Self::Busy { retry_after_secs: 1 },
+            TokenError::UnknownProvider => Self::UnknownProvider(provider),
+            TokenError::Unavailable => Self::Unavailable,
             other => Self::internal(other),
         }
     }
@@ -234,6 +322,17 @@ mod tests {
             (ApiError::RateLimited { retry_after_secs: 2 }, 429, "rate_limited", None),
             (ApiError::Unavailable, 503, "service_unavailable", None),
             (ApiError::internal(anyhow::anyhow!("secret-detail")), 500, "internal_error", None),
+            (ApiError::LinkUnusable, 404, "link_unusable", None),
+            (ApiError::NotFromConnectPage, 403, "forbidden", None),
+            (
+                ApiError::SignInRefused("This sign-in link is unknown or was already used."),
+                400,
+                "sign_in_refused",
+                None,
+            ),
+            (ApiError::SignInFailed(FailReason::AccessDenied), 400, "sign_in_failed", None),
+            (ApiError::SignInFailed(FailReason::StorageError), 503, "sign_in_failed", None),
+            (ApiError::MetricsUnauthorized, 401, "unauthorized", None),
         ];
         for (err, status, code, auth_required) in cases {
             let (got_status, body, _) = render(err).await;
@@ -262,6 +361,21 @@ mod tests {
         let (_, body, retry) = render(ApiError::RateLimited { retry_after_secs: 1 }).await;
         assert_eq!(retry.as_deref(), Some("1"));
         assert_eq!(body["message"], "Too many requests; retry in 1 second.");
+    }
+
+    #[tokio::test]
+    async fn browser_errors_are_pages_from_the_same_table() {
+        let page = ApiError::RateLimited { retry_after_secs: 3 }.page();
+        assert_eq!(page.status(), 429);
+        assert_eq!(page.headers()[header::RETRY_AFTER], "3");
+        assert!(page.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+        let page = ApiError::MetricsUnauthorized.page();
+        assert_eq!(
+            (page.status().as_u16(), &page.headers()[header::WWW_AUTHENTICATE]),
+            (401, &HeaderValue::from_static("Bearer"))
+        );
+        let body = axum::body::to_bytes(ApiError::LinkUnusable.page().into_body(), 1 << 16).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("already used or has expired"));
     }
 
     #[tokio::test]

@@ -1,13 +1,16 @@
-//! The HTTP API: routes, extractors, middleware and the error mapping.
-//! Nothing here touches the database: handlers call actors or services.
+//! The HTTP API: routes, extractors, middleware, the error table, the
+//! browser pages and the listener. Nothing here touches the database (the
+//! core's store is private to it): handlers call the core's services.
 
-pub mod auth;
+pub mod caller;
+pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod pages;
 pub mod request_id;
 pub mod routes;
 pub mod server;
+pub mod state;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -15,7 +18,7 @@ use axum::middleware;
 
 pub use error::ApiError;
 
-use crate::app::AppState;
+pub use state::AppState;
 
 /// Builds the whole router for `state`; `/metrics` is included when
 /// `metrics` is given (otherwise it has a listener of its own, or none).

@@ -1,7 +1,7 @@
 //! The one middleware every request passes: its request id (accepted from
 //! `X-Request-Id` when it is sane, generated otherwise, echoed in the
 //! response header, attached to the request's span, readable by error bodies
-//! through a task-local) and its HTTP metrics. One layer, not a stack of
+//! through the core's task-local) and its HTTP metrics. One layer, not a stack of
 //! them: the token endpoint answers in microseconds, and each layer costs.
 
 use axum::extract::{MatchedPath, Request};
@@ -13,14 +13,7 @@ use tracing::Instrument;
 pub static HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 128;
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being served, if any.
-pub fn current() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
-}
+pub use crate::core::telemetry::request_id::current;
 
 /// Accept ids made of safe, visible characters only, so they can be logged
 /// and echoed without escaping.
@@ -39,7 +32,7 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let header = HeaderValue::from_str(&id).ok();
     let started = std::time::Instant::now();
-    let mut response = REQUEST_ID.scope(id, next.run(request)).instrument(span.clone()).await;
+    let mut response = crate::core::telemetry::request_id::scope(id, next.run(request)).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.in_scope(|| tracing::debug!(status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request completed"));

@@ -28,14 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
-/// The bounds on every connection.
-#[derive(Clone, Copy, Debug)]
-pub struct ServerLimits {
-    /// `HTTP_HEADER_READ_TIMEOUT_SECONDS`.
-    pub header_read_timeout: Duration,
-    /// `HTTP_MAX_CONNECTIONS`.
-    pub max_connections: usize,
-}
+use crate::core::config::ServerLimits;
 
 /// Serves `router` on `listener` until `shutdown` resolves.
 pub async fn serve(

@@ -4,10 +4,11 @@
 //! created with `#[instrument(skip_all, ...)]` so no argument, and so no
 //! token, lands in a span.
 
-pub mod gauges;
 pub mod handles;
-pub mod metrics;
 pub mod prometheus;
+
+/// The metric catalogue (the core's: it records most of them).
+pub use crate::core::telemetry::metrics;
 
 use std::io::IsTerminal;
 

@@ -23,7 +23,7 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Installs the recorder (once) and returns the handle that renders it.
-pub fn install() -> Result<PrometheusHandle, String> {
+pub fn install() -> Result<PrometheusHandle, metrics_exporter_prometheus::BuildError> {
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
@@ -33,11 +33,9 @@ pub fn install() -> Result<PrometheusHandle, String> {
     }
     let mut builder = PrometheusBuilder::new().upkeep_timeout(UPKEEP_EVERY);
     for metric in CATALOGUE.iter().filter(|c| c.kind == Kind::Histogram) {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), m::buckets_for(metric.name))
-            .map_err(|e| e.to_string())?;
+        builder = builder.set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), m::buckets_for(metric.name))?;
     }
-    let handle = builder.install_recorder().map_err(|e| e.to_string())?;
+    let handle = builder.install_recorder()?;
     describe();
     metrics::gauge!(m::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(HANDLE.get_or_init(|| handle).clone())
@@ -104,7 +102,7 @@ pub fn initialize_series(providers: &[String]) {
     for route in ["/auth/init", "/auth/token", "/auth/callback/{provider}", "/connect/{connect_id}"] {
         metrics::counter!(m::RATE_LIMITED, "route" => route).absolute(0);
     }
-    for column in crate::store::keys::ENCRYPTED_COLUMNS {
+    for column in crate::core::keys::ENCRYPTED_COLUMNS {
         metrics::counter!(m::REENCRYPTED, "column" => column.column).absolute(0);
     }
     metrics::counter!(m::ENCRYPTION_ERRORS, "operation" => "decrypt").absolute(0);

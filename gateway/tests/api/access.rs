@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use gateway::access::Action;
+use gateway::access::NewClient;
 use gateway::access::clients::hex;
-use gateway::http::auth::digest;
-use gateway::store::clients::NewClient;
+use gateway::access::digest;
 use mock_provider::{Consent, MockProvider};
 use serde_json::{Value, json};
 
@@ -42,8 +42,8 @@ async fn add_client(
         domains: list(domains),
         networks: list(networks),
     };
-    assert!(app.state.deps.store.add_client(new, app.clock.now()).await.unwrap());
-    app.state.clients.reload().await.unwrap();
+    assert!(app.state.services.add_client(new).await.unwrap());
+    app.state.services.clients().reload().await.unwrap();
     key
 }
 
@@ -142,15 +142,8 @@ async fn a_rotated_key_keeps_working_for_its_grace_period(backend: Backend) {
     let old = add_client(&app, "rotating", &[Action::Token], None, None, None).await;
     let new = "rotating-new-key-0123456789abcdefghijklmnopqrstuvwxyz";
     let until = app.clock.now() + chrono::TimeDelta::hours(1);
-    assert!(
-        app.state
-            .deps
-            .store
-            .rotate_client_key("rotating", hex(&digest(new.as_bytes())), until, app.clock.now())
-            .await
-            .unwrap()
-    );
-    app.state.clients.reload().await.unwrap();
+    assert!(app.state.services.rotate_client_key("rotating", hex(&digest(new.as_bytes())), until).await.unwrap());
+    app.state.services.clients().reload().await.unwrap();
 
     for key in [old.as_str(), new] {
         assert_eq!(call(&app, key, reqwest::Method::POST, "/auth/token", Some(alice())).await.status(), 200);
@@ -166,8 +159,8 @@ async fn a_disabled_client_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let key = add_client(&app, "retired", &[Action::Init], None, None, None).await;
     assert_eq!(call(&app, &key, reqwest::Method::POST, "/auth/init", Some(alice())).await.status(), 200);
-    assert!(app.state.deps.store.set_client_enabled("retired", false, app.clock.now()).await.unwrap());
-    app.state.clients.reload().await.unwrap();
+    assert!(app.state.services.set_client_enabled("retired", false).await.unwrap());
+    app.state.services.clients().reload().await.unwrap();
     let refused = call(&app, &key, reqwest::Method::POST, "/auth/init", Some(alice())).await;
     assert!(forbidden_reason(refused).await.contains("disabled"));
     app.stop().await;
@@ -199,7 +192,7 @@ async fn every_action_is_audited_and_no_audit_row_holds_a_secret(backend: Backen
     assert_eq!(app.revoke("mock", "alice@company.com").await.status(), 200);
     let limited = add_client(&app, "limited", &[Action::Token], None, None, None).await;
     assert_eq!(call(&app, &limited, reqwest::Method::DELETE, "/auth/revoke", Some(alice())).await.status(), 403);
-    app.state.deps.audit.flush().await;
+    app.state.services.audit().flush().await;
 
     let log: Value = app.api(reqwest::Method::GET, "/admin/audit?limit=1000", None).await.json().await.unwrap();
     let rows = log["records"].as_array().unwrap();
@@ -382,7 +375,7 @@ async fn token_reads_are_summarised_unless_each_is_asked_for() {
         for _ in 0..5 {
             app.token_ok("mock", "alice@company.com").await;
         }
-        app.state.deps.audit.flush().await;
+        app.state.services.audit().flush().await;
         let log: Value = app.api(reqwest::Method::GET, "/admin/audit?limit=1000", None).await.json().await.unwrap();
         app.stop().await;
         log["records"].as_array().unwrap().iter().filter(|r| r["action"] == "token").cloned().collect()

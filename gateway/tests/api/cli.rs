@@ -243,12 +243,12 @@ async fn clients_are_managed_from_the_command_line_and_audited() {
     assert!(rotated.status.success());
     let new_key = String::from_utf8(rotated.stdout).unwrap().trim().to_owned();
     assert_ne!(new_key, key);
-    app.state.clients.reload().await.unwrap();
+    app.state.services.clients().reload().await.unwrap();
     assert_eq!(token(new_key.clone()).await, 200);
     assert_eq!(token(key.clone()).await, 200, "the old key works during the grace period");
 
     assert!(run(&["clients", "disable", "gmail-mcp"]).status.success());
-    app.state.clients.reload().await.unwrap();
+    app.state.services.clients().reload().await.unwrap();
     assert_eq!(token(new_key.clone()).await, 403);
     assert!(!run(&["clients", "disable", "nobody"]).status.success());
 

@@ -256,9 +256,9 @@ pub struct TestApp {
     /// The separate `/metrics` listener, when `METRICS_ADDR` was set.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The gateway's state: actors and the jobs' work, for tests that drive them.
-    pub state: gateway::app::AppState,
+    pub state: gateway::http::AppState,
     stop: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<Result<(), gateway::startup::ServeError>>>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {

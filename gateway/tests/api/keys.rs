@@ -2,6 +2,7 @@
 //! first start, and every stored row's key id, must match a configured key.
 
 use gateway::clock::Clock;
+use gateway::core::setup::SetupError;
 use gateway::crypto::{Key, Keyring, Place};
 use gateway::startup::StartupError;
 use sea_orm::{ConnectionTrait, Statement};
@@ -29,7 +30,7 @@ async fn a_key_that_cannot_read_the_database_is_refused(backend: Backend) {
 
     let key_b = fernet_key();
     let err = try_build(&db, &key_b, &[], Clock::system()).await.err().expect("start-up must refuse");
-    let StartupError::MissingKeys(missing) = &err else { panic!("unexpected error: {err}") };
+    let StartupError::Setup(SetupError::MissingKeys(missing)) = &err else { panic!("unexpected error: {err}") };
     // The canary and the two providers' client secrets were sealed under A.
     assert_eq!(missing.get(&key_id(&key_a)), Some(&4), "{missing:?}");
     let message = err.to_string();
@@ -56,7 +57,7 @@ async fn a_canary_the_keys_cannot_open_is_refused(backend: Backend) {
     .unwrap();
     conn.close().await.unwrap();
     let err = try_build(&db, &key, &[], Clock::system()).await.err().expect("start-up must refuse");
-    assert!(matches!(err, StartupError::CanaryUnreadable { .. }), "{err}");
+    assert!(matches!(err, StartupError::Setup(SetupError::CanaryUnreadable { .. })), "{err}");
 }
 
 async fn rows_under_an_unconfigured_key_are_counted_and_refused(backend: Backend) {
@@ -79,7 +80,7 @@ async fn rows_under_an_unconfigured_key_are_counted_and_refused(backend: Backend
     conn.close().await.unwrap();
 
     let err = try_build(&db, &key, &[], Clock::system()).await.err().expect("start-up must refuse");
-    let StartupError::MissingKeys(missing) = &err else { panic!("unexpected error: {err}") };
+    let StartupError::Setup(SetupError::MissingKeys(missing)) = &err else { panic!("unexpected error: {err}") };
     // The provider row written by the helper is under 'k1', also unconfigured.
     assert_eq!(missing.get("deadbeefdeadbeef"), Some(&2));
     assert_eq!(missing.get("k1"), Some(&1));

@@ -1,7 +1,7 @@
 //! The one set of migrations works up and down on both backends, and the
 //! schema enforces what the design document asks of it.
 
-use migration::{Migrator, MigratorTrait};
+use gateway::core::admin::Database;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use sea_orm_migration::SchemaManager;
 
@@ -12,23 +12,34 @@ const TABLES: [&str; 4] = ["oauth_providers", "oauth_credentials", "oauth_sessio
 
 on_both_backends!(migrations_go_up_down_and_up_again, credentials_are_unique_per_user_and_provider);
 
+/// The migrations of the database `db`, as the gateway runs them.
+async fn database(db: &TestDb) -> Database {
+    let settings = gateway::config::Settings::from_source(&gateway::config::Source::from_pairs([(
+        "DATABASE_URL",
+        db.url.as_str(),
+    )]))
+    .unwrap();
+    Database::connect(&settings).await.unwrap()
+}
+
 async fn migrations_go_up_down_and_up_again(backend: Backend) {
     let db = TestDb::new(backend).await;
     let conn = db.connect().await;
     let manager = SchemaManager::new(&conn);
+    let migrations = database(&db).await;
 
-    Migrator::up(&conn, None).await.unwrap();
+    migrations.migrate_up().await.unwrap();
     for table in TABLES {
         assert!(manager.has_table(table).await.unwrap(), "{table} after up");
     }
-    assert!(Migrator::get_pending_migrations(&conn).await.unwrap().is_empty());
+    assert!(migrations.migration_status().await.unwrap().iter().all(|(_, applied)| *applied), "nothing pending");
 
-    Migrator::down(&conn, None).await.unwrap();
+    migrations.migrate_down(None).await.unwrap();
     for table in TABLES {
         assert!(!manager.has_table(table).await.unwrap(), "{table} after down");
     }
 
-    Migrator::up(&conn, None).await.unwrap();
+    migrations.migrate_up().await.unwrap();
     for table in TABLES {
         assert!(manager.has_table(table).await.unwrap(), "{table} after up again");
     }
@@ -38,7 +49,7 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
 async fn credentials_are_unique_per_user_and_provider(backend: Backend) {
     let db = TestDb::new(backend).await;
     let conn = db.connect().await;
-    Migrator::up(&conn, None).await.unwrap();
+    database(&db).await.migrate_up().await.unwrap();
     insert_provider(&conn, "google").await;
 
     assert!(insert_credential(&conn, "alice@company.com", "google").await.is_ok());
@@ -56,7 +67,7 @@ async fn postgres_email_check_agrees_with_the_gateways_validation() {
     }
     let db = TestDb::new(Backend::Postgres).await;
     let conn = db.connect().await;
-    Migrator::up(&conn, None).await.unwrap();
+    database(&db).await.migrate_up().await.unwrap();
     insert_provider(&conn, "google").await;
     for (email, accepted) in gateway::email::GRAMMAR_EXAMPLES {
         let result = insert_credential(&conn, email, "google").await;

@@ -300,7 +300,7 @@ async fn a_callback_slower_than_the_session_still_completes(backend: Backend) {
     fault_in_flight(&app.mock, 0).await;
     // The session's original end passes while the code is being exchanged, and the sweep runs.
     app.clock.advance(Duration::from_secs(120));
-    app.state.jobs.sweep_once(app.clock.now()).await.unwrap();
+    app.state.workers.sweep_once(app.clock.now()).await.unwrap();
     assert_eq!(app.status_json(&session_id).await["status"], "pending", "a flow being completed is not expired");
     let page = page.await.unwrap();
     assert_eq!(page.status(), 200);
@@ -316,7 +316,7 @@ async fn a_link_opened_just_before_expiry_can_still_be_completed(backend: Backen
     let callback = consent_until_callback(&app, &auth_url).await;
     // Three minutes at the provider (sign-in, MFA, consent): past the session's original end.
     app.clock.advance(Duration::from_secs(180));
-    app.state.jobs.sweep_once(app.clock.now()).await.unwrap();
+    app.state.workers.sweep_once(app.clock.now()).await.unwrap();
     let page = app.client.get(callback).send().await.unwrap();
     assert_eq!(page.status(), 200, "{}", page.text().await.unwrap());
     assert_eq!(app.status_json(&session_id).await["status"], "completed");
@@ -346,7 +346,7 @@ async fn a_refused_client_keeps_grants_active_and_recovers_by_itself(backend: Ba
 
     // Bob's request does not reach the provider while it is held back.
     assert_eq!(app.token(provider, "bob@company.com", None).await.status(), 503);
-    let report = app.state.jobs.refresh_once(app.clock.now()).await.unwrap();
+    let report = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
     assert_eq!(report.failed, 0, "{report:?}");
     assert_eq!(app.mock.counters().faults_served, served_before + 1, "held back: {report:?}");
     for user in [ALICE, "bob@company.com"] {
@@ -358,7 +358,7 @@ async fn a_refused_client_keeps_grants_active_and_recovers_by_itself(backend: Ba
     assert_eq!(health["providers"][provider]["category"], "invalid_client");
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert_eq!(crate::helpers::metric_sum(&metrics, "provider_failing", &[("provider", provider)]), 1.0);
-    let listed = app.state.deps.store.list_providers().await.unwrap();
+    let listed = app.state.services.list_providers().await.unwrap();
     assert!(listed.iter().any(|p| p.id == provider && p.failing.as_ref().is_some_and(|f| f.1 == "invalid_client")));
 
     // The operator fixes the secret; after the probe pause the next call goes through.
@@ -371,7 +371,7 @@ async fn a_refused_client_keeps_grants_active_and_recovers_by_itself(backend: Ba
     assert!(health.get("providers").is_none(), "{health}");
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert_eq!(crate::helpers::metric_sum(&metrics, "provider_failing", &[("provider", provider)]), 0.0);
-    let listed = app.state.deps.store.list_providers().await.unwrap();
+    let listed = app.state.services.list_providers().await.unwrap();
     assert!(listed.iter().any(|p| p.id == provider && p.failing.is_none()));
     app.stop().await;
 }
@@ -419,23 +419,23 @@ async fn a_minute_of_ten_thousand_users_is_audited_whole(backend: Backend) {
     let now = app.clock.now();
     // Ten thousand distinct users read a token in the same minute: one summary record each.
     for i in 0..10_000 {
-        app.state.deps.audit.token_read("mail-server", &format!("user{i}@company.com"), "mock", "memory", now);
+        app.state.services.audit().token_read("mail-server", &format!("user{i}@company.com"), "mock", "memory", now);
     }
     // And one forbidden request in the same minute: a client without the admin right.
     let key = "reader-key-0123456789abcdefghijklmnopqrstuvwxyz";
-    let reader = gateway::store::clients::NewClient {
+    let reader = gateway::access::NewClient {
         name: "reader".to_owned(),
-        key_digest: gateway::access::clients::hex(&gateway::http::auth::digest(key.as_bytes())),
+        key_digest: gateway::access::clients::hex(&gateway::access::digest(key.as_bytes())),
         actions: vec![gateway::access::Action::Token],
         providers: None,
         domains: None,
         networks: None,
     };
-    assert!(app.state.deps.store.add_client(reader, now).await.unwrap());
-    app.state.clients.reload().await.unwrap();
+    assert!(app.state.services.add_client(reader).await.unwrap());
+    app.state.services.clients().reload().await.unwrap();
     let forbidden = app.client.get(app.url("/admin/audit")).header("x-api-key", key).send().await.unwrap();
     assert_eq!(forbidden.status(), 403);
-    app.state.deps.audit.flush().await;
+    app.state.services.audit().flush().await;
     let summaries = scalar_i64(&app, "SELECT COUNT(*) FROM audit_log WHERE action = 'token'").await;
     assert_eq!(summaries, 10_000, "every user's summary is written");
     assert_eq!(scalar_i64(&app, "SELECT COUNT(*) FROM audit_log WHERE outcome = 'forbidden'").await, 1);

@@ -6,12 +6,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures::future::join_all;
+use gateway::clock::Clock;
 use gateway::config::{Settings, Source};
-use gateway::crypto::{Key, Keyring};
+use gateway::core::admin::Admin;
+use gateway::credentials::CredentialKey;
+use gateway::crypto::Key;
 use gateway::email::Email;
-use gateway::store::Store;
-use gateway::store::credentials::CredentialKey;
-use gateway::store::seed::SeedCredential;
+use gateway::seeding::{SeedCredential, seed_credentials, stored_tokens};
 use mock_provider::MockProvider;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
@@ -61,7 +62,7 @@ async fn three_replicas_refresh_each_credential_exactly_once() {
     }
     // All three workers run at once, until nothing is left to claim.
     loop {
-        let reports = join_all(apps.iter().map(|a| a.state.jobs.refresh_once(a.clock.now()))).await;
+        let reports = join_all(apps.iter().map(|a| a.state.workers.refresh_once(a.clock.now()))).await;
         let claimed: usize = reports.iter().map(|r| r.as_ref().unwrap().claimed).sum();
         if claimed == 0 {
             break;
@@ -97,8 +98,8 @@ async fn two_replicas_reencrypt_each_value_once() {
     let pending = keys["pending_values"].as_u64().unwrap();
     assert_eq!(pending, 401, "200 access + 200 refresh tokens + the canary");
 
-    use gateway::actors::rotation::Run;
-    let (a, b) = tokio::join!(first.state.rotation.send(Run), second.state.rotation.send(Run));
+    use workers::reencrypt::Run;
+    let (a, b) = tokio::join!(first.state.workers.rotation().send(Run), second.state.workers.rotation().send(Run));
     let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
     assert_eq!(a.reencrypted + b.reencrypted, pending, "every value once: {} + {}", a.reencrypted, b.reencrypted);
     assert_eq!(a.conflicts + b.conflicts, 0);
@@ -122,12 +123,13 @@ async fn reencryption_survives_kill_9() {
     // A first start creates the schema, the canary and the provider rows.
     let app = spawn_app_with(TestDb::new(Backend::Postgres).await, key_a.clone(), mock.clone(), &[]).await;
     let db = app.stop().await;
-    let ring_a = Keyring::new(Key::parse(&SecretString::from(key_a.clone()), None).unwrap(), vec![]).unwrap();
-    let seed_store = Store::connect(
-        &Settings::from_source(&Source::from_pairs([("DATABASE_URL", db.url.as_str())])).unwrap().database,
-    )
-    .await
-    .unwrap();
+    let admin = |keys: Vec<(&'static str, String)>| {
+        let mut pairs = vec![("DATABASE_URL", db.url.clone())];
+        pairs.extend(keys);
+        let settings = Settings::from_source(&Source::from_pairs(pairs)).unwrap();
+        async move { Admin::open_unchecked(&settings, Clock::system()).await.unwrap().0 }
+    };
+    let seed_store = admin(vec![("AUTH_GATEWAY_ENCRYPTION_KEY", key_a.clone())]).await;
     let rows: Vec<SeedCredential> = (0..ROWS)
         .map(|i| SeedCredential {
             key: CredentialKey {
@@ -139,7 +141,7 @@ async fn reencryption_survives_kill_9() {
             expires_at: chrono::Utc::now() + chrono::TimeDelta::days(30),
         })
         .collect();
-    seed_store.seed_credentials(&ring_a, &rows, chrono::Utc::now()).await.unwrap();
+    seed_credentials(&seed_store, &rows, Clock::system().now()).await.unwrap();
     seed_store.close().await;
 
     let key_b = fernet_key();
@@ -164,11 +166,8 @@ async fn reencryption_survives_kill_9() {
             .spawn()
             .unwrap()
     };
-    let store = Store::connect(
-        &Settings::from_source(&Source::from_pairs([("DATABASE_URL", db.url.as_str())])).unwrap().database,
-    )
-    .await
-    .unwrap();
+    // Key B alone: what is still under A shows up as pending.
+    let store = admin(vec![("AUTH_GATEWAY_ENCRYPTION_KEY", key_b.clone())]).await;
     let key_b_id = Key::parse(&SecretString::from(key_b.clone()), None).unwrap().id().to_string();
     let mut kills = 0;
     for _ in 0..5 {
@@ -189,21 +188,24 @@ async fn reencryption_survives_kill_9() {
     assert!(finished, "re-encryption did not finish after {kills} kills");
 
     // Every token decrypts under B alone and is what was stored.
-    let ring_b = Keyring::new(Key::parse(&SecretString::from(key_b), None).unwrap(), vec![]).unwrap();
     for i in (0..ROWS).step_by(97).chain([ROWS - 1]) {
         let key =
             CredentialKey { email: Email::parse(&format!("seed{i}@company.com")).unwrap(), provider: "mock".into() };
-        let stored = store.load_credential(&key, &ring_b).await.unwrap().unwrap();
-        assert_eq!(stored.access_token.expose_secret(), &format!("access-{i}"));
-        assert_eq!(stored.refresh_token.unwrap().expose_secret(), &format!("refresh-{i}"));
+        let (access, refresh) = stored_tokens(&store, &key).await.unwrap().unwrap();
+        assert_eq!(access.expose_secret(), &format!("access-{i}"));
+        assert_eq!(refresh.unwrap().expose_secret(), &format!("refresh-{i}"));
     }
-    let usage = store.key_usage().await.unwrap();
-    assert_eq!(usage.rows.keys().collect::<Vec<_>>(), vec![&key_b_id], "only the new key seals anything");
-    assert_eq!(usage.total(&key_b_id) as usize, 2 * ROWS + 1 + 3, "tokens, the canary, three client secrets");
+    let report = store.key_report().await.unwrap();
+    let sealing: Vec<&str> = report.keys.iter().filter(|k| k.values > 0).map(|k| k.key_id.as_str()).collect();
+    assert_eq!(sealing, vec![key_b_id.as_str()], "only the new key seals anything");
+    let under_b = report.keys.iter().find(|k| k.key_id == key_b_id).unwrap().values;
+    assert_eq!(under_b as usize, 2 * ROWS + 1 + 3, "tokens, the canary, three client secrets");
     store.close().await;
 }
 
-async fn old_values(store: &Store, primary: &str) -> u64 {
-    let usage = store.key_usage().await.unwrap();
-    usage.rows.keys().filter(|id| id.as_str() != primary).map(|id| usage.total(id)).sum()
+/// Values still under keys other than the admin's primary (`primary`).
+async fn old_values(store: &Admin, primary: &str) -> u64 {
+    let report = store.key_report().await.unwrap();
+    assert_eq!(report.primary_key_id, primary);
+    report.pending_values
 }

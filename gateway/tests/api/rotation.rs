@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use gateway::clock::Clock;
+use gateway::core::setup::SetupError;
 use gateway::crypto::Key;
 use gateway::startup::StartupError;
 use mock_provider::MockProvider;
@@ -90,7 +91,7 @@ async fn removing_the_old_key_before_reencryption_is_refused(backend: Backend) {
     let db = app.stop().await;
 
     let err = try_build(&db, &key_b, &[], Clock::system()).await.err().expect("start-up must refuse");
-    let StartupError::MissingKeys(missing) = &err else { panic!("unexpected: {err}") };
+    let StartupError::Setup(SetupError::MissingKeys(missing)) = &err else { panic!("unexpected: {err}") };
     assert_eq!(missing.get(&key_id(&key_a)), Some(&7));
     assert!(err.to_string().contains("7 stored values"), "{err}");
 }

@@ -51,7 +51,7 @@ async fn proactive_refresh_keeps_every_request_off_the_provider(backend: Backend
     // Two hours in five-minute steps: every token expires twice during the run.
     for _ in 0..24 {
         app.clock.advance(STEP);
-        let report = app.state.jobs.refresh_once(app.clock.now()).await.unwrap();
+        let report = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
         assert_eq!(report.failed + report.deferred, 0, "{report:?}");
         for user in &users {
             let token = app.token_ok(provider, user).await;
@@ -80,10 +80,10 @@ async fn provider_faults_back_off_and_never_mark_reauthorization(backend: Backen
     app.clock.advance(Duration::from_secs(3300));
     app.mock.inject(Endpoint::Token, Fault::ServerError, 1000);
 
-    let first = app.state.jobs.refresh_once(app.clock.now()).await.unwrap();
+    let first = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
     assert_eq!((first.claimed, first.deferred), (1, 1), "{first:?}");
     let calls = app.mock.counters().faults_served;
-    let second = app.state.jobs.refresh_once(app.clock.now()).await.unwrap();
+    let second = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
     assert_eq!(second.skipped, 1, "the provider is backing off: {second:?}");
     assert_eq!(app.mock.counters().faults_served, calls, "no call while backing off");
     assert_eq!(state_of(&app, "mock", "alice@company.com").await, "active");
@@ -91,7 +91,7 @@ async fn provider_faults_back_off_and_never_mark_reauthorization(backend: Backen
     // After the backoff the provider is tried again and recovers.
     app.mock.clear_faults();
     app.clock.advance(Duration::from_secs(60));
-    let third = app.state.jobs.refresh_once(app.clock.now()).await.unwrap();
+    let third = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
     assert_eq!(third.refreshed, 1, "{third:?}");
     assert_eq!(state_of(&app, "mock", "alice@company.com").await, "active");
     app.stop().await;
@@ -102,11 +102,11 @@ async fn invalid_grant_found_by_the_worker_marks_reauthorization(backend: Backen
     app.authorize("mock", "alice@company.com").await;
     app.mock.invalidate_refresh_tokens_for("alice@company.com");
     app.clock.advance(Duration::from_secs(3300));
-    let report = app.state.jobs.refresh_once(app.clock.now()).await.unwrap();
+    let report = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
     assert_eq!(report.failed, 1, "{report:?}");
     assert_eq!(state_of(&app, "mock", "alice@company.com").await, "needs_reauth");
     // needs_reauth credentials are left alone.
-    let again = app.state.jobs.refresh_once(app.clock.now()).await.unwrap();
+    let again = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
     assert_eq!(again.claimed, 0, "{again:?}");
     app.stop().await;
 }
@@ -115,14 +115,14 @@ async fn idle_credentials_are_kept_alive(backend: Backend) {
     let app = spawn_app(backend).await;
     app.mock.set_access_token_ttl(Duration::from_secs(30 * 86_400));
     app.authorize("mock", "alice@company.com").await;
-    let report = app.state.jobs.refresh_once(app.clock.now()).await.unwrap();
+    let report = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
     assert_eq!(report.claimed, 0, "nothing due right after authorization");
 
     app.clock.advance(Duration::from_secs(25 * 3600));
-    let report = app.state.jobs.refresh_once(app.clock.now()).await.unwrap();
+    let report = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
     assert_eq!(report.refreshed, 1, "{report:?}");
     assert_eq!(app.mock.refresh_count_for("alice@company.com"), 1);
-    let report = app.state.jobs.refresh_once(app.clock.now()).await.unwrap();
+    let report = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
     assert_eq!(report.claimed, 0, "kept alive once per period");
     app.stop().await;
 }
@@ -131,19 +131,19 @@ async fn the_sweep_fails_expired_sessions_and_deletes_old_ones(backend: Backend)
     let app = spawn_app(backend).await;
     let (_, expiring) = app.init_ok("mock", "alice@company.com").await;
     app.authorize("mock", "bob@company.com").await;
-    let report = app.state.jobs.sweep_once(app.clock.now()).await.unwrap();
+    let report = app.state.workers.sweep_once(app.clock.now()).await.unwrap();
     assert_eq!((report.expired, report.deleted), (0, 0));
 
     app.clock.advance(Duration::from_secs(16 * 60));
-    let report = app.state.jobs.sweep_once(app.clock.now()).await.unwrap();
+    let report = app.state.workers.sweep_once(app.clock.now()).await.unwrap();
     assert_eq!(report.expired, 1);
     let status = app.status_json(&expiring).await;
     assert_eq!((status["status"].as_str(), status["error"].as_str()), (Some("failed"), Some("Session expired")));
-    let again = app.state.jobs.sweep_once(app.clock.now()).await.unwrap();
+    let again = app.state.workers.sweep_once(app.clock.now()).await.unwrap();
     assert_eq!(again.expired, 0, "idempotent");
 
     app.clock.advance(Duration::from_secs(25 * 3600));
-    let report = app.state.jobs.sweep_once(app.clock.now()).await.unwrap();
+    let report = app.state.workers.sweep_once(app.clock.now()).await.unwrap();
     assert_eq!(report.deleted, 2, "the failed and the completed session");
     let swept = app.status(&expiring, None).await;
     assert_eq!(swept.status(), 404);

@@ -12,12 +12,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::access::Action;
-use crate::actors::rotation::{Pause, Progress, RotationProgress, Run};
-use crate::app::AppState;
+use crate::core::access::audit::{AuditFilter, AuditRecord};
 use crate::http::ApiError;
-use crate::http::auth::Caller;
+use crate::http::caller::Caller;
 use crate::http::extract::{self, ApiQuery};
-use crate::store::audit::{AuditFilter, AuditRecord};
+use crate::http::state::AppState;
+use workers::reencrypt::{Pause, Phase, Progress, Run};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -50,10 +50,94 @@ pub struct KeyEntry {
     pub by_column: BTreeMap<String, u64>,
 }
 
+/// Re-encryption's phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseBody {
+    Idle,
+    Running,
+    Paused,
+    Done,
+}
+
+/// What `GET /admin/keys` reports about re-encryption.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RotationProgress {
+    pub state: PhaseBody,
+    /// Rows looked at by the current (or last) walk.
+    pub examined: u64,
+    pub reencrypted: u64,
+    /// Values no configured key could open (left untouched).
+    pub undecryptable: Vec<UndecryptableValue>,
+    /// Values re-encrypted per second by the current (or last) walk.
+    pub rate_per_second: f64,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct UndecryptableValue {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub row_id: String,
+}
+
+impl From<workers::reencrypt::RotationProgress> for RotationProgress {
+    fn from(p: workers::reencrypt::RotationProgress) -> Self {
+        Self {
+            state: match p.state {
+                Phase::Idle => PhaseBody::Idle,
+                Phase::Running => PhaseBody::Running,
+                Phase::Paused => PhaseBody::Paused,
+                Phase::Done => PhaseBody::Done,
+            },
+            examined: p.examined,
+            reencrypted: p.reencrypted,
+            undecryptable: p
+                .undecryptable
+                .into_iter()
+                .map(|u| UndecryptableValue { table: u.table, column: u.column, row_id: u.row_id })
+                .collect(),
+            rate_per_second: p.rate_per_second,
+        }
+    }
+}
+
+/// One audit record (never a token).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub client: String,
+    pub action: String,
+    pub user_email: Option<String>,
+    pub provider: Option<String>,
+    pub outcome: String,
+    pub request_id: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl From<AuditRecord> for AuditEntry {
+    fn from(r: AuditRecord) -> Self {
+        Self {
+            occurred_at: r.occurred_at,
+            client: r.client,
+            action: r.action,
+            user_email: r.user_email,
+            provider: r.provider,
+            outcome: r.outcome,
+            request_id: r.request_id,
+            detail: r.detail,
+        }
+    }
+}
+
 /// Checks the admin right and audits the call.
 fn admin(state: &AppState, caller: &Caller, what: &str) -> Result<(), ApiError> {
     caller.allow(state, Action::Admin, None, None)?;
-    state.deps.audit.record(crate::access::audit::record(&caller.client.name, what, "ok", state.deps.clock.now()));
+    state.services.audit().record(crate::core::access::audit::record(
+        &caller.client.name,
+        what,
+        "ok",
+        state.services.now(),
+    ));
     Ok(())
 }
 
@@ -62,30 +146,29 @@ fn admin(state: &AppState, caller: &Caller, what: &str) -> Result<(), ApiError> 
     responses((status = 200, body = KeysResponse), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))), (status = 500, body = crate::http::error::ErrorBody), (status = 503, body = crate::http::error::ErrorBody)))]
 pub async fn keys(caller: Caller, State(state): State<AppState>) -> Result<Json<KeysResponse>, ApiError> {
     admin(&state, &caller, "admin_keys")?;
-    let usage = state.deps.store.key_usage().await?;
-    let keyring = &state.deps.keyring;
-    let primary = keyring.primary_id().to_string();
-    let mut ids: Vec<String> = keyring.key_ids().map(ToString::to_string).collect();
-    ids.extend(usage.rows.keys().filter(|id| !keyring.knows(id)).cloned());
-    let keys: Vec<KeyEntry> = ids
+    let report = state.services.key_report().await?;
+    let keys: Vec<KeyEntry> = report
+        .keys
         .into_iter()
-        .map(|id| KeyEntry {
-            primary: id == primary,
-            configured: keyring.knows(&id),
-            values: usage.total(&id),
-            by_column: usage
-                .rows
-                .get(&id)
-                .map(|cols| cols.iter().map(|(c, n)| (format!("{}.{}", c.table, c.column), *n)).collect())
-                .unwrap_or_default(),
-            key_id: id,
+        .map(|k| KeyEntry {
+            key_id: k.key_id,
+            primary: k.primary,
+            configured: k.configured,
+            values: k.values,
+            by_column: k.by_column,
         })
         .collect();
-    let pending_values = keys.iter().filter(|k| !k.primary).map(|k| k.values).sum();
-    let reencryption = state.rotation.send(Progress).await.map_err(ApiError::internal)?;
+    let reencryption: RotationProgress =
+        state.workers.rotation().send(Progress).await.map_err(ApiError::internal)?.into();
     let eta_seconds =
-        (reencryption.rate_per_second > 0.0).then(|| pending_values as f64 / reencryption.rate_per_second);
-    Ok(Json(KeysResponse { primary_key_id: primary, keys, pending_values, reencryption, eta_seconds }))
+        (reencryption.rate_per_second > 0.0).then(|| report.pending_values as f64 / reencryption.rate_per_second);
+    Ok(Json(KeysResponse {
+        primary_key_id: report.primary_key_id,
+        keys,
+        pending_values: report.pending_values,
+        reencryption,
+        eta_seconds,
+    }))
 }
 
 /// Starts re-encryption in the background (202), or says it is already running.
@@ -96,18 +179,18 @@ pub async fn start_reencryption(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<RotationProgress>), ApiError> {
     admin(&state, &caller, "admin_reencrypt")?;
-    let run = state.rotation.send(Run);
+    let run = state.workers.rotation().send(Run);
     tokio::spawn(async move {
         match run.await {
             Ok(Ok(report)) => {
                 tracing::info!(reencrypted = report.reencrypted, finished = report.finished, "re-encryption ended")
             }
-            Ok(Err(message)) => tracing::info!(%message, "re-encryption not started"),
+            Ok(Err(refused)) => tracing::info!(%refused, "re-encryption not started"),
             Err(err) => tracing::warn!(error = %err, "re-encryption actor unavailable"),
         }
     });
-    let progress = state.rotation.send(Progress).await.map_err(ApiError::internal)?;
-    Ok((StatusCode::ACCEPTED, Json(progress)))
+    let progress = state.workers.rotation().send(Progress).await.map_err(ApiError::internal)?;
+    Ok((StatusCode::ACCEPTED, Json(progress.into())))
 }
 
 /// Pauses re-encryption after its current batch.
@@ -118,9 +201,9 @@ pub async fn pause_reencryption(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<RotationProgress>), ApiError> {
     admin(&state, &caller, "admin_reencrypt_pause")?;
-    state.rotation.send(Pause).await.map_err(ApiError::internal)?;
-    let progress = state.rotation.send(Progress).await.map_err(ApiError::internal)?;
-    Ok((StatusCode::ACCEPTED, Json(progress)))
+    state.workers.rotation().send(Pause).await.map_err(ApiError::internal)?;
+    let progress = state.workers.rotation().send(Progress).await.map_err(ApiError::internal)?;
+    Ok((StatusCode::ACCEPTED, Json(progress.into())))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -141,7 +224,7 @@ pub struct AuditQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditResponse {
-    pub records: Vec<AuditRecord>,
+    pub records: Vec<AuditEntry>,
 }
 
 /// The audit log, newest first.
@@ -165,5 +248,6 @@ pub async fn audit_log(
         until: query.until,
         limit,
     };
-    Ok(Json(AuditResponse { records: state.deps.store.read_audit(&filter).await? }))
+    let records = state.services.read_audit(&filter).await?.into_iter().map(AuditEntry::from).collect();
+    Ok(Json(AuditResponse { records }))
 }

@@ -12,17 +12,15 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::access::Action;
-use crate::actors::session::{GetStatus, Start};
-use crate::app::AppState;
+use crate::core::credentials::CredentialKey;
+use crate::core::sessions::{self, SessionStatus, StartRequest};
 use crate::email::Email;
-use crate::flow::{self, FlowError, StartRequest};
 use crate::http::ApiError;
-use crate::http::auth::Caller;
+use crate::http::caller::Caller;
+use crate::http::dto::{CredentialStateBody, RevocationBody};
+use crate::http::error::TokenFailure;
 use crate::http::extract::{self, ApiJson, ApiPath, ApiQuery, MAX_URL_LEN};
-use crate::oauth::client::RevocationOutcome;
-use crate::refresh::TokenError;
-use crate::store::credentials::{CredentialKey, CredentialState};
-use crate::store::sessions::SessionStatus;
+use crate::http::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -117,7 +115,7 @@ pub struct ProviderEntry {
     pub scopes: Vec<String>,
     pub authenticated_at: DateTime<Utc>,
     pub token_expires_at: Option<DateTime<Utc>>,
-    pub state: CredentialState,
+    pub state: CredentialStateBody,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -133,13 +131,13 @@ pub struct RevokeResponse {
     pub success: bool,
     pub message: String,
     /// What the provider did with the grant.
-    pub provider_revocation: RevocationOutcome,
+    pub provider_revocation: RevocationBody,
 }
 
 /// Checks a provider id names a provider this gateway serves.
 async fn known_provider(state: &AppState, raw: &str) -> Result<String, ApiError> {
     let id = extract::provider_id(raw)?;
-    match state.deps.providers.get(id).await {
+    match state.services.provider(id).await {
         Some(p) => Ok(p.id.clone()),
         None => Err(ApiError::UnknownProvider(id.to_owned())),
     }
@@ -155,38 +153,11 @@ fn audit(
     outcome: &str,
     detail: Option<String>,
 ) {
-    let mut record = crate::access::audit::record(&caller.client.name, action, outcome, state.deps.clock.now());
+    let mut record = crate::core::access::audit::record(&caller.client.name, action, outcome, state.services.now());
     record.user_email = email.map(ToString::to_string);
     record.provider = provider.map(str::to_owned);
     record.detail = detail;
-    state.deps.audit.record(record);
-}
-
-fn flow_error(err: FlowError) -> ApiError {
-    match err {
-        FlowError::UnknownProvider(p) => ApiError::UnknownProvider(p),
-        FlowError::InvalidRequest(m) => ApiError::InvalidRequest(m),
-        FlowError::SessionNotFound => ApiError::SessionNotFound,
-        FlowError::NotYours => ApiError::Forbidden("This session was started by another API client.".into()),
-        FlowError::Store(e) => e.into(),
-        FlowError::Internal(m) => ApiError::internal(anyhow::anyhow!(m)),
-    }
-}
-
-fn token_error(err: TokenError, key: &CredentialKey) -> ApiError {
-    let (email, provider) = (key.email.to_string(), key.provider.clone());
-    match err {
-        TokenError::NotAuthenticated => ApiError::NotAuthenticated { email, provider },
-        TokenError::RefreshFailed => ApiError::RefreshFailed { email, provider },
-        TokenError::ScopeInsufficient { missing } => ApiError::ScopeInsufficient { missing },
-        TokenError::ProviderUnavailable { retry_after } => {
-            ApiError::ProviderUnavailable { provider, retry_after_secs: retry_after }
-        }
-        TokenError::Busy => ApiError::Busy { retry_after_secs: 1 },
-        TokenError::UnknownProvider => ApiError::UnknownProvider(provider),
-        TokenError::Unavailable => ApiError::Unavailable,
-        TokenError::Internal(m) => ApiError::internal(anyhow::anyhow!(m)),
-    }
+    state.services.audit().record(record);
 }
 
 /// Start an OAuth flow for a user, or get back the one already waiting.
@@ -222,7 +193,7 @@ pub async fn init(
         redirect_after: req.redirect_after,
         client: caller.client.name.clone(),
     };
-    let result = state.sessions.send(Start(request)).await.map_err(ApiError::internal)?.map_err(flow_error);
+    let result = state.services.start_flow(request).await;
     let outcome = match &result {
         Ok(started) if started.reused => "session_reused",
         Ok(_) => "session_created",
@@ -230,7 +201,7 @@ pub async fn init(
     };
     let detail = result.as_ref().ok().map(|s| format!("session {}", s.session.id));
     audit(&state, &caller, "init", Some(&email), Some(&provider), outcome, detail);
-    let started = result?;
+    let started = result.map_err(ApiError::from)?;
     Ok(Json(InitResponse {
         auth_url: started.auth_url.to_string(),
         session_id: started.session.id,
@@ -260,20 +231,15 @@ pub async fn status(
 ) -> Result<Json<StatusResponse>, ApiError> {
     let id = Uuid::parse_str(&session_id).map_err(|_| ApiError::InvalidRequest("session_id is not a UUID.".into()))?;
     let wait = query.wait.unwrap_or(0);
-    if wait > flow::MAX_WAIT.as_secs() {
+    if wait > sessions::MAX_WAIT.as_secs() {
         return Err(ApiError::InvalidRequest(format!(
             "wait must be between 0 and {} seconds.",
-            flow::MAX_WAIT.as_secs()
+            sessions::MAX_WAIT.as_secs()
         )));
     }
     caller.allow(&state, Action::Status, None, None)?;
-    let record = state
-        .sessions
-        .send(GetStatus { id, wait: std::time::Duration::from_secs(wait), client: caller.client.name.clone() })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(flow_error)?;
-    let (status, reason) = flow::reported_status(&record, state.deps.clock.now());
+    let record = state.services.flow_status(id, &caller.client.name, std::time::Duration::from_secs(wait)).await?;
+    let (status, reason) = sessions::reported_status(&record, state.services.now());
     let mut body = StatusResponse {
         status: status.as_str(),
         session_id: record.id,
@@ -292,7 +258,7 @@ pub async fn status(
             body.completed_at = record.completed_at;
         }
         SessionStatus::Failed => {
-            let reason = reason.unwrap_or(flow::FailReason::ProviderError);
+            let reason = reason.unwrap_or(sessions::FailReason::ProviderError);
             body.error = Some(reason.message());
             body.reason = Some(reason.code());
         }
@@ -325,20 +291,20 @@ pub async fn token(
     let required = extract::scopes("required_scopes", req.required_scopes)?;
     caller.allow(&state, Action::Token, Some(&provider), Some(&email))?;
     let key = CredentialKey { email, provider };
-    let result = state.tokens.get_token(&key, &required).await;
+    let result = state.services.token(&key, &required).await;
     let outcome = match &result {
         Ok(grant) => grant.source.as_str(),
         Err(err) => err.outcome(),
     };
     crate::telemetry::handles::token_request(&key.provider, outcome).increment(1);
-    state.deps.audit.token_read(
+    state.services.audit().token_read(
         &caller.client.name,
         key.email.as_str(),
         &key.provider,
         outcome,
-        state.deps.clock.now(),
+        state.services.now(),
     );
-    let grant = result.map_err(|e| token_error(e, &key))?;
+    let grant = result.map_err(|e| TokenFailure(e, key.clone()))?;
     Ok(Json(TokenResponse {
         access_token: grant.access_token.expose_secret().to_owned(),
         token_type: "Bearer",
@@ -367,7 +333,7 @@ pub async fn providers(
 ) -> Result<Json<ProvidersResponse>, ApiError> {
     let email: Email = extract::email(&user_email)?;
     caller.allow(&state, Action::Status, None, Some(&email))?;
-    let mut credentials = state.deps.store.list_credentials(&email).await?;
+    let mut credentials = state.services.list_credentials(&email).await?;
     // A client sees only the providers it may use.
     credentials.retain(|c| caller.client.may_use_provider(&c.provider));
     audit(&state, &caller, "providers", Some(&email), None, "listed", None);
@@ -380,7 +346,7 @@ pub async fn providers(
                 scopes: c.scopes,
                 authenticated_at: c.authorized_at,
                 token_expires_at: c.expires_at,
-                state: c.state,
+                state: c.state.into(),
             })
             .collect(),
     }))
@@ -410,16 +376,16 @@ pub async fn revoke(
     let provider = extract::provider_id(&req.provider)?.to_owned();
     caller.allow(&state, Action::Revoke, Some(&provider), Some(&email))?;
     let key = CredentialKey { email, provider };
-    let result = state.tokens.revoke(&key).await;
+    let result = state.services.revoke(&key).await;
     let outcome = match &result {
         Ok(outcome) => outcome.as_str(),
         Err(err) => err.outcome(),
     };
     audit(&state, &caller, "revoke", Some(&key.email), Some(&key.provider), outcome, None);
-    let outcome = result.map_err(|e| token_error(e, &key))?;
+    let outcome = result.map_err(|e| TokenFailure(e, key.clone()))?;
     Ok(Json(RevokeResponse {
         success: true,
         message: format!("Credentials revoked for {} ({})", key.email, key.provider),
-        provider_revocation: outcome,
+        provider_revocation: outcome.into(),
     }))
 }

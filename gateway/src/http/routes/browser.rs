@@ -19,11 +19,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Router, extract::RawQuery};
 
-use crate::actors::session::{Callback, OpenLink, ShowLink};
-use crate::app::AppState;
-use crate::flow::{CallbackOutcome, CallbackParams, FailReason, LinkError};
+use crate::core::sessions::{CallbackOutcome, CallbackParams};
+use crate::http::ApiError;
 use crate::http::extract::ApiPath;
 use crate::http::pages;
+use crate::http::state::AppState;
 
 /// The browser pages' rate limit, per source address: over it, a 429 page
 /// with `Retry-After`.
@@ -33,21 +33,14 @@ impl axum::extract::FromRequestParts<AppState> for BrowserLimit {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Response> {
-        let address = crate::http::auth::source_address(parts, &state.trusted_proxies);
+        let address = crate::http::caller::source_address(parts, &state.trusted_proxies);
         match state.limits.check(crate::access::limits::Limited::Browser, None, address) {
             Ok(()) => Ok(Self),
             Err(wait) => {
                 let route =
                     parts.extensions.get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
                 metrics::counter!(crate::telemetry::metrics::RATE_LIMITED, "route" => route).increment(1);
-                let mut page = pages::failure(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many sign-in attempts from here. Wait a moment and try again.",
-                );
-                if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
-                    page.headers_mut().insert(header::RETRY_AFTER, value);
-                }
-                Err(page)
+                Err(ApiError::RateLimited { retry_after_secs: wait }.page())
             }
         }
     }
@@ -63,36 +56,6 @@ pub fn router() -> Router<AppState> {
 const CONNECT_COOKIE: &str = "gw_connect";
 /// How long the connect page's cookie lives (longer than a session).
 const CONNECT_COOKIE_MAX_AGE: u32 = 3600;
-
-fn link_failure(err: LinkError) -> Response {
-    match err {
-        LinkError::Unusable => pages::failure(
-            StatusCode::NOT_FOUND,
-            "This sign-in link was already used or has expired. Ask your assistant for a new one.",
-        ),
-        err => {
-            tracing::error!(error = %err, "connect link failed");
-            pages::failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The gateway could not start this sign-in. Try again shortly.",
-            )
-        }
-    }
-}
-
-/// Sends a link message to the session actor; an unavailable actor is a link error.
-async fn ask<M, T>(state: &AppState, msg: M) -> Result<T, LinkError>
-where
-    M: actix::Message<Result = Result<T, LinkError>> + Send + 'static,
-    T: Send + 'static,
-    crate::actors::session::SessionActor: actix::Handler<M>,
-{
-    state
-        .sessions
-        .send(msg)
-        .await
-        .unwrap_or_else(|mailbox| Err(LinkError::Internal(format!("session actor unavailable: {mailbox}"))))
-}
 
 /// Shows what a connect link is for, without using it.
 #[utoipa::path(get, path = "/connect/{connect_id}", tag = "browser",
@@ -110,13 +73,13 @@ pub async fn show_connect(
     State(state): State<AppState>,
     ApiPath(connect_id): ApiPath<String>,
 ) -> Response {
-    let info = match ask(&state, ShowLink(connect_id.clone())).await {
+    let info = match state.services.show_link(&connect_id).await {
         Ok(info) => info,
-        Err(err) => return link_failure(err),
+        Err(err) => return ApiError::from(err).page(),
     };
-    let csrf = crate::flow::random_token();
+    let csrf = crate::core::sessions::random_token();
     let mut response = pages::connect(&connect_id, &info.provider_name, &info.provider_origin, &info.email, &csrf);
-    let secure = if state.deps.tuning.public_url.scheme() == "https" { "; Secure" } else { "" };
+    let secure = if state.services.settings().public_url.scheme() == "https" { "; Secure" } else { "" };
     let cookie = format!(
         "{CONNECT_COOKIE}={csrf}; Path=/connect/{connect_id}; Max-Age={CONNECT_COOKIE_MAX_AGE}; HttpOnly; SameSite=Strict{secure}"
     );
@@ -156,22 +119,19 @@ pub async fn continue_connect(
 ) -> Response {
     // Parsed by hand so that a malformed form still gets a page, not plain text.
     let Ok(form) = serde_urlencoded::from_bytes::<ContinueForm>(&body) else {
-        return pages::failure(StatusCode::BAD_REQUEST, "The sign-in form was malformed. Open the link again.");
+        return ApiError::SignInRefused("The sign-in form was malformed. Open the link again.").page();
     };
-    if !from_the_connect_page(&headers, form.csrf.as_deref(), &state.deps.tuning.public_url) {
-        return pages::failure(
-            StatusCode::FORBIDDEN,
-            "This sign-in can only be continued from its own page. Open the link you were given again.",
-        );
+    if !from_the_connect_page(&headers, form.csrf.as_deref(), &state.services.settings().public_url) {
+        return ApiError::NotFromConnectPage.page();
     }
-    match ask(&state, OpenLink(connect_id)).await {
+    match state.services.open_link(&connect_id).await {
         Ok(url) => {
             let mut response = Redirect::to(url.as_str()).into_response();
             *response.status_mut() = StatusCode::FOUND;
             pages::secure_headers(&mut response);
             response
         }
-        Err(err) => link_failure(err),
+        Err(err) => ApiError::from(err).page(),
     }
 }
 
@@ -223,21 +183,9 @@ pub async fn callback(
     // Parsed by hand so that a malformed query still gets a page, not JSON.
     let params: CallbackParams = match serde_urlencoded::from_str(query.as_deref().unwrap_or_default()) {
         Ok(p) => p,
-        Err(_) => {
-            return pages::failure(StatusCode::BAD_REQUEST, "The sign-in redirect was malformed.");
-        }
+        Err(_) => return ApiError::SignInRefused("The sign-in redirect was malformed.").page(),
     };
-    let outcome = match state.sessions.send(Callback { provider, params }).await {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            tracing::error!(error = %err, "session actor unavailable");
-            return pages::failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The gateway could not complete this sign-in. Try again shortly.",
-            );
-        }
-    };
-    match outcome {
+    match state.services.callback(provider, params).await {
         CallbackOutcome::Completed { redirect_after: Some(target), .. } => {
             let mut response = StatusCode::SEE_OTHER.into_response();
             if let Ok(location) = HeaderValue::from_str(&target) {
@@ -247,11 +195,7 @@ pub async fn callback(
             response
         }
         CallbackOutcome::Completed { provider, .. } => pages::success(&provider),
-        // The database failing is ours, not the user's: 503, and the page says nothing was saved.
-        CallbackOutcome::Failed(reason @ FailReason::StorageError) => {
-            pages::failure(StatusCode::SERVICE_UNAVAILABLE, &format!("{}.", reason.message()))
-        }
-        CallbackOutcome::Failed(reason) => pages::failure(StatusCode::BAD_REQUEST, &format!("{}.", reason.message())),
-        CallbackOutcome::Rejected(message) => pages::failure(StatusCode::BAD_REQUEST, message),
+        CallbackOutcome::Failed(reason) => ApiError::SignInFailed(reason).page(),
+        CallbackOutcome::Rejected(message) => ApiError::SignInRefused(message).page(),
     }
 }

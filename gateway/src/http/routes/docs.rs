@@ -6,7 +6,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::app::AppState;
+use crate::http::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(

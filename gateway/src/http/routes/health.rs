@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::app::AppState;
-use crate::health::Report;
+use crate::core::health::Report;
+use crate::http::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthResponse {
@@ -51,7 +51,7 @@ pub fn router() -> Router<AppState> {
         (status = 503, description = "Degraded: the database is unreachable or encryption fails", body = HealthResponse),
     ))]
 pub async fn health(State(state): State<AppState>) -> Response {
-    let report: Report = state.health().await;
+    let report: Report = state.services.health().await;
     let status = if report.healthy() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = HealthResponse {
         status: if report.healthy() { "healthy" } else { "degraded" },

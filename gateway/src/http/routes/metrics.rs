@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -35,15 +35,10 @@ async fn metrics(State(state): State<MetricsState>, headers: HeaderMap) -> Respo
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| crate::http::auth::digest(t.as_bytes()));
+            .map(|t| crate::http::caller::digest(t.as_bytes()));
         let ok = presented.is_some_and(|p| bool::from(p.ct_eq(expected.as_ref())));
         if !ok {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                "metrics require a bearer token\n",
-            )
-                .into_response();
+            return crate::http::ApiError::MetricsUnauthorized.page();
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.handle.render()).into_response()

@@ -1,0 +1,471 @@
+//! `TokenActor`: one per credential `(user_email, provider)`.
+//!
+//! **State**: the decrypted access token, its expiry, scopes and version, as
+//! last read or written ([`Cached`]); when it was last used.
+//! **Lifetime**: started by [`super::tokens::TokenRegistry`] on first use, on
+//! an arbiter chosen by hashing the key; stops itself after
+//! `TOKEN_ACTOR_IDLE_MINUTES` without use.
+//! **Who holds its address**: only the registry (handlers and jobs go through it).
+//!
+//! The actor is the only writer of its credential's in-memory state. Every
+//! handler that may do I/O returns an [`AtomicResponse`], so the actor handles
+//! nothing else until it finishes: however many callers arrive while a
+//! refresh is in flight, they queue in the mailbox and are answered from the
+//! refreshed cache — a single flight per credential.
+//!
+//! It also *publishes* each usable token to a [`Shared`] snapshot. A request
+//! whose token is fresh (outside the refresh buffer, with the required
+//! scopes) is answered from that snapshot by the registry without a mailbox
+//! hop — two cross-thread wake-ups saved on the hottest path. Everything else
+//! (first load, refresh, refusals) goes through the mailbox.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::tokens::TokenRegistry;
+use crate::credentials::{self, Cached, Grant, Need, Settled, Source, TokenError, Trigger};
+use crate::oauth::client::RevocationOutcome;
+use crate::services::Deps;
+use crate::store::credentials::{CredentialKey, CredentialState};
+
+/// How often an actor records its last use and checks whether it has been
+/// idle too long.
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(30);
+/// How soon an actor holding unsaved refreshed tokens tries to store them
+/// again; the pause doubles up to [`UNSAVED_RETRY_MAX`]. Short, because the
+/// refresh lease that keeps other replicas from using the stored (possibly
+/// rotated-away) refresh token runs out.
+const UNSAVED_RETRY_FIRST: Duration = Duration::from_secs(1);
+const UNSAVED_RETRY_MAX: Duration = Duration::from_secs(8);
+/// Queued callers per credential before `send` applies backpressure.
+const MAILBOX_CAPACITY: usize = 1024;
+
+/// Get a token for a request.
+#[derive(Message)]
+#[rtype(result = "Result<Grant, TokenError>")]
+pub struct GetToken {
+    pub required_scopes: Vec<String>,
+}
+
+/// Refresh now if needed (from the proactive worker).
+#[derive(Message)]
+#[rtype(result = "Result<RefreshOutcome, TokenError>")]
+pub struct RefreshNow {
+    pub trigger: Trigger,
+    pub need: Need,
+}
+
+/// What a requested refresh did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The token was already fresh enough; nothing was asked of the provider.
+    NotNeeded,
+    Refreshed,
+    /// The provider failed transiently; the current token still works.
+    Deferred,
+}
+
+/// Forget the cached token (the stored credential changed elsewhere).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Invalidate;
+
+/// Try again to store refreshed tokens the database refused.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StoreUnsaved;
+
+/// Revoke at the provider, delete the credential, forget the token.
+#[derive(Message)]
+#[rtype(result = "Result<RevocationOutcome, TokenError>")]
+pub struct Revoke;
+
+/// What a credential's actor shares with the registry's fast path.
+#[derive(Default)]
+pub struct Shared {
+    /// The token the actor last loaded or refreshed, while it is active.
+    snapshot: std::sync::RwLock<Option<Arc<Cached>>>,
+    /// When the credential was last served (milliseconds since [`EPOCH`]).
+    last_used_ms: AtomicU64,
+}
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Shared {
+    pub fn snapshot(&self) -> Option<Arc<Cached>> {
+        self.snapshot.read().ok()?.clone()
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut s) = self.snapshot.write() {
+            *s = None;
+        }
+    }
+
+    pub fn touch(&self) {
+        self.last_used_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.last_used_ms.load(Ordering::Relaxed)))
+    }
+}
+
+pub struct TokenActor {
+    key: CredentialKey,
+    deps: Deps,
+    registry: std::sync::Weak<TokenRegistry>,
+    shared: Arc<Shared>,
+    cache: Option<Cached>,
+    /// `last_used_ms` as of the last `last_used_at` write.
+    last_used_written: u64,
+    /// The pause before the next [`StoreUnsaved`] (grows while the database refuses).
+    unsaved_pause: Duration,
+    /// A [`StoreUnsaved`] is already scheduled.
+    unsaved_scheduled: bool,
+}
+
+impl TokenActor {
+    /// Replaces the cache and republishes the snapshot.
+    fn set_cache(&mut self, cache: Option<Cached>) {
+        let publish = cache.as_ref().filter(|c| c.state == CredentialState::Active).map(|c| Arc::new(c.clone()));
+        if let Ok(mut snapshot) = self.shared.snapshot.write() {
+            *snapshot = publish;
+        }
+        self.cache = cache;
+    }
+
+    /// Writes `last_used_at` if the credential was served since the last write.
+    fn write_last_used(&mut self) {
+        let used = self.shared.last_used_ms.load(Ordering::Relaxed);
+        if used == self.last_used_written {
+            return;
+        }
+        self.last_used_written = used;
+        let (store, key, now) = (self.deps.store.clone(), self.key.clone(), self.deps.clock.now());
+        self.deps.runtime.spawn(async move {
+            if let Err(err) = store.touch_last_used(&key, now).await {
+                tracing::debug!(error = %err, "could not record last use");
+            }
+        });
+    }
+
+    pub(crate) fn new(
+        key: CredentialKey,
+        deps: Deps,
+        registry: std::sync::Weak<TokenRegistry>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        shared.touch();
+        Self {
+            key,
+            deps,
+            registry,
+            shared,
+            cache: None,
+            last_used_written: 0,
+            unsaved_pause: UNSAVED_RETRY_FIRST,
+            unsaved_scheduled: false,
+        }
+    }
+
+    fn holds_unsaved(&self) -> bool {
+        self.cache.as_ref().is_some_and(|c| c.unsaved.is_some())
+    }
+
+    /// Replaces the cache after I/O; if it holds unsaved tokens, schedules
+    /// the next attempt to store them (with backoff).
+    fn update(&mut self, cache: Option<Cached>, ctx: &mut Context<Self>) {
+        self.set_cache(cache);
+        if !self.holds_unsaved() {
+            self.unsaved_pause = UNSAVED_RETRY_FIRST;
+            return;
+        }
+        if !self.unsaved_scheduled {
+            self.unsaved_scheduled = true;
+            ctx.notify_later(StoreUnsaved, self.unsaved_pause);
+            self.unsaved_pause = (self.unsaved_pause * 2).min(UNSAVED_RETRY_MAX);
+        }
+    }
+}
+
+impl Actor for TokenActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        metrics::gauge!(crate::telemetry::metrics::TOKEN_ACTORS).increment(1.0);
+        let idle = self.deps.settings.actor_idle;
+        ctx.run_interval(IDLE_CHECK_EVERY.min(idle), move |act, ctx| {
+            act.write_last_used();
+            // An actor holding unsaved tokens is their only copy: it stays.
+            if act.shared.idle_for() >= idle && !act.holds_unsaved() {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        metrics::gauge!(crate::telemetry::metrics::TOKEN_ACTORS).decrement(1.0);
+        self.shared.clear();
+        if let Some(registry) = self.registry.upgrade() {
+            registry.forget(&self.key, &ctx.address());
+        }
+    }
+}
+
+/// Runs `work` on the main runtime and resumes the actor with its result.
+fn on_runtime<T, F>(deps: &Deps, work: F) -> impl ActorFuture<TokenActor, Output = Result<T, TokenError>> + 'static
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let handle = deps.runtime.spawn(work);
+    actix::fut::wrap_future(async move { handle.await.map_err(|e| TokenError::Internal(format!("task failed: {e}"))) })
+}
+
+impl Handler<GetToken> for TokenActor {
+    type Result = AtomicResponse<Self, Result<Grant, TokenError>>;
+
+    fn handle(&mut self, msg: GetToken, _ctx: &mut Self::Context) -> Self::Result {
+        self.shared.touch();
+        let now = self.deps.clock.now();
+        let buffer = self.deps.settings.refresh_buffer;
+        // The hot path: no I/O at all.
+        if let Some(cached) = &self.cache {
+            let answer = answer_from_cache(cached, &msg.required_scopes, now, buffer);
+            if let Some(answer) = answer {
+                return AtomicResponse::new(Box::pin(actix::fut::ready(answer)));
+            }
+        }
+        let deps = self.deps.clone();
+        let key = self.key.clone();
+        let cached = self.cache.clone();
+        let work = async move {
+            let (current, source) = match cached {
+                Some(c) => (c, Source::Memory),
+                None => match credentials::load(&deps, &key).await {
+                    Ok(Some(c)) => (c, Source::Store),
+                    Ok(None) => return (Err(TokenError::NotAuthenticated), None),
+                    Err(err) => return (Err(err), None),
+                },
+            };
+            let current = match credentials::settle(&deps, &key, current).await {
+                Settled::Ready(c) => c,
+                Settled::Gone => return (Err(TokenError::NotAuthenticated), None),
+                // The unsaved token is the grant's newest: serve it while it lasts.
+                Settled::Pending(c) => {
+                    let answer = answer_from_cache(&c, &msg.required_scopes, deps.clock.now(), Duration::ZERO);
+                    return (answer.unwrap_or(Err(TokenError::Unavailable)), Some(c));
+                }
+            };
+            let now = deps.clock.now();
+            if let Some(answer) = answer_from_cache(&current, &msg.required_scopes, now, buffer) {
+                let answer = answer.map(|g| Grant { source, ..g });
+                return (answer, Some(current));
+            }
+            credentials::refresh(&deps, &key, current, Trigger::OnDemand, Need::ExpiresWithin(buffer)).await
+        };
+        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(|result, act: &mut Self, ctx| match result {
+            Ok((answer, cache)) => {
+                // Nothing stored for this user: no reason to keep an actor around.
+                if cache.is_none() && matches!(answer, Err(TokenError::NotAuthenticated)) {
+                    ctx.stop();
+                }
+                act.update(cache, ctx);
+                answer
+            }
+            Err(err) => Err(err),
+        })))
+    }
+}
+
+/// Answers from `cached` when no I/O is needed: a fresh token with the
+/// required scopes, or a definite refusal. `None` means "refresh".
+pub(crate) fn answer_from_cache(
+    cached: &Cached,
+    required: &[String],
+    now: chrono::DateTime<chrono::Utc>,
+    buffer: Duration,
+) -> Option<Result<Grant, TokenError>> {
+    if cached.state == CredentialState::NeedsReauth {
+        return Some(Err(TokenError::RefreshFailed));
+    }
+    let missing = credentials::missing_scopes(&cached.scopes, required);
+    if !missing.is_empty() {
+        return Some(Err(TokenError::ScopeInsufficient { missing }));
+    }
+    cached.fresh_for(now, buffer).then(|| Ok(cached.grant(Source::Memory)))
+}
+
+impl Handler<RefreshNow> for TokenActor {
+    type Result = AtomicResponse<Self, Result<RefreshOutcome, TokenError>>;
+
+    fn handle(&mut self, msg: RefreshNow, _ctx: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        let key = self.key.clone();
+        let cached = self.cache.clone();
+        let work = async move {
+            let current = match cached {
+                Some(c) => c,
+                None => match credentials::load(&deps, &key).await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => return (Err(TokenError::NotAuthenticated), None),
+                    Err(err) => return (Err(err), None),
+                },
+            };
+            let current = match credentials::settle(&deps, &key, current).await {
+                Settled::Ready(c) => c,
+                Settled::Gone => return (Err(TokenError::NotAuthenticated), None),
+                Settled::Pending(c) => return (Err(TokenError::Unavailable), Some(c)),
+            };
+            if current.state == CredentialState::NeedsReauth {
+                return (Err(TokenError::RefreshFailed), Some(current));
+            }
+            if let Need::ExpiresWithin(lead) = msg.need
+                && current.fresh_for(deps.clock.now(), lead)
+            {
+                return (Ok(RefreshOutcome::NotNeeded), Some(current));
+            }
+            let version = current.version;
+            let (result, cache) = credentials::refresh(&deps, &key, current, msg.trigger, msg.need).await;
+            let report = match result {
+                Ok(_) if cache.as_ref().is_some_and(|c| c.version != version) => Ok(RefreshOutcome::Refreshed),
+                Ok(_) => Ok(RefreshOutcome::Deferred),
+                Err(err) => Err(err),
+            };
+            (report, cache)
+        };
+        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(|result, act: &mut Self, ctx| match result {
+            Ok((answer, cache)) => {
+                act.update(cache, ctx);
+                answer
+            }
+            Err(err) => Err(err),
+        })))
+    }
+}
+
+impl Handler<Invalidate> for TokenActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Invalidate, ctx: &mut Self::Context) {
+        if self.holds_unsaved() {
+            // Unsaved tokens are not a stale copy but the only one: stop
+            // serving them from the snapshot and let the store decide (a
+            // changed row wins over them).
+            self.shared.clear();
+            ctx.notify(StoreUnsaved);
+        } else {
+            self.set_cache(None);
+        }
+    }
+}
+
+impl Handler<StoreUnsaved> for TokenActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _msg: StoreUnsaved, _ctx: &mut Self::Context) -> Self::Result {
+        self.unsaved_scheduled = false;
+        let Some(cached) = self.cache.clone().filter(|c| c.unsaved.is_some()) else {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        };
+        let deps = self.deps.clone();
+        let key = self.key.clone();
+        let work = async move { credentials::settle(&deps, &key, cached).await };
+        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(|result, act: &mut Self, ctx| match result {
+            Ok(Settled::Ready(c) | Settled::Pending(c)) => act.update(Some(c), ctx),
+            Ok(Settled::Gone) => {
+                act.update(None, ctx);
+                ctx.stop();
+            }
+            // The task itself failed: keep what we hold and try again later.
+            Err(_) => {
+                let cache = act.cache.take();
+                act.update(cache, ctx);
+            }
+        })))
+    }
+}
+
+impl Handler<Revoke> for TokenActor {
+    type Result = AtomicResponse<Self, Result<RevocationOutcome, TokenError>>;
+
+    fn handle(&mut self, _msg: Revoke, _ctx: &mut Self::Context) -> Self::Result {
+        // Tokens not stored yet belong to the grant being revoked: the newest
+        // refresh token among them is the one to revoke at the provider.
+        let unsaved = self.cache.as_ref().and_then(|c| c.unsaved.clone());
+        // Forget first: nothing is served from memory once revocation began.
+        self.set_cache(None);
+        let deps = self.deps.clone();
+        let key = self.key.clone();
+        let work = async move { crate::credentials::revoke::revoke(&deps, &key, unsaved.as_deref()).await };
+        AtomicResponse::new(Box::pin(on_runtime(&self.deps, work).map(|result, act: &mut Self, _| {
+            act.set_cache(None);
+            result.and_then(|r| r)
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeDelta, Utc};
+    use secrecy::SecretString;
+
+    use super::*;
+
+    fn cached(state: CredentialState, expires_in: i64) -> Cached {
+        Cached {
+            id: uuid::Uuid::nil(),
+            unsaved: None,
+            access_token: SecretString::from("t".to_owned()),
+            expires_at: Some(Utc::now() + TimeDelta::seconds(expires_in)),
+            scopes: vec!["mail.read".into()],
+            version: 3,
+            state,
+            has_refresh_token: true,
+        }
+    }
+
+    #[test]
+    fn a_fresh_token_with_the_scopes_is_answered_from_memory() {
+        let answer = answer_from_cache(
+            &cached(CredentialState::Active, 3600),
+            &["mail.read".into()],
+            Utc::now(),
+            Duration::from_secs(300),
+        );
+        assert!(matches!(answer, Some(Ok(Grant { source: Source::Memory, .. }))));
+    }
+
+    #[test]
+    fn missing_scopes_and_reauth_are_answered_without_io() {
+        let now = Utc::now();
+        let answer = answer_from_cache(
+            &cached(CredentialState::Active, 3600),
+            &["mail.send".into()],
+            now,
+            Duration::from_secs(300),
+        );
+        assert_eq!(
+            answer.map(|a| a.err()),
+            Some(Some(TokenError::ScopeInsufficient { missing: vec!["mail.send".into()] }))
+        );
+        let answer = answer_from_cache(&cached(CredentialState::NeedsReauth, 3600), &[], now, Duration::from_secs(300));
+        assert_eq!(answer.map(|a| a.err()), Some(Some(TokenError::RefreshFailed)));
+    }
+
+    #[test]
+    fn a_token_inside_the_buffer_needs_a_refresh() {
+        let answer =
+            answer_from_cache(&cached(CredentialState::Active, 100), &[], Utc::now(), Duration::from_secs(300));
+        assert!(answer.is_none());
+    }
+}

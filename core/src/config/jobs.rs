@@ -1,0 +1,137 @@
+//! Settings of the scheduled jobs: schedules (6-field cron, validated here),
+//! on/off switches, and each job's limits.
+
+use std::time::Duration;
+
+use super::{ConfigErrors, Source};
+
+/// One job's schedule, or `None` when disabled (`JOB_<NAME>_ENABLED=false`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Schedule(pub Option<String>);
+
+#[derive(Clone, Debug)]
+pub struct JobSettings {
+    pub proactive_refresh: Schedule,
+    pub session_sweep: Schedule,
+    pub reencrypt: Schedule,
+    pub metrics_refresh: Schedule,
+    /// Refresh tokens expiring within this (`REFRESH_LEAD_MINUTES`, default 10).
+    pub refresh_lead: Duration,
+    /// Lead for long-lived tokens renewed by exchange (`LONG_LIVED_REFRESH_LEAD_DAYS`, default 7).
+    pub long_lived_lead: Duration,
+    /// Refresh credentials nobody refreshed for this long (`REFRESH_KEEPALIVE_HOURS`, default 24).
+    pub keepalive: Duration,
+    pub refresh_batch: usize,
+    pub refresh_concurrency: usize,
+    pub refresh_jitter: Duration,
+    /// Finished sessions are deleted after this (`SESSION_RETENTION_HOURS`, default 24).
+    pub session_retention: Duration,
+    pub reencrypt_batch: usize,
+    /// `REENCRYPT_MAX_ROWS_PER_SECOND` (0: unthrottled).
+    pub reencrypt_rate: Option<u32>,
+}
+
+const JOBS: [(&str, &str); 4] = [
+    ("PROACTIVE_REFRESH", "*/30 * * * * *"),
+    ("SESSION_SWEEP", "0 * * * * *"),
+    ("REENCRYPT", "0 */5 * * * *"),
+    ("METRICS_REFRESH", "*/15 * * * * *"),
+];
+
+fn schedule(src: &Source, job: &str, default: &str, errs: &mut ConfigErrors) -> Schedule {
+    let enabled_var = format!("JOB_{job}_ENABLED");
+    let enabled = match src.get(&enabled_var).map(|v| v.to_ascii_lowercase()) {
+        None => true,
+        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
+        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
+        Some(_) => {
+            errs.push(&enabled_var, "is not a boolean", "use true or false");
+            true
+        }
+    };
+    let var = format!("JOB_{job}_SCHEDULE");
+    let expr = src.get(&var).unwrap_or_else(|| default.to_owned());
+    if let Err(problem) = validate_schedule(&expr) {
+        errs.push(
+            &var,
+            format!("is not a cron schedule ({problem})"),
+            "use six fields with seconds, e.g. \"*/30 * * * * *\"",
+        );
+    }
+    Schedule(enabled.then_some(expr))
+}
+
+pub fn parse(src: &Source, refresh_buffer: Option<Duration>, errs: &mut ConfigErrors) -> JobSettings {
+    let [refresh, sweep, reencrypt, metrics] = JOBS.map(|(job, default)| schedule(src, job, default, errs));
+    let minutes = |n: u64| Duration::from_secs(n * 60);
+    let refresh_lead = minutes(src.number("REFRESH_LEAD_MINUTES", 10, 1..=1440, "minutes", errs).unwrap_or(10));
+    if let Some(buffer) = refresh_buffer
+        && refresh_lead <= buffer
+    {
+        errs.push(
+            "REFRESH_LEAD_MINUTES",
+            "is not longer than TOKEN_REFRESH_BUFFER_SECONDS, so requests would refresh before the worker does",
+            "make the lead window longer than the request path's buffer",
+        );
+    }
+    JobSettings {
+        proactive_refresh: refresh,
+        session_sweep: sweep,
+        reencrypt,
+        metrics_refresh: metrics,
+        refresh_lead,
+        long_lived_lead: Duration::from_secs(
+            86_400 * src.number("LONG_LIVED_REFRESH_LEAD_DAYS", 7, 1..=59, "days", errs).unwrap_or(7),
+        ),
+        keepalive: Duration::from_secs(
+            3600 * src.number("REFRESH_KEEPALIVE_HOURS", 24, 1..=8760, "hours", errs).unwrap_or(24),
+        ),
+        refresh_batch: src.number("REFRESH_BATCH_SIZE", 500, 1..=10_000, "credentials", errs).unwrap_or(500) as usize,
+        refresh_concurrency: src.number("REFRESH_CONCURRENCY", 8, 1..=256, "calls", errs).unwrap_or(8) as usize,
+        refresh_jitter: Duration::from_secs(
+            src.number("REFRESH_JITTER_SECONDS", 2, 0..=60, "seconds", errs).unwrap_or(2),
+        ),
+        session_retention: Duration::from_secs(
+            3600 * src.number("SESSION_RETENTION_HOURS", 24, 1..=8760, "hours", errs).unwrap_or(24),
+        ),
+        reencrypt_batch: src.number("REENCRYPT_BATCH_SIZE", 500, 1..=10_000, "rows", errs).unwrap_or(500) as usize,
+        reencrypt_rate: match src.number("REENCRYPT_MAX_ROWS_PER_SECOND", 5000, 0..=1_000_000, "rows per second", errs)
+        {
+            Some(0) | None => None,
+            Some(n) => u32::try_from(n).ok(),
+        },
+    }
+}
+
+/// Whether `schedule` is a cron expression the scheduler accepts (six
+/// fields, seconds first). The same parser the scheduler runs.
+pub fn validate_schedule(schedule: &str) -> Result<(), String> {
+    tokio_cron_scheduler::Job::new_async(schedule, |_, _| Box::pin(async {})).map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_switches() {
+        let mut errs = ConfigErrors::default();
+        let jobs =
+            parse(&Source::from_pairs([("JOB_REENCRYPT_ENABLED", "false")]), Some(Duration::from_secs(300)), &mut errs);
+        assert!(errs.is_empty(), "{errs}");
+        assert_eq!(jobs.proactive_refresh, Schedule(Some("*/30 * * * * *".into())));
+        assert_eq!(jobs.reencrypt, Schedule(None));
+        assert_eq!(jobs.refresh_lead, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn bad_schedules_and_a_lead_inside_the_buffer_are_errors() {
+        let mut errs = ConfigErrors::default();
+        parse(
+            &Source::from_pairs([("JOB_SESSION_SWEEP_SCHEDULE", "every minute"), ("REFRESH_LEAD_MINUTES", "5")]),
+            Some(Duration::from_secs(600)),
+            &mut errs,
+        );
+        assert!(errs.names("JOB_SESSION_SWEEP_SCHEDULE") && errs.names("REFRESH_LEAD_MINUTES"), "{errs}");
+    }
+}

@@ -1,0 +1,585 @@
+//! Loading and refreshing one credential, the way every replica agrees on.
+//!
+//! A refresh (1) takes the credential's lease in the database, waiting a
+//! bounded time if another replica holds it; (2) re-reads the row and skips
+//! the provider if someone else already refreshed; (3) calls the provider with
+//! bounded, jittered retries on transient failures, within the lease; (4)
+//! writes access token, expiry and any rotated refresh token in one
+//! compare-and-swap on `version`. A permanent failure (`invalid_grant`,
+//! `invalid_client`, no way to refresh) sets `needs_reauth`; a transient one
+//! never does, and the current token is served while it is still valid.
+//!
+//! `TokenActor` calls this one credential at a time, so within a process a
+//! credential is never refreshed twice concurrently; the lease extends that
+//! to every replica on the same PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::Rng;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::oauth::client::{TokenSet, record_upstream_error};
+use crate::oauth::{ProviderConfig, UpstreamError};
+use crate::services::Deps;
+use crate::store::credentials::{CredentialKey, CredentialState, NewTokens, StoredCredential};
+use crate::store::{StoreError, retry_unavailable};
+use crate::telemetry::metrics as m;
+
+/// Attempts per refresh on transient failures (the first included).
+const ATTEMPTS: u32 = 3;
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// A Retry-After longer than this is not waited out inside a request.
+const MAX_INLINE_RETRY_AFTER: u64 = 2;
+/// How often a refresh waiting for another replica's lease looks again.
+const LEASE_POLL: Duration = Duration::from_millis(100);
+/// Storage retries of refreshed tokens end this long before the lease does,
+/// so no other replica can take the lease while they are still being written.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+
+/// What asked for a refresh (a metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// A request found the token within the refresh buffer.
+    OnDemand,
+    /// The worker found the token expiring within its lead window.
+    Proactive,
+    /// The worker keeps an unused credential's grant alive.
+    Keepalive,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnDemand => "on_demand",
+            Self::Proactive => "proactive",
+            Self::Keepalive => "keepalive",
+        }
+    }
+}
+
+/// Where a served token came from (a metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Memory,
+    Store,
+    Refreshed,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Store => "store",
+            Self::Refreshed => "refreshed",
+        }
+    }
+}
+
+/// A credential as a `TokenActor` keeps it in memory.
+#[derive(Clone)]
+pub struct Cached {
+    /// The row's id: with `version`, what every compare-and-swap names, so a
+    /// write meant for a deleted grant never lands on its re-authorized successor.
+    pub id: Uuid,
+    pub access_token: SecretString,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub scopes: Vec<String>,
+    pub version: i64,
+    pub state: CredentialState,
+    pub has_refresh_token: bool,
+    /// Tokens a refresh obtained that the database did not take (it was
+    /// unavailable). They are the grant now — the provider may have rotated
+    /// the stored refresh token away — so they are written before anything
+    /// else is asked of the provider, and the actor holding them lives on
+    /// until they are.
+    pub unsaved: Option<Arc<NewTokens>>,
+}
+
+impl Cached {
+    fn from_stored(c: &StoredCredential) -> Self {
+        Self {
+            id: c.id,
+            unsaved: None,
+            access_token: c.access_token.clone(),
+            expires_at: c.expires_at,
+            scopes: c.scopes.clone(),
+            version: c.version,
+            state: c.state,
+            has_refresh_token: c.refresh_token.is_some(),
+        }
+    }
+
+    /// Valid for longer than `margin` from `now` (a token with no known
+    /// expiry is always fresh).
+    pub fn fresh_for(&self, now: DateTime<Utc>, margin: Duration) -> bool {
+        self.expires_at.is_none_or(|exp| exp - now > TimeDelta::from_std(margin).unwrap_or(TimeDelta::MAX))
+    }
+
+    /// Not yet expired at all.
+    pub fn still_valid(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|exp| exp > now)
+    }
+
+    pub fn grant(&self, source: Source) -> Grant {
+        Grant {
+            access_token: self.access_token.clone(),
+            expires_at: self.expires_at,
+            scopes: self.scopes.clone(),
+            source,
+        }
+    }
+}
+
+/// A token handed to a caller.
+pub struct Grant {
+    pub access_token: SecretString,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub scopes: Vec<String>,
+    pub source: Source,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no credential is stored")]
+    NotAuthenticated,
+    #[error("the grant can no longer be refreshed")]
+    RefreshFailed,
+    #[error("the grant lacks scopes")]
+    ScopeInsufficient { missing: Vec<String> },
+    #[error("the provider is unavailable")]
+    ProviderUnavailable { retry_after: u64 },
+    #[error("another replica is refreshing this credential")]
+    Busy,
+    #[error("the credential's provider is not configured")]
+    UnknownProvider,
+    #[error("the database is unavailable")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for TokenError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Self::Unavailable,
+            other => Self::Internal(format!("{other:#}")),
+        }
+    }
+}
+
+impl TokenError {
+    /// The `token_requests_total` outcome label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::NotAuthenticated => "not_authenticated",
+            Self::RefreshFailed => "refresh_failed",
+            Self::ScopeInsufficient { .. } => "scope_insufficient",
+            Self::ProviderUnavailable { .. } => "provider_unavailable",
+            Self::Busy => "busy",
+            Self::UnknownProvider => "unknown_provider",
+            Self::Unavailable | Self::Internal(_) => "error",
+        }
+    }
+}
+
+/// Scopes in `required` that `granted` lacks.
+pub fn missing_scopes(granted: &[String], required: &[String]) -> Vec<String> {
+    use crate::oauth::provider::scope_satisfies;
+    required.iter().filter(|r| !granted.iter().any(|g| scope_satisfies(g, r))).cloned().collect()
+}
+
+/// Reads and opens the stored credential.
+pub(crate) async fn load(deps: &Deps, key: &CredentialKey) -> Result<Option<Cached>, TokenError> {
+    Ok(deps.store.load_credential(key, &deps.keyring).await?.as_ref().map(Cached::from_stored))
+}
+
+/// When a refresh is still wanted once the row has been re-read under the lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// The token expires within this margin.
+    ExpiresWithin(Duration),
+    /// Unless the row changed since it was read: any newer write (another
+    /// replica's refresh, a re-consent) keeps the grant alive (keep-alive).
+    AnyNewerThanSeen,
+}
+
+impl Need {
+    fn satisfied_by(self, latest: &Cached, seen: &Cached, now: DateTime<Utc>) -> bool {
+        match self {
+            Self::ExpiresWithin(margin) => latest.fresh_for(now, margin),
+            Self::AnyNewerThanSeen => (latest.id, latest.version) != (seen.id, seen.version),
+        }
+    }
+}
+
+/// Refreshes `key`, whose last known state is `current`. Returns what to
+/// answer and what to cache now (`None`: nothing, the credential is gone).
+#[tracing::instrument(name = "refresh", skip_all, fields(provider = %key.provider, trigger = trigger.as_str()))]
+pub(crate) async fn refresh(
+    deps: &Deps,
+    key: &CredentialKey,
+    current: Cached,
+    trigger: Trigger,
+    need: Need,
+) -> (Result<Grant, TokenError>, Option<Cached>) {
+    let started = Instant::now();
+    let provider = key.provider.clone();
+    let (result, cached, outcome, category) = refresh_inner(deps, key, current, need).await;
+    metrics::counter!(m::TOKEN_REFRESHES, "provider" => provider.clone(), "trigger" => trigger.as_str(), "outcome" => outcome, "category" => category).increment(1);
+    metrics::histogram!(m::TOKEN_REFRESH_DURATION, "provider" => provider, "trigger" => trigger.as_str())
+        .record(started.elapsed().as_secs_f64());
+    (result, cached)
+}
+
+type Outcome = (Result<Grant, TokenError>, Option<Cached>, &'static str, &'static str);
+
+async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: Need) -> Outcome {
+    let Some(provider) = deps.providers.get(&key.provider).await else {
+        return serve_or(
+            current,
+            TokenError::UnknownProvider,
+            deps.clock.now(),
+            "transient_failure",
+            "unknown_provider",
+        );
+    };
+    let owner = deps.instance_id.to_string();
+
+    // 1. The lease: one replica refreshes, the others wait and then read its result.
+    let wait_until = Instant::now() + deps.settings.lock_wait;
+    let lease_ends = loop {
+        let now = deps.clock.now();
+        let lease_until = now + TimeDelta::from_std(deps.settings.refresh_lease).unwrap_or(TimeDelta::seconds(60));
+        match deps.store.try_lease(key, &owner, now, lease_until).await {
+            Ok(true) => break Instant::now() + deps.settings.refresh_lease,
+            Ok(false) => {}
+            Err(err) => return serve_or(current, err.into(), now, "transient_failure", "database"),
+        }
+        // Held elsewhere (or the row is gone): has someone else refreshed?
+        match load(deps, key).await {
+            Ok(None) => {
+                return (Err(TokenError::NotAuthenticated), None, "skipped", "deleted");
+            }
+            Ok(Some(latest)) if need.satisfied_by(&latest, &current, now) => {
+                return (Ok(latest.grant(Source::Refreshed)), Some(latest), "skipped", "none");
+            }
+            Ok(Some(_)) => {}
+            Err(err) => return serve_or(current, err, now, "transient_failure", "database"),
+        }
+        if Instant::now() >= wait_until {
+            // A lock wait that times out is "busy", never a provider failure.
+            return serve_or(current, TokenError::Busy, now, "skipped", "busy");
+        }
+        tokio::time::sleep(LEASE_POLL).await;
+    };
+
+    // 2. Under the lease: re-read; skip the provider if the work is done.
+    let now = deps.clock.now();
+    let stored = match deps.store.load_credential(key, &deps.keyring).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => {
+            return (Err(TokenError::NotAuthenticated), None, "skipped", "deleted");
+        }
+        Err(err) => {
+            release(deps, key, &owner).await;
+            return serve_or(current, err.into(), now, "transient_failure", "database");
+        }
+    };
+    let latest = Cached::from_stored(&stored);
+    if latest.state == CredentialState::NeedsReauth {
+        release(deps, key, &owner).await;
+        return (Err(TokenError::RefreshFailed), Some(latest), "skipped", "needs_reauth");
+    }
+    if need.satisfied_by(&latest, &current, now) {
+        release(deps, key, &owner).await;
+        return (Ok(latest.grant(Source::Refreshed)), Some(latest), "skipped", "none");
+    }
+
+    // 3. The provider call.
+    let call = if provider.renews_by_exchange() {
+        if latest.still_valid(now) { Some(RefreshCall::Exchange(stored.access_token.clone())) } else { None }
+    } else {
+        stored.refresh_token.clone().map(RefreshCall::RefreshToken)
+    };
+    let Some(call) = call else {
+        // No way to refresh. While the token works, serve it; once it has
+        // expired the user must authorize again.
+        if latest.still_valid(now) {
+            release(deps, key, &owner).await;
+            return (Ok(latest.grant(Source::Memory)), Some(latest), "skipped", "no_refresh_token");
+        }
+        return fail_permanently(deps, key, latest, "no_refresh_token", now).await;
+    };
+    // A provider refusing our client is called by one probe at a time.
+    if let Err(wait) = deps.providers.health().gate(&provider.id, now) {
+        release(deps, key, &owner).await;
+        let retry_after = wait.as_secs().max(1);
+        return serve_or(latest, TokenError::ProviderUnavailable { retry_after }, now, "skipped", "provider_failing");
+    }
+    match call_with_retries(deps, &provider, &call).await {
+        Ok(tokens) => {
+            deps.providers.accepted(&provider.id).await;
+            let now = deps.clock.now();
+            let new = NewTokens {
+                expires_at: tokens.expires_at(now),
+                access_token: tokens.access_token,
+                refresh_token: tokens.refresh_token,
+                scopes: tokens.scopes,
+            };
+            let budget = lease_ends.saturating_duration_since(Instant::now()).saturating_sub(LEASE_MARGIN);
+            store_new_tokens(deps, key, latest, new, budget).await
+        }
+        Err(err) if err.is_permanent() => fail_permanently(deps, key, latest, err.category(), deps.clock.now()).await,
+        Err(err) if err.is_client_error() => {
+            // Not the user's fault: the credential stays active, the provider is marked failing.
+            let now = deps.clock.now();
+            deps.providers.refused(&provider.id, err.category(), now).await;
+            record_failure(deps, key, &owner, &latest, err.category(), false, now).await;
+            let retry_after = crate::oauth::health::PROBE_FIRST.as_secs();
+            serve_or(latest, TokenError::ProviderUnavailable { retry_after }, now, "transient_failure", err.category())
+        }
+        Err(err) => {
+            let now = deps.clock.now();
+            record_failure(deps, key, &owner, &latest, err.category(), false, now).await;
+            let retry_after = err.retry_after().unwrap_or(5).max(1);
+            serve_or(latest, TokenError::ProviderUnavailable { retry_after }, now, "transient_failure", err.category())
+        }
+    }
+}
+
+/// Writes what a refresh obtained, retrying while the database is
+/// unavailable for up to `budget`. If it still cannot, the tokens are kept
+/// in memory as `unsaved` (and served: they are the valid ones) rather than
+/// thrown away.
+async fn store_new_tokens(deps: &Deps, key: &CredentialKey, base: Cached, new: NewTokens, budget: Duration) -> Outcome {
+    let now = deps.clock.now();
+    let stored = retry_unavailable("store refreshed tokens", budget, || {
+        deps.store.store_refreshed(key, base.id, base.version, &new, &deps.keyring, now)
+    })
+    .await;
+    match stored {
+        Ok(Some(version)) => {
+            let cached = base.updated_by(&new, version);
+            (Ok(cached.grant(Source::Refreshed)), Some(cached), "success", "none")
+        }
+        // The row changed under us (re-authorized or revoked): believe the row.
+        Ok(None) => believe_the_row(deps, key).await,
+        Err(err) => {
+            tracing::error!(provider = %key.provider, error = %err, "refreshed tokens kept in memory until the database takes them");
+            let mut cached = base.updated_by(&new, base.version);
+            cached.unsaved = Some(Arc::new(new));
+            (Ok(cached.grant(Source::Refreshed)), Some(cached), "unsaved", "database")
+        }
+    }
+}
+
+async fn believe_the_row(deps: &Deps, key: &CredentialKey) -> Outcome {
+    match load(deps, key).await {
+        Ok(Some(row)) => (Ok(row.grant(Source::Store)), Some(row), "skipped", "conflict"),
+        Ok(None) => (Err(TokenError::NotAuthenticated), None, "skipped", "deleted"),
+        Err(err) => (Err(err), None, "transient_failure", "database"),
+    }
+}
+
+/// Where a credential stands after [`settle`].
+pub enum Settled {
+    /// Nothing was waiting to be written, or it is written now.
+    Ready(Cached),
+    /// The credential was deleted meanwhile.
+    Gone,
+    /// The database still refuses the unsaved tokens; they stay in memory.
+    Pending(Cached),
+}
+
+/// Writes tokens an earlier refresh could not store, once. A write that
+/// finds the row changed (re-authorized, revoked) gives way to the row.
+pub(crate) async fn settle(deps: &Deps, key: &CredentialKey, current: Cached) -> Settled {
+    let Some(unsaved) = current.unsaved.clone() else {
+        return Settled::Ready(current);
+    };
+    let now = deps.clock.now();
+    // Hold the lease again, so no other replica refreshes from the stored,
+    // possibly rotated-away, refresh token while we write.
+    let lease_until = now + TimeDelta::from_std(deps.settings.refresh_lease).unwrap_or(TimeDelta::seconds(60));
+    if let Err(err) = deps.store.try_lease(key, &deps.instance_id, now, lease_until).await {
+        tracing::warn!(error = %err, "unsaved refreshed tokens: the database is still unavailable");
+        return Settled::Pending(current);
+    }
+    match deps.store.store_refreshed(key, current.id, current.version, &unsaved, &deps.keyring, now).await {
+        Ok(Some(version)) => {
+            tracing::info!(provider = %key.provider, "refreshed tokens kept in memory are stored now");
+            Settled::Ready(Cached { unsaved: None, version, ..current })
+        }
+        Ok(None) => {
+            tracing::warn!(provider = %key.provider, "the credential changed while refreshed tokens waited to be stored; keeping the stored one");
+            release(deps, key, &deps.instance_id).await;
+            match load(deps, key).await {
+                Ok(Some(row)) => Settled::Ready(row),
+                Ok(None) => Settled::Gone,
+                Err(_) => Settled::Pending(current),
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "unsaved refreshed tokens: the database is still unavailable");
+            Settled::Pending(current)
+        }
+    }
+}
+
+impl Cached {
+    /// This credential after `new` was written at `version`.
+    fn updated_by(&self, new: &NewTokens, version: i64) -> Self {
+        Self {
+            id: self.id,
+            access_token: new.access_token.clone(),
+            expires_at: new.expires_at,
+            scopes: new.scopes.clone().unwrap_or_else(|| self.scopes.clone()),
+            version,
+            state: CredentialState::Active,
+            has_refresh_token: self.has_refresh_token || new.refresh_token.is_some(),
+            unsaved: None,
+        }
+    }
+}
+
+enum RefreshCall {
+    RefreshToken(SecretString),
+    /// Meta: trade the current long-lived token for a new one.
+    Exchange(SecretString),
+}
+
+async fn call_with_retries(
+    deps: &Deps,
+    provider: &ProviderConfig,
+    call: &RefreshCall,
+) -> Result<TokenSet, UpstreamError> {
+    let operation = match call {
+        RefreshCall::RefreshToken(_) => "refresh",
+        RefreshCall::Exchange(_) => "exchange",
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = match call {
+            RefreshCall::RefreshToken(token) => deps.oauth.refresh(provider, token).await,
+            RefreshCall::Exchange(token) => deps.oauth.exchange_long_lived(provider, token).await,
+        };
+        let err = match result {
+            Ok(tokens) => return Ok(tokens),
+            Err(err) => err,
+        };
+        record_upstream_error(provider, operation, &err);
+        let retry_after = err.retry_after().unwrap_or(0);
+        if err.is_permanent() || err.is_client_error() || attempt >= ATTEMPTS || retry_after > MAX_INLINE_RETRY_AFTER {
+            return Err(err);
+        }
+        // Exponential backoff with full jitter, at least any Retry-After.
+        let cap = BACKOFF_BASE * 2u32.pow(attempt - 1);
+        let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=cap.as_millis() as u64));
+        tokio::time::sleep(jitter.max(Duration::from_secs(retry_after))).await;
+    }
+}
+
+async fn fail_permanently(
+    deps: &Deps,
+    key: &CredentialKey,
+    latest: Cached,
+    category: &'static str,
+    now: DateTime<Utc>,
+) -> Outcome {
+    tracing::warn!(provider = %key.provider, category, "refresh failed permanently: the user must authorize again");
+    record_failure(deps, key, &deps.instance_id, &latest, category, true, now).await;
+    let cached = Cached { state: CredentialState::NeedsReauth, version: latest.version + 1, ..latest };
+    (Err(TokenError::RefreshFailed), Some(cached), "permanent_failure", category)
+}
+
+/// Serves `current` if it has not expired yet, else answers `err`.
+fn serve_or(
+    current: Cached,
+    err: TokenError,
+    now: DateTime<Utc>,
+    outcome: &'static str,
+    category: &'static str,
+) -> Outcome {
+    if current.state == CredentialState::Active && current.still_valid(now) {
+        (Ok(current.grant(Source::Memory)), Some(current), outcome, category)
+    } else {
+        (Err(err), Some(current), outcome, category)
+    }
+}
+
+/// Records a failed refresh (which also releases the lease); if the row moved
+/// on meanwhile, only releases the lease.
+async fn record_failure(
+    deps: &Deps,
+    key: &CredentialKey,
+    owner: &str,
+    seen: &Cached,
+    category: &str,
+    permanent: bool,
+    now: DateTime<Utc>,
+) {
+    match deps.store.record_refresh_failure(seen.id, seen.version, category, permanent, now).await {
+        Ok(true) => {}
+        Ok(false) => release(deps, key, owner).await,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not record a refresh failure");
+            release(deps, key, owner).await;
+        }
+    }
+}
+
+async fn release(deps: &Deps, key: &CredentialKey, owner: &str) {
+    if let Err(err) = deps.store.release_lease(key, owner).await {
+        // The lease expires on its own; nothing is lost.
+        tracing::warn!(error = %err, "could not release a refresh lease");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(expires_in_secs: Option<i64>, now: DateTime<Utc>) -> Cached {
+        Cached {
+            id: Uuid::nil(),
+            unsaved: None,
+            access_token: SecretString::from("t".to_owned()),
+            expires_at: expires_in_secs.map(|s| now + TimeDelta::seconds(s)),
+            scopes: vec!["a".into()],
+            version: 1,
+            state: CredentialState::Active,
+            has_refresh_token: true,
+        }
+    }
+
+    #[test]
+    fn freshness_respects_the_buffer() {
+        let now = Utc::now();
+        assert!(cached(Some(600), now).fresh_for(now, Duration::from_secs(300)));
+        assert!(!cached(Some(200), now).fresh_for(now, Duration::from_secs(300)));
+        assert!(cached(Some(200), now).still_valid(now));
+        assert!(!cached(Some(-1), now).still_valid(now));
+        assert!(cached(None, now).fresh_for(now, Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn missing_scopes_are_listed_in_request_order() {
+        let granted = vec!["a".to_owned(), "c".to_owned()];
+        assert_eq!(missing_scopes(&granted, &["c".into(), "b".into(), "a".into(), "d".into()]), ["b", "d"]);
+        assert!(missing_scopes(&granted, &[]).is_empty());
+    }
+
+    #[test]
+    fn expired_tokens_are_not_served_after_a_failure() {
+        let now = Utc::now();
+        let (result, ..) = serve_or(cached(Some(-5), now), TokenError::Busy, now, "skipped", "busy");
+        assert_eq!(result.err(), Some(TokenError::Busy));
+        let (result, ..) = serve_or(cached(Some(60), now), TokenError::Busy, now, "skipped", "busy");
+        assert!(result.is_ok());
+    }
+}
