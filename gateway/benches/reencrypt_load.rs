@@ -77,7 +77,7 @@ async fn run() {
     let store = Admin::open(&settings, true, Clock::system()).await.unwrap();
     store.sync_configured_providers(&settings).await.unwrap();
     let seeding = Instant::now();
-    let expires = chrono::Utc::now() + chrono::TimeDelta::days(30);
+    let expires = gateway::clock::Clock::system().now() + chrono::TimeDelta::days(30);
     let rows: Vec<SeedCredential> = (0..credentials)
         .map(|i| SeedCredential {
             key: CredentialKey { email: Email::parse(&email(i)).unwrap(), provider: "mock".into() },

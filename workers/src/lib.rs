@@ -31,7 +31,7 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use chrono::{DateTime, Utc};
 use gateway_core::Services;
-use gateway_core::config::jobs::JobSettings;
+use gateway_core::config::workers::JobSettings;
 
 pub use scheduler::{JobSpec, Scheduler};
 

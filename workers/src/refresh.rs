@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn backoff_doubles_and_honours_retry_after() {
         let backoff = ProviderBackoff::default();
-        let now = Utc::now();
+        let now = gateway_core::clock::Clock::system().now();
         assert!(!backoff.blocked("p", now));
         backoff.failed("p", now, None);
         assert!(backoff.blocked("p", now + TimeDelta::seconds(29)));

@@ -2,7 +2,7 @@
 //! and logs every run.
 //!
 //! Schedules are 6-field cron expressions (with seconds), validated when the
-//! configuration loads (`gateway_core::config::jobs::validate_schedule`, the
+//! configuration loads (`gateway_core::config::workers::validate_schedule`, the
 //! same parser). A run that fails is logged
 //! and counted; the job runs again at its next tick.
 
@@ -125,7 +125,7 @@ impl Scheduler {
 
 #[cfg(test)]
 mod tests {
-    use gateway_core::config::jobs::validate_schedule;
+    use gateway_core::config::workers::validate_schedule;
 
     use super::*;
 
@@ -152,7 +152,7 @@ mod tests {
         });
         let first = tokio::spawn({
             let spec = spec.clone();
-            async move { spec.run_now(Utc::now()).await }
+            async move { spec.run_now(gateway_core::clock::Clock::system().now()).await }
         });
         // The first run holds the guard until released; wait (bounded) until it does.
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
@@ -160,17 +160,26 @@ mod tests {
             assert!(Instant::now() < deadline, "the first run never started");
             tokio::task::yield_now().await;
         }
-        assert!(spec.run_now(Utc::now()).await.is_none(), "a second run while the first is in progress is skipped");
+        assert!(
+            spec.run_now(gateway_core::clock::Clock::system().now()).await.is_none(),
+            "a second run while the first is in progress is skipped"
+        );
         release.send(()).unwrap();
         assert!(matches!(first.await.unwrap(), Some(Ok(done)) if done == "done"));
-        assert!(spec.run_now(Utc::now()).await.is_some(), "runs again once the first finished");
+        assert!(
+            spec.run_now(gateway_core::clock::Clock::system().now()).await.is_some(),
+            "runs again once the first finished"
+        );
     }
 
     #[tokio::test]
     async fn a_failed_run_is_reported_not_fatal() {
         let unavailable = || gateway_core::StoreError::Corrupt("database unavailable".into());
         let spec = JobSpec::new("failing", "* * * * * *", move |_| async move { Err(JobError::Store(unavailable())) });
-        assert!(matches!(spec.run_now(Utc::now()).await, Some(Err(JobError::Store(_)))));
-        assert!(spec.run_now(Utc::now()).await.is_some());
+        assert!(matches!(
+            spec.run_now(gateway_core::clock::Clock::system().now()).await,
+            Some(Err(JobError::Store(_)))
+        ));
+        assert!(spec.run_now(gateway_core::clock::Clock::system().now()).await.is_some());
     }
 }

@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn reads_are_counted_per_key_even_when_two_keys_share_a_hash() {
         let reads = ReadShards::default();
-        let at = Utc::now();
+        let at = crate::clock::Clock::system().now();
         for _ in 0..3 {
             reads.add_at(7, "mail", "alice@company.com", "google", "memory", at);
         }

@@ -1,7 +1,7 @@
 //! `TokenActor`: one per credential `(user_email, provider)`.
 //!
 //! **State**: the decrypted access token, its expiry, scopes and version, as
-//! last read or written ([`Cached`]); when it was last used.
+//! last read or written ([`Credential`]); when it was last used.
 //! **Lifetime**: started by [`super::tokens::TokenRegistry`] on first use, on
 //! an arbiter chosen by hashing the key; stops itself after
 //! `TOKEN_ACTOR_IDLE_MINUTES` without use.
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::tokens::TokenRegistry;
-use crate::credentials::{self, Cached, Grant, Need, Settled, Source, TokenError, Trigger};
+use crate::credentials::{self, Credential, Grant, Need, Settled, Source, TokenError, Trigger};
 use crate::oauth::client::RevocationOutcome;
 use crate::services::Deps;
 use crate::store::credentials::{CredentialKey, CredentialState};
@@ -87,7 +87,7 @@ pub struct Revoke;
 #[derive(Default)]
 pub struct Shared {
     /// The token the actor last loaded or refreshed, while it is active.
-    snapshot: std::sync::RwLock<Option<Arc<Cached>>>,
+    snapshot: std::sync::RwLock<Option<Arc<Credential>>>,
     /// When the credential was last served (milliseconds since [`EPOCH`]).
     last_used_ms: AtomicU64,
 }
@@ -99,7 +99,7 @@ fn now_ms() -> u64 {
 }
 
 impl Shared {
-    pub fn snapshot(&self) -> Option<Arc<Cached>> {
+    pub fn snapshot(&self) -> Option<Arc<Credential>> {
         self.snapshot.read().ok()?.clone()
     }
 
@@ -123,7 +123,7 @@ pub struct TokenActor {
     deps: Deps,
     registry: std::sync::Weak<TokenRegistry>,
     shared: Arc<Shared>,
-    cache: Option<Cached>,
+    cache: Option<Credential>,
     /// `last_used_ms` as of the last `last_used_at` write.
     last_used_written: u64,
     /// The pause before the next [`StoreUnsaved`] (grows while the database refuses).
@@ -134,7 +134,7 @@ pub struct TokenActor {
 
 impl TokenActor {
     /// Replaces the cache and republishes the snapshot.
-    fn set_cache(&mut self, cache: Option<Cached>) {
+    fn set_cache(&mut self, cache: Option<Credential>) {
         let publish = cache.as_ref().filter(|c| c.state == CredentialState::Active).map(|c| Arc::new(c.clone()));
         if let Ok(mut snapshot) = self.shared.snapshot.write() {
             *snapshot = publish;
@@ -182,7 +182,7 @@ impl TokenActor {
 
     /// Replaces the cache after I/O; if it holds unsaved tokens, schedules
     /// the next attempt to store them (with backoff).
-    fn update(&mut self, cache: Option<Cached>, ctx: &mut Context<Self>) {
+    fn update(&mut self, cache: Option<Credential>, ctx: &mut Context<Self>) {
         self.set_cache(cache);
         if !self.holds_unsaved() {
             self.unsaved_pause = UNSAVED_RETRY_FIRST;
@@ -228,7 +228,7 @@ where
     F: std::future::Future<Output = T> + Send + 'static,
 {
     let handle = deps.runtime.spawn(work);
-    actix::fut::wrap_future(async move { handle.await.map_err(|e| TokenError::Internal(format!("task failed: {e}"))) })
+    actix::fut::wrap_future(async move { handle.await.map_err(|e| TokenError::Task(Arc::new(e))) })
 }
 
 impl Handler<GetToken> for TokenActor {
@@ -290,7 +290,7 @@ impl Handler<GetToken> for TokenActor {
 /// Answers from `cached` when no I/O is needed: a fresh token with the
 /// required scopes, or a definite refusal. `None` means "refresh".
 pub(crate) fn answer_from_cache(
-    cached: &Cached,
+    cached: &Credential,
     required: &[String],
     now: chrono::DateTime<chrono::Utc>,
     buffer: Duration,
@@ -416,17 +416,17 @@ impl Handler<Revoke> for TokenActor {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{TimeDelta, Utc};
+    use chrono::TimeDelta;
     use secrecy::SecretString;
 
     use super::*;
 
-    fn cached(state: CredentialState, expires_in: i64) -> Cached {
-        Cached {
+    fn cached(state: CredentialState, expires_in: i64) -> Credential {
+        Credential {
             id: uuid::Uuid::nil(),
             unsaved: None,
             access_token: SecretString::from("t".to_owned()),
-            expires_at: Some(Utc::now() + TimeDelta::seconds(expires_in)),
+            expires_at: Some(crate::clock::Clock::system().now() + TimeDelta::seconds(expires_in)),
             scopes: vec!["mail.read".into()],
             version: 3,
             state,
@@ -439,7 +439,7 @@ mod tests {
         let answer = answer_from_cache(
             &cached(CredentialState::Active, 3600),
             &["mail.read".into()],
-            Utc::now(),
+            crate::clock::Clock::system().now(),
             Duration::from_secs(300),
         );
         assert!(matches!(answer, Some(Ok(Grant { source: Source::Memory, .. }))));
@@ -447,25 +447,28 @@ mod tests {
 
     #[test]
     fn missing_scopes_and_reauth_are_answered_without_io() {
-        let now = Utc::now();
+        let now = crate::clock::Clock::system().now();
         let answer = answer_from_cache(
             &cached(CredentialState::Active, 3600),
             &["mail.send".into()],
             now,
             Duration::from_secs(300),
         );
-        assert_eq!(
-            answer.map(|a| a.err()),
-            Some(Some(TokenError::ScopeInsufficient { missing: vec!["mail.send".into()] }))
+        assert!(
+            matches!(answer.map(|a| a.err()), Some(Some(TokenError::ScopeInsufficient { missing })) if missing == ["mail.send"])
         );
         let answer = answer_from_cache(&cached(CredentialState::NeedsReauth, 3600), &[], now, Duration::from_secs(300));
-        assert_eq!(answer.map(|a| a.err()), Some(Some(TokenError::RefreshFailed)));
+        assert!(matches!(answer.map(|a| a.err()), Some(Some(TokenError::RefreshFailed))));
     }
 
     #[test]
     fn a_token_inside_the_buffer_needs_a_refresh() {
-        let answer =
-            answer_from_cache(&cached(CredentialState::Active, 100), &[], Utc::now(), Duration::from_secs(300));
+        let answer = answer_from_cache(
+            &cached(CredentialState::Active, 100),
+            &[],
+            crate::clock::Clock::system().now(),
+            Duration::from_secs(300),
+        );
         assert!(answer.is_none());
     }
 }

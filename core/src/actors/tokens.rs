@@ -70,7 +70,8 @@ impl TokenRegistry {
         {
             return Ok(entry.addr.clone());
         }
-        let mut actors = self.actors.write().map_err(|_| TokenError::Internal("registry lock poisoned".into()))?;
+        // A panic while the map was locked cannot leave it inconsistent: take it over.
+        let mut actors = self.actors.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Another caller may have started it between our two looks.
         if let Some(entry) = actors.get(key)
             && entry.addr.connected()
@@ -78,7 +79,7 @@ impl TokenRegistry {
             return Ok(entry.addr.clone());
         }
         let index = (self.hasher.hash_one(key) % self.arbiters.len().max(1) as u64) as usize;
-        let arbiter = self.arbiters.get(index).ok_or_else(|| TokenError::Internal("no arbiters".into()))?;
+        let arbiter = self.arbiters.get(index).ok_or(TokenError::NoActorThread)?;
         let shared = Arc::new(Shared::default());
         let (k, deps, registry, s) = (key.clone(), self.deps.clone(), self.this.clone(), shared.clone());
         let addr = TokenActor::start_in_arbiter(arbiter, move |_| TokenActor::new(k, deps, registry, s));

@@ -10,9 +10,9 @@
 
 pub mod access;
 mod errors;
-pub mod jobs;
 pub mod providers;
 mod source;
+pub mod workers;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -171,7 +171,7 @@ pub struct Settings {
     /// Threads (actix arbiters) that run the token actors.
     pub actor_threads: usize,
     pub metrics: MetricsSettings,
-    pub jobs: jobs::JobSettings,
+    pub jobs: workers::JobSettings,
     pub access: access::AccessSettings,
 }
 
@@ -308,7 +308,7 @@ impl Settings {
             addr: src.parse_or(vars::METRICS_ADDR, None, "a socket address such as 0.0.0.0:9100", &mut errs),
             bearer_token: src.secret(vars::METRICS_BEARER_TOKEN, &mut errs),
         };
-        let jobs = jobs::parse(src, buffer_seconds.map(Duration::from_secs), &mut errs);
+        let jobs = workers::parse(src, buffer_seconds.map(Duration::from_secs), &mut errs);
         let access = access::parse(src, &mut errs);
 
         if !errs.is_empty() {

@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{CredentialKey, Need, Trigger};
 use crate::email::Email;
-use crate::store::jobs::DueFilter;
+use crate::store::housekeeping::DueFilter;
 use crate::store::{Store, StoreError};
 
 /// When credentials are due (`REFRESH_LEAD_MINUTES`, `LONG_LIVED_REFRESH_LEAD_DAYS`,
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn the_window_uses_each_lead() {
-        let now = Utc::now();
+        let now = crate::clock::Clock::system().now();
         let w = window(&DuePolicy::default(), &["meta".into()], now);
         assert_eq!(w.expiring_before - now, TimeDelta::minutes(10));
         assert_eq!(w.long_lived[0].1 - now, TimeDelta::days(7));

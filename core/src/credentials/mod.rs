@@ -7,5 +7,5 @@ pub mod refresh;
 pub mod revoke;
 
 pub use crate::store::credentials::{CredentialKey, CredentialState, CredentialSummary, NewTokens};
-pub use refresh::{Cached, Grant, Need, Settled, Source, TokenError, Trigger, missing_scopes};
+pub use refresh::{Credential, Grant, Need, Settled, Source, TokenError, Trigger, missing_scopes};
 pub(crate) use refresh::{load, refresh, settle};

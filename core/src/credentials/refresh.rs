@@ -81,7 +81,7 @@ impl Source {
 
 /// A credential as a `TokenActor` keeps it in memory.
 #[derive(Clone)]
-pub struct Cached {
+pub struct Credential {
     /// The row's id: with `version`, what every compare-and-swap names, so a
     /// write meant for a deleted grant never lands on its re-authorized successor.
     pub id: Uuid,
@@ -99,7 +99,7 @@ pub struct Cached {
     pub unsaved: Option<Arc<NewTokens>>,
 }
 
-impl Cached {
+impl Credential {
     fn from_stored(c: &StoredCredential) -> Self {
         Self {
             id: c.id,
@@ -142,7 +142,9 @@ pub struct Grant {
     pub source: Source,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why no token is handed out. `Clone` (actors answer many waiters with
+/// one result), so causes are shared.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("no credential is stored")]
     NotAuthenticated,
@@ -158,15 +160,19 @@ pub enum TokenError {
     UnknownProvider,
     #[error("the database is unavailable")]
     Unavailable,
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("database error")]
+    Store(#[source] Arc<StoreError>),
+    #[error("the credential's task failed")]
+    Task(#[source] Arc<tokio::task::JoinError>),
+    #[error("no actor thread is running")]
+    NoActorThread,
 }
 
 impl From<StoreError> for TokenError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(_) => Self::Unavailable,
-            other => Self::Internal(format!("{other:#}")),
+            other => Self::Store(Arc::new(other)),
         }
     }
 }
@@ -181,7 +187,7 @@ impl TokenError {
             Self::ProviderUnavailable { .. } => "provider_unavailable",
             Self::Busy => "busy",
             Self::UnknownProvider => "unknown_provider",
-            Self::Unavailable | Self::Internal(_) => "error",
+            Self::Unavailable | Self::Store(_) | Self::Task(_) | Self::NoActorThread => "error",
         }
     }
 }
@@ -193,8 +199,8 @@ pub fn missing_scopes(granted: &[String], required: &[String]) -> Vec<String> {
 }
 
 /// Reads and opens the stored credential.
-pub(crate) async fn load(deps: &Deps, key: &CredentialKey) -> Result<Option<Cached>, TokenError> {
-    Ok(deps.store.load_credential(key, &deps.keyring).await?.as_ref().map(Cached::from_stored))
+pub(crate) async fn load(deps: &Deps, key: &CredentialKey) -> Result<Option<Credential>, TokenError> {
+    Ok(deps.store.load_credential(key, &deps.keyring).await?.as_ref().map(Credential::from_stored))
 }
 
 /// When a refresh is still wanted once the row has been re-read under the lease.
@@ -208,7 +214,7 @@ pub enum Need {
 }
 
 impl Need {
-    fn satisfied_by(self, latest: &Cached, seen: &Cached, now: DateTime<Utc>) -> bool {
+    fn satisfied_by(self, latest: &Credential, seen: &Credential, now: DateTime<Utc>) -> bool {
         match self {
             Self::ExpiresWithin(margin) => latest.fresh_for(now, margin),
             Self::AnyNewerThanSeen => (latest.id, latest.version) != (seen.id, seen.version),
@@ -222,10 +228,10 @@ impl Need {
 pub(crate) async fn refresh(
     deps: &Deps,
     key: &CredentialKey,
-    current: Cached,
+    current: Credential,
     trigger: Trigger,
     need: Need,
-) -> (Result<Grant, TokenError>, Option<Cached>) {
+) -> (Result<Grant, TokenError>, Option<Credential>) {
     let started = Instant::now();
     let provider = key.provider.clone();
     let (result, cached, outcome, category) = refresh_inner(deps, key, current, need).await;
@@ -235,9 +241,9 @@ pub(crate) async fn refresh(
     (result, cached)
 }
 
-type Outcome = (Result<Grant, TokenError>, Option<Cached>, &'static str, &'static str);
+type Outcome = (Result<Grant, TokenError>, Option<Credential>, &'static str, &'static str);
 
-async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: Need) -> Outcome {
+async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Credential, need: Need) -> Outcome {
     let Some(provider) = deps.providers.get(&key.provider).await else {
         return serve_or(
             current,
@@ -289,7 +295,7 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
             return serve_or(current, err.into(), now, "transient_failure", "database");
         }
     };
-    let latest = Cached::from_stored(&stored);
+    let latest = Credential::from_stored(&stored);
     if latest.state == CredentialState::NeedsReauth {
         release(deps, key, &owner).await;
         return (Err(TokenError::RefreshFailed), Some(latest), "skipped", "needs_reauth");
@@ -355,7 +361,13 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Cached, need: 
 /// unavailable for up to `budget`. If it still cannot, the tokens are kept
 /// in memory as `unsaved` (and served: they are the valid ones) rather than
 /// thrown away.
-async fn store_new_tokens(deps: &Deps, key: &CredentialKey, base: Cached, new: NewTokens, budget: Duration) -> Outcome {
+async fn store_new_tokens(
+    deps: &Deps,
+    key: &CredentialKey,
+    base: Credential,
+    new: NewTokens,
+    budget: Duration,
+) -> Outcome {
     let now = deps.clock.now();
     let stored = retry_unavailable("store refreshed tokens", budget, || {
         deps.store.store_refreshed(key, base.id, base.version, &new, &deps.keyring, now)
@@ -388,16 +400,16 @@ async fn believe_the_row(deps: &Deps, key: &CredentialKey) -> Outcome {
 /// Where a credential stands after [`settle`].
 pub enum Settled {
     /// Nothing was waiting to be written, or it is written now.
-    Ready(Cached),
+    Ready(Credential),
     /// The credential was deleted meanwhile.
     Gone,
     /// The database still refuses the unsaved tokens; they stay in memory.
-    Pending(Cached),
+    Pending(Credential),
 }
 
 /// Writes tokens an earlier refresh could not store, once. A write that
 /// finds the row changed (re-authorized, revoked) gives way to the row.
-pub(crate) async fn settle(deps: &Deps, key: &CredentialKey, current: Cached) -> Settled {
+pub(crate) async fn settle(deps: &Deps, key: &CredentialKey, current: Credential) -> Settled {
     let Some(unsaved) = current.unsaved.clone() else {
         return Settled::Ready(current);
     };
@@ -412,7 +424,7 @@ pub(crate) async fn settle(deps: &Deps, key: &CredentialKey, current: Cached) ->
     match deps.store.store_refreshed(key, current.id, current.version, &unsaved, &deps.keyring, now).await {
         Ok(Some(version)) => {
             tracing::info!(provider = %key.provider, "refreshed tokens kept in memory are stored now");
-            Settled::Ready(Cached { unsaved: None, version, ..current })
+            Settled::Ready(Credential { unsaved: None, version, ..current })
         }
         Ok(None) => {
             tracing::warn!(provider = %key.provider, "the credential changed while refreshed tokens waited to be stored; keeping the stored one");
@@ -430,7 +442,7 @@ pub(crate) async fn settle(deps: &Deps, key: &CredentialKey, current: Cached) ->
     }
 }
 
-impl Cached {
+impl Credential {
     /// This credential after `new` was written at `version`.
     fn updated_by(&self, new: &NewTokens, version: i64) -> Self {
         Self {
@@ -487,19 +499,19 @@ async fn call_with_retries(
 async fn fail_permanently(
     deps: &Deps,
     key: &CredentialKey,
-    latest: Cached,
+    latest: Credential,
     category: &'static str,
     now: DateTime<Utc>,
 ) -> Outcome {
     tracing::warn!(provider = %key.provider, category, "refresh failed permanently: the user must authorize again");
     record_failure(deps, key, &deps.instance_id, &latest, category, true, now).await;
-    let cached = Cached { state: CredentialState::NeedsReauth, version: latest.version + 1, ..latest };
+    let cached = Credential { state: CredentialState::NeedsReauth, version: latest.version + 1, ..latest };
     (Err(TokenError::RefreshFailed), Some(cached), "permanent_failure", category)
 }
 
 /// Serves `current` if it has not expired yet, else answers `err`.
 fn serve_or(
-    current: Cached,
+    current: Credential,
     err: TokenError,
     now: DateTime<Utc>,
     outcome: &'static str,
@@ -518,7 +530,7 @@ async fn record_failure(
     deps: &Deps,
     key: &CredentialKey,
     owner: &str,
-    seen: &Cached,
+    seen: &Credential,
     category: &str,
     permanent: bool,
     now: DateTime<Utc>,
@@ -544,8 +556,8 @@ async fn release(deps: &Deps, key: &CredentialKey, owner: &str) {
 mod tests {
     use super::*;
 
-    fn cached(expires_in_secs: Option<i64>, now: DateTime<Utc>) -> Cached {
-        Cached {
+    fn cached(expires_in_secs: Option<i64>, now: DateTime<Utc>) -> Credential {
+        Credential {
             id: Uuid::nil(),
             unsaved: None,
             access_token: SecretString::from("t".to_owned()),
@@ -559,7 +571,7 @@ mod tests {
 
     #[test]
     fn freshness_respects_the_buffer() {
-        let now = Utc::now();
+        let now = crate::clock::Clock::system().now();
         assert!(cached(Some(600), now).fresh_for(now, Duration::from_secs(300)));
         assert!(!cached(Some(200), now).fresh_for(now, Duration::from_secs(300)));
         assert!(cached(Some(200), now).still_valid(now));
@@ -576,9 +588,9 @@ mod tests {
 
     #[test]
     fn expired_tokens_are_not_served_after_a_failure() {
-        let now = Utc::now();
+        let now = crate::clock::Clock::system().now();
         let (result, ..) = serve_or(cached(Some(-5), now), TokenError::Busy, now, "skipped", "busy");
-        assert_eq!(result.err(), Some(TokenError::Busy));
+        assert!(matches!(result.err(), Some(TokenError::Busy)));
         let (result, ..) = serve_or(cached(Some(60), now), TokenError::Busy, now, "skipped", "busy");
         assert!(result.is_ok());
     }

@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn a_refused_provider_is_held_back_then_probed_once_per_pause() {
         let health = ProviderHealth::default();
-        let now = Utc::now();
+        let now = crate::clock::Clock::system().now();
         assert!(health.gate("p", now).is_ok(), "a provider nobody refused is called freely");
         assert!(health.refused("p", "invalid_client", now));
         assert!(!health.refused("p", "invalid_client", now), "already failing");
@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn the_database_view_is_adopted() {
         let health = ProviderHealth::default();
-        let since = Utc::now();
+        let since = crate::clock::Clock::system().now();
         health.sync(&[ProviderHealthRow { id: "p".into(), failing: Some((since, "unauthorized_client".into())) }]);
         assert_eq!(health.failing(), [("p".to_owned(), Failing { since, category: "unauthorized_client".into() })]);
         assert!(health.gate("p", since).is_err());

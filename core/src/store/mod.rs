@@ -7,7 +7,7 @@
 pub mod audit;
 pub mod clients;
 pub mod credentials;
-pub mod jobs;
+pub mod housekeeping;
 pub mod keys;
 pub mod notify;
 pub mod providers;

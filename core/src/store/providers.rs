@@ -121,7 +121,7 @@ impl Store {
             match provider_from_row(row, keyring) {
                 Ok(p) => out.push(p),
                 Err(problem) => {
-                    tracing::warn!(provider = %id, %problem, "skipping unusable provider row")
+                    tracing::warn!(provider = %id, problem = %problem, "skipping unusable provider row")
                 }
             }
         }
@@ -223,14 +223,27 @@ pub enum ProviderRemoval {
     InUse(u64),
 }
 
-fn provider_from_row(row: providers::Model, keyring: &Keyring) -> Result<ProviderConfig, String> {
-    let url = |s: Option<&str>, what: &str| -> Result<Url, String> {
-        Url::parse(s.ok_or_else(|| format!("no {what}"))?).map_err(|e| format!("bad {what}: {e}"))
+/// Why a provider row cannot be served.
+#[derive(Debug, thiserror::Error)]
+enum UnusableRow {
+    #[error("no {0}")]
+    Missing(&'static str),
+    #[error("bad {what}")]
+    BadUrl {
+        what: &'static str,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("its client secret cannot be opened")]
+    Secret(#[from] crate::crypto::CryptoError),
+}
+
+fn provider_from_row(row: providers::Model, keyring: &Keyring) -> Result<ProviderConfig, UnusableRow> {
+    let url = |s: Option<&str>, what: &'static str| -> Result<Url, UnusableRow> {
+        Url::parse(s.ok_or(UnusableRow::Missing(what))?).map_err(|source| UnusableRow::BadUrl { what, source })
     };
     let optional_url = |s: Option<&str>| s.and_then(|s| Url::parse(s).ok());
-    let secret = keyring
-        .open(&secret_place(&row.id), &row.client_secret_key_id, &row.client_secret)
-        .map_err(|e| e.to_string())?;
+    let secret = keyring.open(&secret_place(&row.id), &row.client_secret_key_id, &row.client_secret)?;
     let auth_params = row
         .auth_params
         .as_ref()

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod pages;
 pub mod request_id;
+pub mod responses;
 pub mod routes;
 pub mod server;
 pub mod state;

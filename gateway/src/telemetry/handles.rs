@@ -1,4 +1,4 @@
-//! Cached metric handles for the hot path. Registering a metric by name and
+//! Credential metric handles for the hot path. Registering a metric by name and
 //! labels builds and hashes a key on every call; a warm `/auth/token` request
 //! instead finds its handles in a small map (bounded: routes × methods ×
 //! statuses, providers × outcomes) and only touches atomics.

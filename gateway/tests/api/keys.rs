@@ -72,7 +72,7 @@ async fn rows_under_an_unconfigured_key_are_counted_and_refused(backend: Backend
         conn.execute_raw(Statement::from_sql_and_values(
             conn.get_database_backend(),
             sql(&conn, "INSERT INTO oauth_credentials (id, profile_id, provider_id, access_token, access_token_key_id, state, consecutive_failures, version, created_at, updated_at) VALUES ($1, $2, 'legacy', 'sealed', 'deadbeefdeadbeef', 'active', 0, 0, $3, $3)"),
-            [uuid::Uuid::new_v4().into(), email.into(), chrono::Utc::now().into()],
+            [uuid::Uuid::new_v4().into(), email.into(), gateway::clock::Clock::system().now().into()],
         ))
         .await
         .unwrap();

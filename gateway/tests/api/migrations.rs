@@ -77,7 +77,7 @@ async fn postgres_email_check_agrees_with_the_gateways_validation() {
 }
 
 pub async fn insert_provider(conn: &sea_orm::DatabaseConnection, id: &str) {
-    let now = chrono::Utc::now();
+    let now = gateway::clock::Clock::system().now();
     conn.execute_raw(Statement::from_sql_and_values(
         conn.get_database_backend(),
         sql(conn, "INSERT INTO oauth_providers (id, client_id, client_secret, client_secret_key_id, created_at, updated_at) VALUES ($1, 'cid', 'sealed', 'k1', $2, $2)"),
@@ -92,7 +92,7 @@ pub async fn insert_credential(
     email: &str,
     provider: &str,
 ) -> Result<(), sea_orm::DbErr> {
-    let now = chrono::Utc::now();
+    let now = gateway::clock::Clock::system().now();
     conn.execute_raw(Statement::from_sql_and_values(
         conn.get_database_backend(),
         sql(conn, "INSERT INTO oauth_credentials (id, profile_id, provider_id, access_token, access_token_key_id, state, consecutive_failures, version, created_at, updated_at) VALUES ($1, $2, $3, 'sealed', 'k1', 'active', 0, 0, $4, $4)"),

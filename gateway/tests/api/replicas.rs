@@ -138,7 +138,7 @@ async fn reencryption_survives_kill_9() {
             },
             access_token: format!("access-{i}"),
             refresh_token: format!("refresh-{i}"),
-            expires_at: chrono::Utc::now() + chrono::TimeDelta::days(30),
+            expires_at: gateway::clock::Clock::system().now() + chrono::TimeDelta::days(30),
         })
         .collect();
     seed_credentials(&seed_store, &rows, Clock::system().now()).await.unwrap();

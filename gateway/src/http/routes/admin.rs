@@ -143,7 +143,7 @@ fn admin(state: &AppState, caller: &Caller, what: &str) -> Result<(), ApiError> 
 
 /// Keys, the values each seals, and re-encryption's progress.
 #[utoipa::path(get, path = "/admin/keys", tag = "admin", security(("api_key" = [])),
-    responses((status = 200, body = KeysResponse), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))), (status = 500, body = crate::http::error::ErrorBody), (status = 503, body = crate::http::error::ErrorBody)))]
+    responses((status = 200, body = KeysResponse), crate::http::responses::Guarded))]
 pub async fn keys(caller: Caller, State(state): State<AppState>) -> Result<Json<KeysResponse>, ApiError> {
     admin(&state, &caller, "admin_keys")?;
     let report = state.services.key_report().await?;
@@ -173,7 +173,7 @@ pub async fn keys(caller: Caller, State(state): State<AppState>) -> Result<Json<
 
 /// Starts re-encryption in the background (202), or says it is already running.
 #[utoipa::path(post, path = "/admin/keys/reencrypt", tag = "admin", security(("api_key" = [])),
-    responses((status = 202, body = RotationProgress), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))), (status = 500, body = crate::http::error::ErrorBody), (status = 503, body = crate::http::error::ErrorBody)))]
+    responses((status = 202, body = RotationProgress), crate::http::responses::Guarded))]
 pub async fn start_reencryption(
     caller: Caller,
     State(state): State<AppState>,
@@ -195,7 +195,7 @@ pub async fn start_reencryption(
 
 /// Pauses re-encryption after its current batch.
 #[utoipa::path(post, path = "/admin/keys/reencrypt/pause", tag = "admin", security(("api_key" = [])),
-    responses((status = 202, body = RotationProgress), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))), (status = 500, body = crate::http::error::ErrorBody), (status = 503, body = crate::http::error::ErrorBody)))]
+    responses((status = 202, body = RotationProgress), crate::http::responses::Guarded))]
 pub async fn pause_reencryption(
     caller: Caller,
     State(state): State<AppState>,
@@ -229,7 +229,7 @@ pub struct AuditResponse {
 
 /// The audit log, newest first.
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("api_key" = [])), params(AuditQuery),
-    responses((status = 200, body = AuditResponse), (status = 400, body = crate::http::error::ErrorBody), (status = 401, body = crate::http::error::ErrorBody), (status = 403, body = crate::http::error::ErrorBody), (status = 429, body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))), (status = 500, body = crate::http::error::ErrorBody), (status = 503, body = crate::http::error::ErrorBody)))]
+    responses((status = 200, body = AuditResponse), (status = 400, body = crate::http::error::ErrorBody), crate::http::responses::Guarded))]
 pub async fn audit_log(
     caller: Caller,
     State(state): State<AppState>,

@@ -164,15 +164,8 @@ fn audit(
 #[utoipa::path(post, path = "/auth/init", tag = "auth", request_body = InitRequest,
     security(("api_key" = [])),
     responses(
+        crate::http::responses::Guarded, crate::http::responses::WithBody,
         (status = 200, description = "The link the user must open", body = InitResponse),
-        (status = 400, description = "invalid_request, invalid_email or unknown_provider", body = crate::http::error::ErrorBody),
-        (status = 401, description = "unauthorized: no X-API-Key", body = crate::http::error::ErrorBody),
-        (status = 403, description = "forbidden: wrong X-API-Key", body = crate::http::error::ErrorBody),
-        (status = 413, description = "payload_too_large", body = crate::http::error::ErrorBody),
-        (status = 415, description = "unsupported_media_type", body = crate::http::error::ErrorBody),
-        (status = 429, description = "rate_limited, with Retry-After", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "internal_error", body = crate::http::error::ErrorBody),
-        (status = 503, description = "service_unavailable: the database is unreachable; Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn init(
     caller: Caller,
@@ -214,14 +207,10 @@ pub async fn init(
     params(("session_id" = Uuid, Path, description = "From /auth/init"), StatusQuery),
     security(("api_key" = [])),
     responses(
+        crate::http::responses::Guarded,
         (status = 200, description = "pending, completed or failed", body = StatusResponse),
         (status = 400, description = "invalid_request", body = crate::http::error::ErrorBody),
-        (status = 401, description = "unauthorized", body = crate::http::error::ErrorBody),
-        (status = 403, description = "forbidden", body = crate::http::error::ErrorBody),
         (status = 404, description = "session_not_found", body = crate::http::error::ErrorBody),
-        (status = 429, description = "rate_limited, with Retry-After", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "internal_error", body = crate::http::error::ErrorBody),
-        (status = 503, description = "service_unavailable: the database is unreachable; Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn status(
     caller: Caller,
@@ -270,15 +259,11 @@ pub async fn status(
 #[utoipa::path(post, path = "/auth/token", tag = "auth", request_body = TokenRequest,
     security(("api_key" = [])),
     responses(
+        crate::http::responses::Guarded, crate::http::responses::WithBody,
         (status = 200, description = "A valid token", body = TokenResponse),
-        (status = 400, description = "invalid_request, invalid_email or unknown_provider", body = crate::http::error::ErrorBody),
         (status = 401, description = "unauthorized (no X-API-Key) or refresh_failed (auth_required)", body = crate::http::error::ErrorBody),
         (status = 403, description = "forbidden (wrong X-API-Key) or scope_insufficient (auth_required, missing_scopes)", body = crate::http::error::ErrorBody),
         (status = 404, description = "not_authenticated (auth_required)", body = crate::http::error::ErrorBody),
-        (status = 413, description = "payload_too_large", body = crate::http::error::ErrorBody),
-        (status = 415, description = "unsupported_media_type", body = crate::http::error::ErrorBody),
-        (status = 429, description = "rate_limited, with Retry-After", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "internal_error", body = crate::http::error::ErrorBody),
         (status = 503, description = "provider_unavailable, busy or service_unavailable, with Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn token(
@@ -318,13 +303,9 @@ pub async fn token(
     params(("user_email" = String, Path, description = "The user's email address", pattern = "^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$", max_length = 255)),
     security(("api_key" = [])),
     responses(
+        crate::http::responses::Guarded,
         (status = 200, description = "The user's credentials, without tokens", body = ProvidersResponse),
         (status = 400, description = "invalid_email", body = crate::http::error::ErrorBody),
-        (status = 401, description = "unauthorized", body = crate::http::error::ErrorBody),
-        (status = 403, description = "forbidden", body = crate::http::error::ErrorBody),
-        (status = 429, description = "rate_limited, with Retry-After", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "internal_error", body = crate::http::error::ErrorBody),
-        (status = 503, description = "service_unavailable: the database is unreachable; Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn providers(
     caller: Caller,
@@ -356,16 +337,9 @@ pub async fn providers(
 #[utoipa::path(delete, path = "/auth/revoke", tag = "auth", request_body = RevokeRequest,
     security(("api_key" = [])),
     responses(
+        crate::http::responses::Guarded, crate::http::responses::WithBody,
         (status = 200, description = "Deleted; provider_revocation says what the provider did", body = RevokeResponse),
-        (status = 400, description = "invalid_request, invalid_email or unknown_provider", body = crate::http::error::ErrorBody),
-        (status = 401, description = "unauthorized", body = crate::http::error::ErrorBody),
-        (status = 403, description = "forbidden", body = crate::http::error::ErrorBody),
         (status = 404, description = "not_authenticated: nothing stored", body = crate::http::error::ErrorBody),
-        (status = 413, description = "payload_too_large", body = crate::http::error::ErrorBody),
-        (status = 415, description = "unsupported_media_type", body = crate::http::error::ErrorBody),
-        (status = 429, description = "rate_limited, with Retry-After", body = crate::http::error::ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 500, description = "internal_error", body = crate::http::error::ErrorBody),
-        (status = 503, description = "service_unavailable: the database is unreachable; Retry-After", body = crate::http::error::ErrorBody),
     ))]
 pub async fn revoke(
     caller: Caller,

@@ -61,12 +61,10 @@ const CONNECT_COOKIE_MAX_AGE: u32 = 3600;
 #[utoipa::path(get, path = "/connect/{connect_id}", tag = "browser",
     params(("connect_id" = String, Path, description = "The opaque id from auth_url")),
     responses(
+        crate::http::responses::BrowserErrors,
         (status = 200, description = "HTML page: the provider, the account the link is for, and a \"Continue\" button (a form POSTing back to this URL). Sets a SameSite=Strict cookie the POST must carry. Fetching it (scanners do) uses nothing.",
             body = String, content_type = "text/html", headers(("Set-Cookie" = String, description = "gw_connect: the form's double-submit value"))),
         (status = 404, description = "HTML page: the link was used, expired or never existed", body = String, content_type = "text/html"),
-        (status = 429, description = "HTML page: too many requests from this address", body = String, content_type = "text/html",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "HTML page: the gateway could not show the sign-in", body = String, content_type = "text/html"),
     ))]
 pub async fn show_connect(
     _limit: BrowserLimit,
@@ -101,14 +99,12 @@ struct ContinueForm {
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
         description = "csrf=<the value of the page's hidden field>; the gw_connect cookie set by the page must carry the same"),
     responses(
+        crate::http::responses::BrowserErrors,
         (status = 302, description = "To the provider's consent page; the link is used"),
         (status = 400, description = "HTML page: the form was malformed", body = String, content_type = "text/html"),
         (status = 403, description = "HTML page: not sent by the connect page (cross-site, or without its cookie); nothing used", body = String, content_type = "text/html"),
         (status = 404, description = "HTML page: the link was used, expired or never existed", body = String, content_type = "text/html"),
         (status = 413, description = "The form is larger than 16 KiB"),
-        (status = 429, description = "HTML page: too many requests from this address", body = String, content_type = "text/html",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "HTML page: the gateway could not start the sign-in", body = String, content_type = "text/html"),
     ))]
 pub async fn continue_connect(
     _limit: BrowserLimit,
@@ -167,12 +163,10 @@ fn from_the_connect_page(headers: &HeaderMap, form_value: Option<&str>, public_u
         ("error" = Option<String>, Query, description = "The provider's error, e.g. access_denied"),
     ),
     responses(
+        crate::http::responses::BrowserErrors,
         (status = 200, description = "HTML success page", body = String, content_type = "text/html"),
         (status = 303, description = "To redirect_after, when the flow set one"),
         (status = 400, description = "HTML failure page", body = String, content_type = "text/html"),
-        (status = 429, description = "HTML page: too many requests from this address", body = String, content_type = "text/html",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "HTML page: the gateway could not complete the sign-in", body = String, content_type = "text/html"),
     ))]
 pub async fn callback(
     _limit: BrowserLimit,

@@ -105,8 +105,8 @@ pub fn parse(src: &Source, refresh_buffer: Option<Duration>, errs: &mut ConfigEr
 
 /// Whether `schedule` is a cron expression the scheduler accepts (six
 /// fields, seconds first). The same parser the scheduler runs.
-pub fn validate_schedule(schedule: &str) -> Result<(), String> {
-    tokio_cron_scheduler::Job::new_async(schedule, |_, _| Box::pin(async {})).map(|_| ()).map_err(|e| e.to_string())
+pub fn validate_schedule(schedule: &str) -> Result<(), tokio_cron_scheduler::JobSchedulerError> {
+    tokio_cron_scheduler::Job::new_async(schedule, |_, _| Box::pin(async {})).map(|_| ())
 }
 
 #[cfg(test)]
