@@ -148,6 +148,9 @@ mod tests {
         let later = now + delta(PROBE_FIRST);
         assert!(health.gate("p", later).is_ok());
         assert_eq!(health.gate("p", later), Err(PROBE_FIRST * 2));
+        let third = later + delta(PROBE_FIRST * 2);
+        assert!(health.gate("p", third).is_ok());
+        assert_eq!(health.gate("p", third), Err(PROBE_FIRST * 4), "the pause keeps doubling");
         assert!(health.accepted("p"));
         assert!(!health.accepted("p"));
         assert!(health.gate("p", later).is_ok());
