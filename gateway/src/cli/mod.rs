@@ -61,6 +61,27 @@ enum Command {
         #[command(subcommand)]
         action: providers::ProvidersAction,
     },
+    /// What the gateway exposes on /metrics.
+    Metrics {
+        #[command(subcommand)]
+        action: MetricsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MetricsAction {
+    /// Print the metric catalogue: every metric's name, type, labels, help and
+    /// histogram buckets (scripts and checks read it instead of the source).
+    Catalogue {
+        #[arg(long, value_enum, default_value_t = CatalogueFormat::Text)]
+        format: CatalogueFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum CatalogueFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +179,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load_with_logs()?;
             providers::run(&settings, action).await
         }
+        Command::Metrics { action: MetricsAction::Catalogue { format } } => {
+            print_catalogue(format)?;
+            Ok(())
+        }
         Command::Serve { no_migrate } => {
             let settings = load_for_serving()?;
             let signal = shutdown::install()?;
@@ -188,6 +213,39 @@ fn load_for_serving() -> anyhow::Result<Settings> {
     let settings = Settings::from_env()?;
     let _ = telemetry::init(&settings.log);
     Ok(settings)
+}
+
+fn print_catalogue(format: CatalogueFormat) -> anyhow::Result<()> {
+    use crate::telemetry::metrics::{CATALOGUE, Kind, buckets_for};
+    let kind = |k: Kind| match k {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+        Kind::Histogram => "histogram",
+    };
+    match format {
+        CatalogueFormat::Json => {
+            let entries: Vec<serde_json::Value> = CATALOGUE
+                .iter()
+                .map(|m| {
+                    let mut entry = serde_json::json!({
+                        "name": m.name, "type": kind(m.kind), "labels": m.labels, "help": m.help,
+                    });
+                    if matches!(m.kind, Kind::Histogram) {
+                        entry["unit"] = "seconds".into();
+                        entry["buckets"] = buckets_for(m.name).into();
+                    }
+                    entry
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&entries)?);
+        }
+        CatalogueFormat::Text => {
+            for m in CATALOGUE {
+                println!("{:<42} {:<9} {:<36} {}", m.name, kind(m.kind), m.labels.join(","), m.help);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn print_status(db: &Database) -> anyhow::Result<()> {

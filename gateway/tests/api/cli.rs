@@ -442,3 +442,18 @@ fn config_check_warns_when_production_trusts_no_proxy() {
     assert!(check(None).contains("warning: ENVIRONMENT=production and AUTH_GATEWAY_TRUSTED_PROXIES is not set"));
     assert!(!check(Some("172.28.0.10")).contains("TRUSTED_PROXIES"));
 }
+
+#[test]
+fn the_metric_catalogue_is_printed_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gateway(dir.path()).args(["metrics", "catalogue", "--format", "json"]).output().unwrap();
+    assert!(output.status.success());
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(entries.len(), gateway::telemetry::metrics::CATALOGUE.len());
+    let refreshes = entries.iter().find(|e| e["name"] == "token_refresh_total").unwrap();
+    assert_eq!(refreshes["type"], "counter");
+    assert_eq!(refreshes["labels"], serde_json::json!(["provider", "trigger", "outcome", "category"]));
+    let durations = entries.iter().find(|e| e["name"] == "http_request_duration_seconds").unwrap();
+    assert_eq!(durations["type"], "histogram");
+    assert!(durations["buckets"].as_array().is_some_and(|b| !b.is_empty()));
+}
