@@ -3,9 +3,11 @@
 //! agreeing) and revoked.
 
 pub mod due;
+pub mod model;
 pub mod refresh;
 pub mod revoke;
 
 pub use crate::store::credentials::{CredentialKey, CredentialState, CredentialSummary, NewTokens};
-pub use refresh::{Credential, Grant, Need, Settled, Source, TokenError, Trigger, missing_scopes};
+pub use model::{Credential, Grant, Need, Source, TokenError, Trigger, missing_scopes};
+pub use refresh::Settled;
 pub(crate) use refresh::{load, refresh, settle};
