@@ -3,8 +3,11 @@
 //! Every encrypted column (`access_token`, `refresh_token`, `client_secret`,
 //! `pkce_verifier`, the key canary) has a `*_key_id` column beside it naming the
 //! key that sealed it, so re-encryption finds rows under old keys with a query.
-//! The values themselves are Fernet tokens; see `gateway::crypto` for the envelope
-//! inside them. No model here is ever serialised to an HTTP client.
+//! The values themselves are Fernet tokens; see `gateway_core::crypto` for the
+//! envelope inside them.
+//!
+//! **Owns** the tables' shapes. **Must not** hold logic, or be serialised to
+//! an HTTP client; only the core's private store uses it.
 
 pub mod api_clients;
 pub mod audit_log;

@@ -4,6 +4,9 @@
 //! and the gateway validates the same rule in code for both backends.
 //!
 //! Every migration has a `down` that undoes exactly its `up`.
+//!
+//! **Owns** the schema's history. **Must not** depend on any crate of ours;
+//! only the core's store runs it.
 
 pub use sea_orm_migration::prelude::*;
 
