@@ -88,16 +88,16 @@ pub async fn show_connect(
 }
 
 /// The connect page's form.
-#[derive(Debug, Default, serde::Deserialize)]
-struct ContinueForm {
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+pub struct ContinueForm {
+    /// The value of the page's hidden field; the `gw_connect` cookie set by the page must carry the same.
     csrf: Option<String>,
 }
 
 /// "Continue": uses the link and sends the browser to the provider.
 #[utoipa::path(post, path = "/connect/{connect_id}", tag = "browser",
     params(("connect_id" = String, Path, description = "The opaque id from auth_url")),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
-        description = "csrf=<the value of the page's hidden field>; the gw_connect cookie set by the page must carry the same"),
+    request_body(content = ContinueForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         crate::http::responses::BrowserErrors,
         (status = 302, description = "To the provider's consent page; the link is used"),
