@@ -75,6 +75,16 @@ impl Database {
         self.store.add_client(new, now).await
     }
 
+    /// Changes how `name` takes part in token exchange; false if there is no such client.
+    pub async fn update_client_exchange(
+        &self,
+        name: &str,
+        update: crate::access::ExchangeUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.store.update_client_exchange(name, update, now).await
+    }
+
     /// False if there is no such client.
     pub async fn set_client_enabled(&self, name: &str, enabled: bool, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.store.set_client_enabled(name, enabled, now).await

@@ -26,6 +26,7 @@ pub mod credentials;
 pub mod crypto;
 pub mod email;
 pub mod events;
+pub mod exchange;
 pub mod health;
 pub mod keys;
 pub mod oauth;

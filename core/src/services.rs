@@ -14,7 +14,7 @@ use url::Url;
 use uuid::Uuid;
 
 use crate::access::audit::{Audit, AuditFilter, AuditRecord};
-use crate::access::{Clients, NewClient};
+use crate::access::{Client, Clients, ExchangeUpdate, NewClient};
 use crate::actors::ActorSystem;
 use crate::actors::session::{self, SessionActor};
 use crate::actors::token::RefreshOutcome;
@@ -25,6 +25,7 @@ use crate::credentials::{CredentialKey, CredentialSummary, Grant, Need, TokenErr
 use crate::crypto::Keyring;
 use crate::email::Email;
 use crate::events::{Event, Events};
+use crate::exchange::{self, ExchangeError, Issuers, VerifiedUser};
 use crate::health;
 use crate::keys::KeyReport;
 use crate::oauth::client::RevocationOutcome;
@@ -113,6 +114,10 @@ struct Inner {
     tokens: Arc<TokenRegistry>,
     sessions: Addr<SessionActor>,
     clients: Arc<Clients>,
+    /// Trusted identity providers and their key caches (token exchange).
+    issuers: Arc<Issuers>,
+    /// What a worker assertion's `aud` may be: this gateway's public URL and token endpoint.
+    assertion_audiences: Vec<String>,
     /// The arbiter other crates start their actors on (the key rotation actor).
     arbiter: actix::ArbiterHandle,
     actors: Mutex<Option<ActorSystem>>,
@@ -141,6 +146,9 @@ impl Services {
         ));
         providers.reload().await?;
         let oauth = OAuthClient::new(settings.provider_timeout).map_err(ServicesError::HttpClient)?;
+        let issuers = Arc::new(Issuers::new(&settings.issuers, oauth.clone()));
+        let base = public_url.as_str().trim_end_matches('/').to_owned();
+        let assertion_audiences = vec![format!("{base}/oauth/token"), base];
         // The writer ends by itself once every `Audit` is dropped; shutdown flushes it first.
         let (audit, _writer) = Audit::start(store.clone(), settings.access.token_reads);
         let deps = Deps {
@@ -173,6 +181,8 @@ impl Services {
             tokens,
             sessions,
             clients,
+            issuers,
+            assertion_audiences,
             arbiter: actors.first().clone(),
             actors: Mutex::new(Some(actors)),
             background: Mutex::new(background),
@@ -401,6 +411,41 @@ impl Services {
         let rotated = self.0.deps.store.rotate_client_key(name, digest, until, self.now()).await?;
         self.0.clients.reload().await?;
         Ok(rotated)
+    }
+
+    /// Changes how API client `name` takes part in token exchange; false if there is no such client.
+    pub async fn update_client_exchange(&self, name: &str, update: ExchangeUpdate) -> Result<bool, crate::StoreError> {
+        let changed = self.0.deps.store.update_client_exchange(name, update, self.now()).await?;
+        self.0.clients.reload().await?;
+        Ok(changed)
+    }
+
+    // ---- token exchange -------------------------------------------------------
+
+    /// The user a subject token proves, for the calling `client`: a trusted
+    /// identity provider's token bound to one of the client's audiences, or
+    /// the client's own worker assertion (whose `jti` is then spent).
+    pub async fn verify_subject(&self, client: &Client, token: &str) -> Result<VerifiedUser, ExchangeError> {
+        let now = self.now();
+        if exchange::assertion::claims_to_be_from(client, token) {
+            let assertion = exchange::assertion::verify(client, token, &self.0.assertion_audiences, now)?;
+            // The bootstrap client has no row, so no registered key: it never gets here.
+            let client_id = Uuid::parse_str(&client.id).map_err(|_| ExchangeError::UntrustedIssuer(client.name.clone()))?;
+            // One attempt: a retry after a lost acknowledgement would look like a replay.
+            let fresh = self.0.deps.store.record_assertion(client_id, &assertion.jti, assertion.expires_at).await?;
+            return if fresh { Ok(assertion.user) } else { Err(ExchangeError::Replayed) };
+        }
+        exchange::subject::verify(&self.0.issuers, client, token, now).await
+    }
+
+    /// Forgets spent assertion ids that expired before `before`.
+    pub async fn prune_used_assertions(&self, before: DateTime<Utc>) -> Result<u64, crate::StoreError> {
+        self.0.deps.store.prune_used_assertions(before).await
+    }
+
+    /// The trusted identity providers' key caches, for `/health`.
+    pub fn issuers_health(&self) -> Vec<exchange::IssuerHealth> {
+        self.0.issuers.health()
     }
 
     pub fn audit(&self) -> &Audit {

@@ -29,6 +29,14 @@ pub struct Model {
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub allowed_networks: Option<Json>,
     pub enabled: bool,
+    /// The `aud` values of the subject tokens its MCP server exchanges, or NULL for none.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub audiences: Option<Json>,
+    /// Whether `/auth/token` (a user named by the caller) is refused: token exchange only.
+    pub require_exchange: bool,
+    /// The public JWK its headless workers sign assertions with, or NULL.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub assertion_key: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -15,6 +15,7 @@ pub mod gateway_metadata;
 pub mod oauth_credentials;
 pub mod oauth_providers;
 pub mod oauth_sessions;
+pub mod used_assertions;
 
 pub mod prelude {
     pub use super::api_clients::Entity as ApiClients;
@@ -23,4 +24,5 @@ pub mod prelude {
     pub use super::oauth_credentials::Entity as OauthCredentials;
     pub use super::oauth_providers::Entity as OauthProviders;
     pub use super::oauth_sessions::Entity as OauthSessions;
+    pub use super::used_assertions::Entity as UsedAssertions;
 }

@@ -15,6 +15,7 @@ mod m20261127_000002_oauth_flows;
 mod m20261127_000003_access_control;
 mod m20261201_000004_provider_health;
 mod m20261201_000005_provider_identity;
+mod m20261201_000006_token_exchange;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_access_control::Migration),
             Box::new(m20261201_000004_provider_health::Migration),
             Box::new(m20261201_000005_provider_identity::Migration),
+            Box::new(m20261201_000006_token_exchange::Migration),
         ]
     }
 }

@@ -29,4 +29,7 @@ pub struct Counters {
     pub userinfo_calls: u64,
     /// `/api/me` requests handled, valid token or not.
     pub api_calls: u64,
+    /// `/idp/jwks` requests answered with the key set.
+    #[serde(default)]
+    pub jwks_fetches: u64,
 }

@@ -27,6 +27,8 @@ pub enum Endpoint {
     Userinfo,
     /// `GET /api/me`, the protected resource.
     Api,
+    /// `GET /idp/jwks`, the test identity provider's keys.
+    Jwks,
 }
 
 /// One misbehaviour, served instead of (or, for [`Fault::Slow`], before) the normal answer.

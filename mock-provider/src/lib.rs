@@ -5,7 +5,8 @@
 //! It is the one thing the project fakes, so it fakes it at the wire: authorization codes
 //! with PKCE, client authentication, refresh (with or without rotation), Meta's token
 //! exchange, revocation, an OIDC id_token, a protected API, and injectable faults (5xx,
-//! 429, slowness, OAuth errors, dropped connections).
+//! 429, slowness, OAuth errors, dropped connections). Beside it runs a small identity
+//! provider ([`idp`]) that mints the JWTs MCP servers exchange at the gateway.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -21,6 +22,7 @@ mod config;
 mod counters;
 mod error;
 mod faults;
+pub mod idp;
 pub mod jwt;
 mod listener;
 mod routes;

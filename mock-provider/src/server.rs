@@ -211,6 +211,32 @@ impl MockProvider {
         self.shared.store().token_owner(token, std::time::SystemTime::now()).is_some()
     }
 
+    /// The test identity provider's issuer (`<base>/idp`), also its discovery base.
+    pub fn idp_issuer(&self) -> String {
+        format!("{}/idp", self.shared.base_url)
+    }
+
+    /// The test identity provider's JWKS.
+    pub fn idp_jwks_url(&self) -> String {
+        format!("{}/idp/jwks", self.shared.base_url)
+    }
+
+    /// A JWT carrying `claims`, signed by the identity provider's current key.
+    pub fn mint_idp_token(&self, claims: &serde_json::Value) -> String {
+        self.shared.idp.mint(claims, None)
+    }
+
+    /// A forged JWT carrying `claims` (for refusal tests).
+    pub fn forge_idp_token(&self, claims: &serde_json::Value, forgery: crate::idp::Forgery) -> String {
+        self.shared.idp.mint(claims, Some(forgery))
+    }
+
+    /// Publishes a new signing key (of `alg`, or the current algorithm) and signs with it
+    /// from now on; `retire_previous` drops the older keys from the JWKS. Returns its `kid`.
+    pub fn rotate_idp_key(&self, alg: Option<crate::idp::Alg>, retire_previous: bool) -> String {
+        self.shared.idp.rotate(alg, retire_previous)
+    }
+
     /// The parameters of the last `/authorize` request, in order, as decoded.
     pub fn last_authorize_query(&self) -> Option<Vec<(String, String)>> {
         self.shared.store().last_authorize_query.clone()

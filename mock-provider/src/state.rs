@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     /// Copies of the client credentials, which never change, readable without the lock.
     pub(crate) client_id: String,
     pub(crate) client_secret: String,
+    /// The test identity provider (its own keys, its own lock).
+    pub(crate) idp: crate::idp::Idp,
 }
 
 impl Shared {
@@ -53,6 +55,7 @@ impl Shared {
             client_secret: config.client_secret.clone(),
             store: Mutex::new(Store::new(config, base_url.clone())),
             base_url,
+            idp: crate::idp::Idp::new(),
         }
     }
 

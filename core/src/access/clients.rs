@@ -79,6 +79,12 @@ pub struct Client {
     pub domains: Option<Vec<String>>,
     pub networks: Option<Vec<IpNet>>,
     pub enabled: bool,
+    /// The `aud` values of its MCP server's subject tokens (token exchange).
+    pub audiences: Vec<String>,
+    /// Token exchange only: `/auth/token` with a named user is refused.
+    pub require_exchange: bool,
+    /// The public JWK its headless workers sign assertions with.
+    pub assertion_key: Option<String>,
 }
 
 pub const BOOTSTRAP: &str = "bootstrap";
@@ -94,6 +100,9 @@ impl Client {
             domains: None,
             networks: None,
             enabled: true,
+            audiences: Vec::new(),
+            require_exchange: false,
+            assertion_key: None,
         }
     }
 
@@ -106,6 +115,21 @@ impl Client {
             domains: record.domains.clone(),
             networks: record.networks.as_ref().map(|n| n.iter().filter_map(|c| c.parse().ok()).collect()),
             enabled: record.enabled,
+            audiences: record.exchange.audiences.clone(),
+            require_exchange: record.exchange.require_exchange,
+            assertion_key: record.exchange.assertion_key.clone(),
+        }
+    }
+
+    /// `/auth/token` names its user; a client bound to token exchange may not.
+    pub fn check_may_name_users(&self) -> Result<(), Denied> {
+        if self.require_exchange {
+            Err(Denied(format!(
+                "The API client {} must prove its user: exchange the user's access token at POST /oauth/token.",
+                self.name
+            )))
+        } else {
+            Ok(())
         }
     }
 
@@ -279,6 +303,9 @@ mod tests {
             domains: Some(vec!["company.com".into()]),
             networks: Some(vec!["10.0.0.0/8".parse().unwrap()]),
             enabled: true,
+            audiences: vec![],
+            require_exchange: false,
+            assertion_key: None,
         }
     }
 

@@ -9,7 +9,7 @@ pub mod audit;
 pub mod clients;
 pub mod limits;
 
-pub use crate::store::clients::{ClientRecord, NewClient};
+pub use crate::store::clients::{ClientExchange, ClientRecord, ExchangeUpdate, NewClient};
 pub use clients::{Action, Client, Clients, Denied};
 
 /// The SHA-256 digest of a bearer secret (API keys are stored and compared

@@ -9,6 +9,7 @@
 //! keys is start-up's job (the `gateway` crate's `startup`).
 
 pub mod access;
+pub mod issuers;
 mod errors;
 pub mod providers;
 mod source;
@@ -159,6 +160,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// OAuth providers configured by environment variables.
     pub providers: Vec<crate::oauth::ProviderConfig>,
+    /// Identity providers whose tokens `/oauth/token` accepts (token exchange).
+    pub issuers: Vec<crate::exchange::IssuerConfig>,
     /// Hosts that `redirect_after` may point at (empty: none).
     pub redirect_hosts: Vec<String>,
     /// Timeout of one call to a provider.
@@ -296,6 +299,7 @@ impl Settings {
 
         let log = parse_log(src, environment, &mut errs);
         let providers = providers::parse(src, environment, &mut errs);
+        let issuers = issuers::parse(src, environment, &mut errs);
         let redirect_hosts = src
             .get(vars::REDIRECT_HOSTS)
             .map(|v| v.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect())
@@ -365,6 +369,7 @@ impl Settings {
             log,
             data_dir,
             providers,
+            issuers,
             redirect_hosts,
             provider_timeout: Duration::from_secs(provider_timeout),
             token_actor_idle: Duration::from_secs(actor_idle * 60),

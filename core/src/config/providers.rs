@@ -279,18 +279,10 @@ pub fn split_scopes(raw: &str) -> Vec<String> {
 }
 
 fn flag(src: &Source, name: &str, default: bool, errs: &mut ConfigErrors) -> bool {
-    match src.get(name).map(|v| v.to_ascii_lowercase()) {
-        None => default,
-        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
-        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
-        Some(_) => {
-            errs.push(name, "is not a boolean", "use true or false");
-            default
-        }
-    }
+    src.flag(name, default, errs)
 }
 
-fn url_var(
+pub(super) fn url_var(
     src: &Source,
     name: &str,
     default: Option<&str>,

@@ -102,4 +102,17 @@ impl Source {
             None
         }
     }
+
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), with a default.
+    pub fn flag(&self, name: &str, default: bool, errs: &mut ConfigErrors) -> bool {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
+            Some(_) => {
+                errs.push(name, "is not a boolean", "use true or false");
+                default
+            }
+        }
+    }
 }

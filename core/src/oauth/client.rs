@@ -500,6 +500,21 @@ impl OAuthClient {
         }
         Ok(Some(body))
     }
+
+    /// A JSON object served at `url` (an identity provider's discovery
+    /// document or JWKS), with the same timeouts and size cap as provider answers.
+    pub async fn get_json(&self, url: &Url) -> Result<serde_json::Value, UpstreamError> {
+        let request = self.http.get(url.clone()).header(reqwest::header::ACCEPT, "application/json");
+        let response = send(request).await?;
+        if !response.status().is_success() {
+            return Err(UpstreamError::InvalidResponse);
+        }
+        let body = json_capped(response).await?;
+        if !body.is_object() {
+            return Err(UpstreamError::InvalidResponse);
+        }
+        Ok(body)
+    }
 }
 
 /// RFC 6749 §2.3.1: client credentials are form-encoded before Basic auth.

@@ -93,7 +93,7 @@ fn consented(claims: &Value, provider: &ProviderConfig) -> Option<Consented> {
 }
 
 /// `email_verified` is `true`, or the string `"true"`; nothing else proves.
-fn asserts_verified(claim: Option<&Value>) -> bool {
+pub(crate) fn asserts_verified(claim: Option<&Value>) -> bool {
     match claim {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),

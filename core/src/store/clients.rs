@@ -22,7 +22,28 @@ pub struct ClientRecord {
     /// CIDR blocks as written.
     pub networks: Option<Vec<String>>,
     pub enabled: bool,
+    pub exchange: ClientExchange,
     pub created_at: DateTime<Utc>,
+}
+
+/// How a client takes part in token exchange.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientExchange {
+    /// The `aud` values its MCP server's subject tokens carry.
+    pub audiences: Vec<String>,
+    /// Whether `/auth/token` (a user named by the caller) is refused.
+    pub require_exchange: bool,
+    /// The public JWK (JSON) its workers sign assertions with.
+    pub assertion_key: Option<String>,
+}
+
+/// A change to [`ClientExchange`]; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct ExchangeUpdate {
+    pub audiences: Option<Vec<String>>,
+    pub require_exchange: Option<bool>,
+    /// `Some(None)` removes the key.
+    pub assertion_key: Option<Option<String>>,
 }
 
 fn strings(json: Option<&serde_json::Value>) -> Option<Vec<String>> {
@@ -46,6 +67,11 @@ impl From<clients::Model> for ClientRecord {
             domains: strings(m.allowed_domains.as_ref()),
             networks: strings(m.allowed_networks.as_ref()),
             enabled: m.enabled,
+            exchange: ClientExchange {
+                audiences: strings(m.audiences.as_ref()).unwrap_or_default(),
+                require_exchange: m.require_exchange,
+                assertion_key: m.assertion_key,
+            },
             created_at: m.created_at,
         }
     }
@@ -60,10 +86,15 @@ pub struct NewClient {
     pub providers: Option<Vec<String>>,
     pub domains: Option<Vec<String>>,
     pub networks: Option<Vec<String>>,
+    pub exchange: ClientExchange,
 }
 
 fn json(list: &Option<Vec<String>>) -> Option<serde_json::Value> {
     list.as_ref().map(|l| serde_json::Value::from(l.clone()))
+}
+
+fn audiences_json(list: &[String]) -> Option<serde_json::Value> {
+    (!list.is_empty()).then(|| serde_json::Value::from(list.to_vec()))
 }
 
 impl Store {
@@ -89,6 +120,9 @@ impl Store {
             allowed_actions: Set(serde_json::json!(actions)),
             allowed_networks: Set(json(&new.networks)),
             enabled: Set(true),
+            audiences: Set(audiences_json(&new.exchange.audiences)),
+            require_exchange: Set(new.exchange.require_exchange),
+            assertion_key: Set(new.exchange.assertion_key),
             created_at: Set(now),
             updated_at: Set(now),
         };
@@ -130,5 +164,59 @@ impl Store {
         active.updated_at = Set(now);
         active.update(self.db()).await?;
         Ok(true)
+    }
+
+    /// Changes how a client takes part in token exchange; `false` when there is no such client.
+    pub async fn update_client_exchange(
+        &self,
+        name: &str,
+        update: ExchangeUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let Some(model) = clients::Entity::find().filter(A::Name.eq(name)).one(self.db()).await? else {
+            return Ok(false);
+        };
+        let mut active: clients::ActiveModel = model.into();
+        if let Some(audiences) = update.audiences {
+            active.audiences = Set(audiences_json(&audiences));
+        }
+        if let Some(require) = update.require_exchange {
+            active.require_exchange = Set(require);
+        }
+        if let Some(key) = update.assertion_key {
+            active.assertion_key = Set(key);
+        }
+        active.updated_at = Set(now);
+        active.update(self.db()).await?;
+        Ok(true)
+    }
+
+    /// Records a worker assertion's `jti`; `Ok(false)` when it was already
+    /// recorded (a replay, possibly at another replica).
+    pub async fn record_assertion(
+        &self,
+        client_id: Uuid,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let model = entity::used_assertions::ActiveModel {
+            client_id: Set(client_id),
+            jti: Set(jti.to_owned()),
+            expires_at: Set(expires_at),
+        };
+        match entity::used_assertions::Entity::insert(model).exec_without_returning(self.db()).await {
+            Ok(_) => Ok(true),
+            Err(err) if super::credentials::is_unique_violation(&err) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Forgets the `jti`s of assertions that expired before `before`: they
+    /// are refused for their age anyway.
+    pub async fn prune_used_assertions(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        use entity::used_assertions::Column as U;
+        let result =
+            entity::used_assertions::Entity::delete_many().filter(U::ExpiresAt.lt(before)).exec(self.db()).await?;
+        Ok(result.rows_affected)
     }
 }

@@ -59,6 +59,9 @@ pub const CREDENTIALS_EXPIRING: &str = "credentials_expiring_soon";
 pub const RATE_LIMITED: &str = "rate_limited_total";
 pub const AUDIT_DROPPED: &str = "audit_dropped_total";
 pub const PROVIDER_FAILING: &str = "provider_failing";
+// --- token exchange ---
+pub const TOKEN_EXCHANGES: &str = "token_exchange_total";
+pub const JWKS_FETCHES: &str = "jwks_fetch_total";
 // --- build ---
 pub const BUILD_INFO: &str = "gateway_build_info";
 
@@ -99,6 +102,18 @@ pub const CATALOGUE: &[Metric] = &[
         kind: Kind::Counter,
         labels: &["provider", "operation", "kind"],
         help: "Failed calls to a provider by operation (code_exchange, refresh, exchange, revoke, userinfo) and kind (timeout, network, http_5xx, http_429, oauth_error, invalid_response).",
+    },
+    Metric {
+        name: TOKEN_EXCHANGES,
+        kind: Kind::Counter,
+        labels: &["via", "outcome"],
+        help: "POST /oauth/token exchanges by what vouched for the user (identity_provider, worker_assertion, none) and outcome (memory, store, refreshed, authorization_required, or the refusal's reason: wrong_audience, expired, unknown_key, replayed, ...).",
+    },
+    Metric {
+        name: JWKS_FETCHES,
+        kind: Kind::Counter,
+        labels: &["issuer", "outcome"],
+        help: "Fetches of a trusted identity provider's signing keys by issuer id and outcome (ok, failed).",
     },
     Metric { name: SESSIONS_CREATED, kind: Kind::Counter, labels: &["provider"], help: "OAuth sessions started." },
     Metric {

@@ -1,4 +1,4 @@
-//! `gateway clients add|list|disable|enable|rotate` and `gateway audit`.
+//! `gateway clients add|update|list|disable|enable|rotate` and `gateway audit`.
 //! Keys are printed once, when issued; only their SHA-256 digests are stored.
 //! Running gateways pick changes up within seconds (at once on PostgreSQL).
 
@@ -22,6 +22,8 @@ use crate::events::Event;
 pub enum ClientsAction {
     /// Add an API client and print its key (shown once).
     Add(AddArgs),
+    /// Change how a client takes part in token exchange (POST /oauth/token).
+    Update(UpdateArgs),
     /// List API clients and their rights.
     List,
     /// Refuse every request of a client.
@@ -53,6 +55,66 @@ pub struct AddArgs {
     /// Source networks it may call from, CIDR, comma-separated (default: any).
     #[arg(long, value_delimiter = ',')]
     networks: Option<Vec<String>>,
+    #[command(flatten)]
+    exchange: ExchangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    name: String,
+    #[command(flatten)]
+    exchange: ExchangeArgs,
+    /// Forget every registered audience.
+    #[arg(long, conflicts_with = "audience")]
+    clear_audiences: bool,
+    /// Allow /auth/token with a named user again.
+    #[arg(long, conflicts_with = "require_exchange")]
+    allow_named_users: bool,
+    /// Remove the workers' assertion key.
+    #[arg(long, conflicts_with = "assertion_key_file")]
+    remove_assertion_key: bool,
+}
+
+/// Token exchange settings, shared by `add` and `update`.
+#[derive(Debug, Args)]
+pub struct ExchangeArgs {
+    /// An `aud` its MCP server's access tokens carry (repeat, or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    audience: Option<Vec<String>>,
+    /// Refuse /auth/token with a named user: the client must exchange the user's token.
+    #[arg(long)]
+    require_exchange: bool,
+    /// A file holding the public JWK its headless workers sign assertions with.
+    #[arg(long)]
+    assertion_key_file: Option<std::path::PathBuf>,
+}
+
+impl ExchangeArgs {
+    /// The audiences, trimmed, and the assertion key, read and checked.
+    fn read(&self) -> anyhow::Result<(Option<Vec<String>>, Option<String>)> {
+        let audiences = self.audience.as_ref().map(|list| {
+            list.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect::<Vec<_>>()
+        });
+        if let Some(list) = &audiences {
+            if list.is_empty() {
+                bail!("--audience needs a value (the aud of the MCP server's tokens)");
+            }
+            if let Some(long) = list.iter().find(|a| a.len() > 500) {
+                bail!("the audience {}… is longer than 500 characters", &long[..40.min(long.len())]);
+            }
+        }
+        let key = match &self.assertion_key_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {}", path.display(), e.kind()))?;
+                let key = crate::core::exchange::AssertionKey::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                Some(key.to_json())
+            }
+        };
+        Ok((audiences, key))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -104,17 +166,24 @@ pub async fn run(settings: &Settings, action: ClientsAction) -> anyhow::Result<(
     let now = Clock::system().now();
     let result = match action {
         ClientsAction::Add(args) => add(&store, args, now).await,
+        ClientsAction::Update(args) => update(&store, args, now).await,
         ClientsAction::List => {
             for c in store.list_clients().await? {
                 let all = |l: &Option<Vec<String>>| l.as_ref().map_or_else(|| "any".to_owned(), |l| l.join(","));
                 let actions: Vec<&str> = c.actions.iter().map(|a| a.as_str()).collect();
+                let exchange = format!(
+                    "  audiences={}{}{}",
+                    if c.exchange.audiences.is_empty() { "none".to_owned() } else { c.exchange.audiences.join(",") },
+                    if c.exchange.require_exchange { "  exchange-only" } else { "" },
+                    if c.exchange.assertion_key.is_some() { "  assertion-key" } else { "" },
+                );
                 let grace = c
                     .previous_key_valid_until
                     .filter(|u| *u > now)
                     .map(|u| format!("  old key valid until {u}"))
                     .unwrap_or_default();
                 println!(
-                    "{}  {}  actions={}  providers={}  domains={}  networks={}{grace}",
+                    "{}  {}  actions={}  providers={}  domains={}  networks={}{exchange}{grace}",
                     c.name,
                     if c.enabled { "enabled " } else { "DISABLED" },
                     actions.join(","),
@@ -175,6 +244,7 @@ async fn add(store: &Database, args: AddArgs, now: DateTime<Utc>) -> anyhow::Res
             bail!("{n:?} is not a CIDR block (e.g. 10.0.0.0/8)");
         }
     }
+    let (audiences, assertion_key) = args.exchange.read()?;
     let domains = args.domains.map(|d| d.into_iter().map(|d| d.trim().to_ascii_lowercase()).collect::<Vec<_>>());
     let key = crate::crypto::key::generate_api_key();
     let new = NewClient {
@@ -184,6 +254,11 @@ async fn add(store: &Database, args: AddArgs, now: DateTime<Utc>) -> anyhow::Res
         providers: args.providers,
         domains,
         networks: args.networks,
+        exchange: crate::access::ClientExchange {
+            audiences: audiences.unwrap_or_default(),
+            require_exchange: args.exchange.require_exchange,
+            assertion_key,
+        },
     };
     if !store.add_client(new, now).await? {
         bail!("an API client named {} already exists", args.name);
@@ -192,6 +267,44 @@ async fn add(store: &Database, args: AddArgs, now: DateTime<Utc>) -> anyhow::Res
     changed(store, "client_add", &args.name, format!("actions {}", actions.join(","))).await?;
     println!("{}", key.expose_secret());
     eprintln!("# The key of {} (shown once; only its SHA-256 digest is stored). Send it as X-API-Key.", args.name);
+    Ok(())
+}
+
+async fn update(store: &Database, args: UpdateArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let (audiences, key) = args.exchange.read()?;
+    let update = crate::access::ExchangeUpdate {
+        audiences: if args.clear_audiences { Some(Vec::new()) } else { audiences },
+        require_exchange: if args.exchange.require_exchange {
+            Some(true)
+        } else if args.allow_named_users {
+            Some(false)
+        } else {
+            None
+        },
+        assertion_key: if args.remove_assertion_key { Some(None) } else { key.map(Some) },
+    };
+    let mut said = Vec::new();
+    if let Some(list) = &update.audiences {
+        said.push(if list.is_empty() { "no audience".to_owned() } else { format!("audiences {}", list.join(",")) });
+    }
+    match update.require_exchange {
+        Some(true) => said.push("token exchange required".to_owned()),
+        Some(false) => said.push("named users allowed".to_owned()),
+        None => {}
+    }
+    match &update.assertion_key {
+        Some(Some(_)) => said.push("assertion key registered".to_owned()),
+        Some(None) => said.push("assertion key removed".to_owned()),
+        None => {}
+    }
+    if said.is_empty() {
+        bail!("nothing to change: give --audience, --require-exchange, --assertion-key-file or their opposites");
+    }
+    if !store.update_client_exchange(&args.name, update, now).await? {
+        bail!("no API client {}", args.name);
+    }
+    changed(store, "client_update", &args.name, said.join("; ")).await?;
+    println!("API client {} updated: {}", args.name, said.join("; "));
     Ok(())
 }
 

@@ -54,6 +54,21 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// `/auth/token` names its user; a client bound to token exchange may
+    /// not (`403 exchange_required`, audited).
+    pub fn must_not_name_users(&self, state: &AppState, provider: Option<&str>, email: &Email) -> Result<(), ApiError> {
+        self.client.check_may_name_users().map_err(|denied| {
+            let mut record = audit::record(&self.client.name, Action::Token.as_str(), "exchange_required", state.services.now());
+            record.user_email = Some(email.to_string());
+            record.provider = provider.map(str::to_owned);
+            record.detail = Some(denied.0.clone());
+            state.services.audit().record(record);
+            ApiError::ExchangeRequired(denied.0)
+        })
+    }
+}
+
 fn forbidden(denied: Denied) -> ApiError {
     ApiError::Forbidden(denied.0)
 }
@@ -95,7 +110,7 @@ impl FromRequestParts<AppState> for Caller {
         }
         let limited = match route {
             Some("/auth/init") => Some(Limited::Init),
-            Some("/auth/token") => Some(Limited::Token),
+            Some("/auth/token" | "/oauth/token") => Some(Limited::Token),
             _ => None,
         };
         if let (Some(kind), Some(route)) = (limited, route)

@@ -42,6 +42,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    ExchangeRequired(String),
     #[error("No route for this path.")]
     NotFound,
     #[error("Method not allowed for this path.")]
@@ -134,6 +136,7 @@ impl ApiError {
             Self::SessionNotFound => row("session_not_found", S::NOT_FOUND),
             Self::Unauthorized | Self::MetricsUnauthorized => row("unauthorized", S::UNAUTHORIZED),
             Self::Forbidden(_) => row("forbidden", S::FORBIDDEN),
+            Self::ExchangeRequired(_) => row("exchange_required", S::FORBIDDEN),
             Self::NotFound => row("not_found", S::NOT_FOUND),
             Self::MethodNotAllowed => row("method_not_allowed", S::METHOD_NOT_ALLOWED),
             Self::PayloadTooLarge { .. } => row("payload_too_large", S::PAYLOAD_TOO_LARGE),
@@ -314,6 +317,7 @@ mod tests {
             (ApiError::SessionNotFound, 404, "session_not_found", None),
             (ApiError::Unauthorized, 401, "unauthorized", None),
             (ApiError::Forbidden("Invalid API key.".into()), 403, "forbidden", None),
+            (ApiError::ExchangeRequired("Exchange.".into()), 403, "exchange_required", None),
             (ApiError::NotFound, 404, "not_found", None),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed", None),
             (ApiError::PayloadTooLarge { limit: 16384 }, 413, "payload_too_large", None),

@@ -6,6 +6,7 @@ pub mod caller;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod oauth_error;
 pub mod pages;
 pub mod request_id;
 pub mod responses;
@@ -31,6 +32,7 @@ pub fn router(state: AppState, metrics: Option<routes::metrics::MetricsState>) -
     router
         .merge(routes::health::router())
         .merge(routes::auth::router())
+        .merge(routes::exchange::router())
         .merge(routes::admin::router())
         .merge(routes::browser::router())
         .merge(routes::docs::router())

@@ -41,6 +41,7 @@ async fn add_client(
         providers: list(providers),
         domains: list(domains),
         networks: list(networks),
+        exchange: Default::default(),
     };
     assert!(app.state.services.add_client(new).await.unwrap());
     app.state.services.clients().reload().await.unwrap();

@@ -430,6 +430,7 @@ async fn a_minute_of_ten_thousand_users_is_audited_whole(backend: Backend) {
         providers: None,
         domains: None,
         networks: None,
+        exchange: Default::default(),
     };
     assert!(app.state.services.add_client(reader).await.unwrap());
     app.state.services.clients().reload().await.unwrap();

@@ -29,6 +29,8 @@ pub(super) fn router() -> Router<Arc<Shared>> {
         .route("/invalidate", post(invalidate))
         .route("/refresh-counts", get(refresh_counts))
         .route("/last-authorize", get(last_authorize))
+        .route("/idp/mint", post(idp_mint))
+        .route("/idp/rotate", post(idp_rotate))
 }
 
 async fn counters(State(shared): State<Arc<Shared>>) -> Json<Counters> {
@@ -195,6 +197,35 @@ async fn refresh_counts(State(shared): State<Arc<Shared>>) -> Json<HashMap<Strin
 
 async fn last_authorize(State(shared): State<Arc<Shared>>) -> Json<Option<Vec<(String, String)>>> {
     Json(shared.store().last_authorize_query.clone())
+}
+
+/// `{"claims":{...},"forgery":"alg_none"}`; `forgery` is optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintBody {
+    claims: serde_json::Value,
+    #[serde(default)]
+    forgery: Option<crate::idp::Forgery>,
+}
+
+/// `{"token": "<jwt>"}`.
+async fn idp_mint(State(shared): State<Arc<Shared>>, Json(body): Json<MintBody>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"token": shared.idp.mint(&body.claims, body.forgery)}))
+}
+
+/// `{"alg":"EdDSA","retire_previous":true}`; both optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    alg: Option<crate::idp::Alg>,
+    #[serde(default)]
+    retire_previous: bool,
+}
+
+/// `{"kid": "<the new key's id>"}`.
+async fn idp_rotate(State(shared): State<Arc<Shared>>, Json(body): Json<RotateBody>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"kid": shared.idp.rotate(body.alg, body.retire_previous)}))
 }
 
 #[cfg(test)]

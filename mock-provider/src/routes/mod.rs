@@ -6,6 +6,7 @@ mod authorize;
 mod bearer;
 mod client_auth;
 mod discovery;
+mod idp;
 mod params;
 mod revoke;
 mod token;
@@ -32,6 +33,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/revoke", post(revoke::revoke))
         .route("/userinfo", get(userinfo::userinfo).post(userinfo::userinfo))
         .route("/api/me", get(api::me))
+        .route("/idp/.well-known/openid-configuration", get(idp::openid_configuration))
+        .route("/idp/jwks", get(idp::jwks))
         .nest("/__admin", admin::router())
         .with_state(shared)
 }

@@ -262,7 +262,7 @@ pub async fn status(
         crate::http::responses::Guarded, crate::http::responses::WithBody,
         (status = 200, description = "A valid token", body = TokenResponse),
         (status = 401, description = "unauthorized (no X-API-Key) or refresh_failed (auth_required)", body = crate::http::error::ErrorBody),
-        (status = 403, description = "forbidden (wrong X-API-Key) or scope_insufficient (auth_required, missing_scopes)", body = crate::http::error::ErrorBody),
+        (status = 403, description = "forbidden (wrong X-API-Key), exchange_required (the client must use POST /oauth/token) or scope_insufficient (auth_required, missing_scopes)", body = crate::http::error::ErrorBody),
         (status = 404, description = "not_authenticated (auth_required)", body = crate::http::error::ErrorBody),
         (status = 503, description = "provider_unavailable, busy or service_unavailable, with Retry-After", body = crate::http::error::ErrorBody),
     ))]
@@ -275,6 +275,7 @@ pub async fn token(
     let provider = known_provider(&state, &req.provider).await?;
     let required = extract::scopes("required_scopes", req.required_scopes)?;
     caller.allow(&state, Action::Token, Some(&provider), Some(&email))?;
+    caller.must_not_name_users(&state, Some(&provider), &email)?;
     let key = CredentialKey { email, provider };
     let result = state.services.token(&key, &required).await;
     let outcome = match &result {

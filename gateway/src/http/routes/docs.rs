@@ -20,6 +20,7 @@ use crate::http::state::AppState;
         super::auth::token,
         super::auth::providers,
         super::auth::revoke,
+        super::exchange::exchange,
         super::browser::show_connect,
         super::browser::continue_connect,
         super::browser::callback,
@@ -29,7 +30,7 @@ use crate::http::state::AppState;
         super::admin::pause_reencryption,
         super::admin::audit_log,
     ),
-    components(schemas(crate::http::error::ErrorBody)),
+    components(schemas(crate::http::error::ErrorBody, crate::http::oauth_error::OAuthErrorBody)),
     modifiers(&ApiKeyScheme),
     tags(
         (name = "auth", description = "Called by MCP servers"),

@@ -4,5 +4,6 @@ pub mod admin;
 pub mod auth;
 pub mod browser;
 pub mod docs;
+pub mod exchange;
 pub mod health;
 pub mod metrics;
