@@ -430,7 +430,8 @@ impl Services {
         if exchange::assertion::claims_to_be_from(client, token) {
             let assertion = exchange::assertion::verify(client, token, &self.0.assertion_audiences, now)?;
             // The bootstrap client has no row, so no registered key: it never gets here.
-            let client_id = Uuid::parse_str(&client.id).map_err(|_| ExchangeError::UntrustedIssuer(client.name.clone()))?;
+            let client_id =
+                Uuid::parse_str(&client.id).map_err(|_| ExchangeError::UntrustedIssuer(client.name.clone()))?;
             // One attempt: a retry after a lost acknowledgement would look like a replay.
             let fresh = self.0.deps.store.record_assertion(client_id, &assertion.jti, assertion.expires_at).await?;
             return if fresh { Ok(assertion.user) } else { Err(ExchangeError::Replayed) };

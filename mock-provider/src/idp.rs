@@ -136,11 +136,9 @@ impl SigningKey {
     pub fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
         let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
         let signature = match &self.pair {
-            Pair::Ec(pair) => pair
-                .sign(&SystemRandom::new(), input.as_bytes())
-                .expect("the OS provides randomness")
-                .as_ref()
-                .to_vec(),
+            Pair::Ec(pair) => {
+                pair.sign(&SystemRandom::new(), input.as_bytes()).expect("the OS provides randomness").as_ref().to_vec()
+            }
             Pair::Ed(pair) => pair.sign(input.as_bytes()).as_ref().to_vec(),
         };
         format!("{input}.{}", b64(&signature))
@@ -231,11 +229,7 @@ mod tests {
     use super::*;
 
     fn parts(token: &str) -> Vec<Value> {
-        token
-            .split('.')
-            .take(2)
-            .map(|p| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap())
-            .collect()
+        token.split('.').take(2).map(|p| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()).collect()
     }
 
     #[test]

@@ -65,11 +65,18 @@ fn parse_one(src: &Source, id: &str, environment: Environment, errs: &mut Config
         Some(raw) => {
             let raw = raw.trim().to_owned();
             match url::Url::parse(&raw) {
-                Ok(url) if url.scheme() == "https" || (url.scheme() == "http" && environment != Environment::Production) => {
+                Ok(url)
+                    if url.scheme() == "https"
+                        || (url.scheme() == "http" && environment != Environment::Production) =>
+                {
                     Some(raw)
                 }
                 Ok(url) if url.scheme() == "http" => {
-                    errs.push(&var("ISSUER"), "is not https", "identity providers must be reached over TLS in production");
+                    errs.push(
+                        &var("ISSUER"),
+                        "is not https",
+                        "identity providers must be reached over TLS in production",
+                    );
                     None
                 }
                 _ => {
@@ -149,7 +156,8 @@ mod tests {
 
     #[test]
     fn an_issuer_needs_its_iss_and_gets_safe_defaults() {
-        let (out, errs) = parse_all(&[(ISSUERS_VAR, "okta"), ("IDP_OKTA_ISSUER", "https://acme.okta.com/oauth2/default")]);
+        let (out, errs) =
+            parse_all(&[(ISSUERS_VAR, "okta"), ("IDP_OKTA_ISSUER", "https://acme.okta.com/oauth2/default")]);
         assert!(errs.is_empty(), "{errs}");
         let okta = &out[0];
         assert_eq!(okta.issuer, "https://acme.okta.com/oauth2/default");

@@ -9,8 +9,8 @@
 //! keys is start-up's job (the `gateway` crate's `startup`).
 
 pub mod access;
-pub mod issuers;
 mod errors;
+pub mod issuers;
 pub mod providers;
 mod source;
 pub mod workers;

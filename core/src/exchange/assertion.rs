@@ -162,7 +162,10 @@ pub fn verify(
             issuer: client.name.clone(),
             subject: subject.to_owned(),
             audience,
-            via: Via::Worker { jti: jti.to_owned(), audit_context: context.chars().filter(|c| !c.is_control()).collect() },
+            via: Via::Worker {
+                jti: jti.to_owned(),
+                audit_context: context.chars().filter(|c| !c.is_control()).collect(),
+            },
         },
         jti: jti.to_owned(),
         expires_at,
@@ -187,7 +190,10 @@ mod tests {
             AssertionKey::parse(r#"{"kty":"oct","k":"c2VjcmV0","alg":"HS256"}"#).unwrap_err(),
             AssertionKeyError::Private
         );
-        assert_eq!(AssertionKey::parse(&EC.replace(r#""alg":"ES256","#, "")).unwrap_err(), AssertionKeyError::NoAlgorithm);
+        assert_eq!(
+            AssertionKey::parse(&EC.replace(r#""alg":"ES256","#, "")).unwrap_err(),
+            AssertionKeyError::NoAlgorithm
+        );
         assert_eq!(AssertionKey::parse("not json").unwrap_err(), AssertionKeyError::NotJwk);
         assert_eq!(AssertionKey::parse("[1]").unwrap_err(), AssertionKeyError::NotJwk);
         let enc = EC.replace(r#""alg":"ES256""#, r#""alg":"ES256","use":"enc""#);

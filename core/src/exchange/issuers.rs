@@ -119,7 +119,7 @@ pub(crate) fn usable(jwk: &Jwk) -> Option<PublishedKey> {
 }
 
 /// What `/health` says about an issuer (no key material).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct IssuerHealth {
     pub id: String,
     pub issuer: String,

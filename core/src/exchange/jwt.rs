@@ -13,8 +13,9 @@ use serde_json::Value;
 
 use super::{ExchangeError, excerpt};
 
-/// Longer subject tokens are refused unread (real access tokens are 1–4 KiB).
-pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+/// Longer subject tokens are refused unread (real access tokens are 1–4 KiB;
+/// Entra ID's with many group claims approach 8 KiB).
+pub const MAX_TOKEN_LEN: usize = 12 * 1024;
 
 /// A token's header and claims, read but not yet trusted.
 #[derive(Debug)]
@@ -37,7 +38,7 @@ fn segment(part: &str) -> Result<Value, ExchangeError> {
 /// Reads the header and the issuer, refusing what no key could make valid.
 pub fn peek(token: &str) -> Result<Unverified, ExchangeError> {
     if token.len() > MAX_TOKEN_LEN {
-        return Err(ExchangeError::Malformed("it is longer than 16 KiB"));
+        return Err(ExchangeError::Malformed("it is longer than 12 KiB"));
     }
     let mut parts = token.split('.');
     let (Some(header), Some(claims), Some(_signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
@@ -124,7 +125,10 @@ mod tests {
             assert!(matches!(peek(&t), Err(ExchangeError::AlgorithmRefused(_))), "{alg}");
         }
         let ok = peek(&token(r#"{"alg":"ES256","kid":"k1"}"#, r#"{"iss":"https://idp"}"#)).unwrap();
-        assert_eq!((ok.alg.as_str(), ok.kid.as_deref(), ok.issuer.as_deref()), ("ES256", Some("k1"), Some("https://idp")));
+        assert_eq!(
+            (ok.alg.as_str(), ok.kid.as_deref(), ok.issuer.as_deref()),
+            ("ES256", Some("k1"), Some("https://idp"))
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ impl Via {
 pub enum ExchangeError {
     #[error("The subject_token is not a compact JWS: {0}.")]
     Malformed(&'static str),
-    #[error("The subject_token is signed with {0:?}; only asymmetric algorithms the issuer is configured for are accepted.")]
+    #[error(
+        "The subject_token is signed with {0:?}; only asymmetric algorithms the issuer is configured for are accepted."
+    )]
     AlgorithmRefused(String),
     #[error("The subject_token's issuer {0:?} is not trusted by this gateway.")]
     UntrustedIssuer(String),
@@ -83,7 +85,9 @@ pub enum ExchangeError {
     BadSignature,
     #[error("The subject_token's audience is not one registered for the API client {0}.")]
     WrongAudience(String),
-    #[error("The API client {0} has no registered audience; register its MCP server's with gateway clients update {0} --audience ….")]
+    #[error(
+        "The API client {0} has no registered audience; register its MCP server's with gateway clients update {0} --audience …."
+    )]
     NoAudienceRegistered(String),
     #[error("The subject_token has expired.")]
     Expired,

@@ -92,9 +92,10 @@ pub struct ExchangeArgs {
 impl ExchangeArgs {
     /// The audiences, trimmed, and the assertion key, read and checked.
     fn read(&self) -> anyhow::Result<(Option<Vec<String>>, Option<String>)> {
-        let audiences = self.audience.as_ref().map(|list| {
-            list.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect::<Vec<_>>()
-        });
+        let audiences = self
+            .audience
+            .as_ref()
+            .map(|list| list.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect::<Vec<_>>());
         if let Some(list) = &audiences {
             if list.is_empty() {
                 bail!("--audience needs a value (the aud of the MCP server's tokens)");

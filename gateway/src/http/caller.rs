@@ -59,7 +59,8 @@ impl Caller {
     /// not (`403 exchange_required`, audited).
     pub fn must_not_name_users(&self, state: &AppState, provider: Option<&str>, email: &Email) -> Result<(), ApiError> {
         self.client.check_may_name_users().map_err(|denied| {
-            let mut record = audit::record(&self.client.name, Action::Token.as_str(), "exchange_required", state.services.now());
+            let mut record =
+                audit::record(&self.client.name, Action::Token.as_str(), "exchange_required", state.services.now());
             record.user_email = Some(email.to_string());
             record.provider = provider.map(str::to_owned);
             record.detail = Some(denied.0.clone());

@@ -41,6 +41,8 @@ pub enum OAuthError {
     InvalidRequest(String),
     #[error("{0}")]
     InvalidClient(String),
+    #[error("The request body is larger than {limit} bytes.")]
+    TooLarge { limit: usize },
     #[error("Only grant_type=urn:ietf:params:oauth:grant-type:token-exchange is supported.")]
     UnsupportedGrantType,
     #[error("{0}")]
@@ -86,6 +88,7 @@ impl OAuthError {
         match self {
             Self::InvalidRequest(_) => ("invalid_request", S::BAD_REQUEST),
             Self::InvalidClient(_) => ("invalid_client", S::UNAUTHORIZED),
+            Self::TooLarge { .. } => ("invalid_request", S::PAYLOAD_TOO_LARGE),
             Self::UnsupportedGrantType => ("unsupported_grant_type", S::BAD_REQUEST),
             Self::InvalidTarget(_) => ("invalid_target", S::BAD_REQUEST),
             Self::UnauthorizedClient(_) => ("unauthorized_client", S::BAD_REQUEST),
@@ -160,9 +163,8 @@ impl From<ApiError> for OAuthError {
             }
             ApiError::Unavailable => Self::TemporarilyUnavailable { message, retry_after_secs: 1 },
             ApiError::UnknownProvider(_) => Self::InvalidTarget(message),
-            ApiError::InvalidRequest(_) | ApiError::InvalidEmail(_) | ApiError::PayloadTooLarge { .. } => {
-                Self::InvalidRequest(message)
-            }
+            ApiError::PayloadTooLarge { limit } => Self::TooLarge { limit },
+            ApiError::InvalidRequest(_) | ApiError::InvalidEmail(_) => Self::InvalidRequest(message),
             ApiError::Internal(cause) => Self::ServerError(cause),
             other => Self::ServerError(anyhow::anyhow!("unexpected error on /oauth/token: {}", other.code())),
         }
@@ -210,7 +212,8 @@ mod tests {
         let err = OAuthError::from(ExchangeError::Expired);
         assert_eq!(err.row(), ("invalid_grant", StatusCode::BAD_REQUEST));
         assert_eq!(err.body().reason, Some("expired"));
-        let unavailable = OAuthError::from(ExchangeError::IssuerUnavailable { issuer: "okta".into(), retry_after_secs: 5 });
+        let unavailable =
+            OAuthError::from(ExchangeError::IssuerUnavailable { issuer: "okta".into(), retry_after_secs: 5 });
         assert_eq!(unavailable.row().0, "temporarily_unavailable");
         assert_eq!(unavailable.retry_after(), Some(5));
     }

@@ -11,6 +11,7 @@ mod access;
 mod bad_input;
 mod cli;
 mod crowd;
+mod exchange;
 mod flow;
 mod health;
 mod identity;

@@ -10,6 +10,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -71,10 +72,9 @@ pub struct ExchangeResponse {
 
 /// The form's fields, each at most once (RFC 6749 §3.2).
 fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<ExchangeForm, OAuthError> {
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")));
+    let form_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    });
     if !form_type {
         return Err(OAuthError::InvalidRequest("Expected Content-Type: application/x-www-form-urlencoded.".into()));
     }
@@ -116,7 +116,7 @@ fn excerpt(s: &str) -> String {
         (status = 200, description = "The user's provider token (RFC 8693 §2.2.1)", body = ExchangeResponse),
         (status = 400, description = "invalid_request, unsupported_grant_type, invalid_target, unauthorized_client, invalid_grant (with reason), or authorization_required (with auth_url)", body = crate::http::oauth_error::OAuthErrorBody),
         (status = 401, description = "invalid_client: no or a wrong X-API-Key", body = crate::http::oauth_error::OAuthErrorBody),
-        (status = 413, description = "payload_too_large", body = crate::http::error::ErrorBody),
+        (status = 413, description = "invalid_request: the body is larger than 16 KiB", body = crate::http::oauth_error::OAuthErrorBody),
         (status = 429, description = "slow_down, with Retry-After", body = crate::http::oauth_error::OAuthErrorBody),
         (status = 500, description = "server_error", body = crate::http::oauth_error::OAuthErrorBody),
         (status = 503, description = "temporarily_unavailable (identity provider, provider or database), with Retry-After", body = crate::http::oauth_error::OAuthErrorBody),
@@ -125,11 +125,22 @@ pub async fn exchange(
     caller: Result<Caller, ApiError>,
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let caller = match caller {
         Ok(caller) => caller,
         Err(err) => return finish(&state, None, None, Err(err.into())),
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            return finish(&state, Some(&caller), None, Err(OAuthError::TooLarge { limit: extract::BODY_LIMIT }));
+        }
+        Err(rejection) => {
+            let err =
+                OAuthError::InvalidRequest(format!("The request body could not be read ({}).", rejection.status()));
+            return finish(&state, Some(&caller), None, Err(err));
+        }
     };
     let mut verified = None;
     let result = answer(&state, &caller, &headers, &body, &mut verified).await;
@@ -202,7 +213,8 @@ async fn authorization_or(
         ApiError::ScopeInsufficient { missing } => ("scope_insufficient", Some(missing)),
         other => return other.into(),
     };
-    let mut needed = AuthorizationRequired { reason, missing_scopes, auth_url: None, session_id: None, expires_at: None };
+    let mut needed =
+        AuthorizationRequired { reason, missing_scopes, auth_url: None, session_id: None, expires_at: None };
     if caller.client.allow(Action::Init, Some(&key.provider), Some(&key.email)).is_ok() {
         let request = StartRequest {
             provider: key.provider.clone(),

@@ -28,6 +28,26 @@ pub struct HealthResponse {
     /// do not make the gateway unhealthy.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub providers: BTreeMap<String, ProviderHealth>,
+    /// Trusted identity providers (token exchange) and their signing-key
+    /// caches. Present only when some are configured; a failing one makes
+    /// exchanges answer 503, not the gateway unhealthy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub issuers: Vec<IssuerHealth>,
+}
+
+/// A trusted identity provider's key cache.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IssuerHealth {
+    /// Its id in `AUTH_GATEWAY_TRUSTED_ISSUERS`.
+    pub id: String,
+    pub issuer: String,
+    /// Signing keys held.
+    pub keys: usize,
+    /// Seconds since they were fetched (absent: never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_age_seconds: Option<u64>,
+    /// Whether the last fetch failed.
+    pub last_fetch_failed: bool,
 }
 
 /// A provider refusing the gateway's client.
@@ -63,6 +83,18 @@ pub async fn health(State(state): State<AppState>) -> Response {
             .failing_providers
             .into_iter()
             .map(|(id, f)| (id, ProviderHealth { status: "failing", since: f.since, category: f.category }))
+            .collect(),
+        issuers: state
+            .services
+            .issuers_health()
+            .into_iter()
+            .map(|i| IssuerHealth {
+                id: i.id,
+                issuer: i.issuer,
+                keys: i.keys,
+                keys_age_seconds: i.keys_age_seconds,
+                last_fetch_failed: i.last_fetch_failed,
+            })
             .collect(),
     };
     (status, Json(body)).into_response()
