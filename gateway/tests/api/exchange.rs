@@ -659,7 +659,8 @@ async fn bad_exchange_requests_get_their_oauth_code_and_change_nothing() {
     };
     let mut twice = good.clone();
     twice.push(("audience", "google".to_owned()));
-    let cases: Vec<(Vec<(&str, String)>, u16, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, String)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (without("grant_type"), 400, "invalid_request"),
         (with("grant_type", "client_credentials"), 400, "unsupported_grant_type"),
         (without("subject_token"), 400, "invalid_request"),
