@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 
 mod support;
 
-use support::{API_KEY, Server, database, env_or, exchange, free_port, load, token_request, wait_until_up};
+use support::{API_KEY, Server, database, env_or, exchange, free_port, load, median, token_request, wait_until_up};
 
 fn main() {
     if std::env::args().any(|a| a == "--bare") {
@@ -202,12 +202,4 @@ fn bare_server_addr(mut child: Child) -> Server {
     std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
     let addr = line.trim().strip_prefix("listening ").unwrap().to_owned();
     Server { child, addr }
-}
-
-/// The round with the median throughput (its latencies come with it).
-fn median(mut runs: Vec<support::LoadResult>) -> support::LoadResult {
-    runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-    let errors = runs.iter().map(|r| r.errors).sum();
-    let mid = runs.swap_remove(runs.len() / 2);
-    support::LoadResult { errors, ..mid }
 }

@@ -135,6 +135,40 @@ class MockProvider:
         pairs = self.admin("GET", "last-authorize") or []
         return {name: value for name, value in pairs}
 
+    # --- the test identity provider (issuer <url>/idp) ------------------------------------
+
+    @property
+    def idp_issuer(self) -> str:
+        """The ``iss`` of the test identity provider's tokens (and its discovery base)."""
+        return f"{self.url}/idp"
+
+    def idp_claims(self, email: str, audience: str, *, lifetime: int = 300, **overrides: Any) -> dict[str, Any]:
+        """The claims of a good access token for ``email``, issued for ``audience``;
+        ``overrides`` replace (or, set to ``None``, remove) claims."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.idp_issuer,
+            "sub": f"sub-{email}",
+            "aud": audience,
+            "iat": now,
+            "exp": now + lifetime,
+            "email": email,
+            "email_verified": True,
+        }
+        claims.update(overrides)
+        return {name: value for name, value in claims.items() if value is not None}
+
+    def mint(self, claims: Mapping[str, Any], forgery: str | None = None) -> str:
+        """A JWT carrying ``claims``, signed ES256 by the IdP's current key, or forged
+        (``"alg_none"``, ``"hs256_with_public_key"``, ``"unpublished_key"``)."""
+        token = self.admin("POST", "idp/mint", {"claims": dict(claims), "forgery": forgery})["token"]
+        assert isinstance(token, str)
+        return token
+
+    def user_token(self, email: str, audience: str, **overrides: Any) -> str:
+        """A good access token for ``email`` and ``audience`` (see :meth:`idp_claims`)."""
+        return self.mint(self.idp_claims(email, audience, **overrides))
+
 
 def start_mock(binary: Path, log_dir: Path) -> MockProvider:
     log = log_dir / "mock-provider.log"
@@ -160,6 +194,12 @@ def _read_listen_line(proc: subprocess.Popen[str], stdout: IO[str], log: Path) -
         raise RuntimeError(f"mock-provider did not announce its address (got {line!r}):\n{_tail(log)}")
     return match.group(1).rstrip("/")
 
+
+#: The id of the trusted identity provider every test gateway is configured with
+#: (``AUTH_GATEWAY_TRUSTED_ISSUERS``): the mock provider's IdP.
+IDP_ID = "corp"
+#: The ``aud`` of the MCP server's access tokens in the exchange tests.
+MCP_AUDIENCE = "https://mail-mcp.example"
 
 #: Rate limits off: a test run opens many sessions from 127.0.0.1, which the default
 #: limits would refuse with 429. The rate-limit tests start gateways of their own.
@@ -220,6 +260,23 @@ class Gateway:
             time.sleep(0.2)
         raise RuntimeError(f"the gateway did not pick up API client {name!r} within {START_TIMEOUT:g}s")
 
+    def add_exchange_client(
+        self,
+        name: str,
+        *,
+        audience: str = MCP_AUDIENCE,
+        actions: str = "init,status,token",
+        require_exchange: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> str:
+        """Add an API client whose MCP server's tokens carry ``aud=audience`` (so it may
+        exchange them), optionally bound to token exchange; return its key once the
+        gateway accepts it. The bootstrap key has no audience and cannot exchange."""
+        args = ["--actions", actions, "--audience", audience, *extra]
+        if require_exchange:
+            args.append("--require-exchange")
+        return self.add_client(name, *args)
+
 
 def _launch(binary: Path, env: dict[str, str], log: Path) -> Gateway:
     with log.open("wb") as log_file:
@@ -233,7 +290,8 @@ def start_gateway(
     binary: Path, mock: MockProvider, data_dir: Path, extra_env: Mapping[str, str] | None = None
 ) -> Gateway:
     """Start the gateway on a free port with its own SQLite database, configured for the
-    mock provider, with rate limits off unless ``extra_env`` sets them."""
+    mock provider (and for token exchange with its identity provider), with rate limits
+    off unless ``extra_env`` sets them."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DATABASE_URL": f"sqlite://{data_dir}/gw.db?mode=rwc",
@@ -251,6 +309,10 @@ def start_gateway(
         "MOCK_REVOCATION_URL": f"{mock.url}/revoke",
         "MOCK_USERINFO_URL": f"{mock.url}/userinfo",
         "MOCK_SCOPES": "openid email mail.read",
+        # Token exchange: the mock provider's identity provider is trusted (JWKS found by
+        # OIDC discovery at <issuer>/.well-known/openid-configuration).
+        "AUTH_GATEWAY_TRUSTED_ISSUERS": IDP_ID,
+        f"IDP_{IDP_ID.upper()}_ISSUER": mock.idp_issuer,
         **NO_RATE_LIMITS,
         **(extra_env or {}),
     }

@@ -24,14 +24,17 @@ from mcp_auth_client import (
     AuthClient,
     AuthorizationRequired,
     Busy,
+    ExchangeRequired,
     Forbidden,
     GatewayAuthError,
     GatewayConnectionError,
     GatewayTimeout,
     InsecureGatewayUrlWarning,
     InternalError,
+    InvalidClient,
     InvalidEmail,
     InvalidRequest,
+    InvalidTarget,
     MethodNotAllowed,
     NotAuthenticated,
     NotFound,
@@ -42,13 +45,19 @@ from mcp_auth_client import (
     RequestError,
     RetryableError,
     ScopeInsufficient,
+    ServerError,
     ServiceUnavailable,
     SessionNotFound,
+    SlowDown,
+    SubjectTokenRejected,
     SyncAuthClient,
+    TemporarilyUnavailable,
     TokenInfo,
     Unauthorized,
+    UnauthorizedClient,
     UnexpectedResponse,
     UnknownProvider,
+    UnsupportedGrantType,
     UnsupportedMediaType,
     UntrustedAuthUrl,
 )
@@ -76,10 +85,29 @@ CONTRACT: dict[str, tuple[int, type[AuthGatewayError]]] = {
     "rate_limited": (429, RateLimited),
     "internal_error": (500, InternalError),
     "service_unavailable": (503, ServiceUnavailable),
+    "exchange_required": (403, ExchangeRequired),
+    # POST /oauth/token (authorization_required maps by its reason: test_client_exchange_unit.py)
+    "invalid_client": (401, InvalidClient),
+    "unauthorized_client": (400, UnauthorizedClient),
+    "invalid_target": (400, InvalidTarget),
+    "unsupported_grant_type": (400, UnsupportedGrantType),
+    "invalid_grant": (400, SubjectTokenRejected),
+    "slow_down": (429, SlowDown),
+    "temporarily_unavailable": (503, TemporarilyUnavailable),
+    "server_error": (500, ServerError),
 }
 SIGN_IN = {"not_authenticated", "refresh_failed", "scope_insufficient"}
-RETRYABLE = {"provider_unavailable", "busy", "rate_limited", "internal_error", "service_unavailable"}
-API_KEY_REFUSED = {"unauthorized", "forbidden"}
+RETRYABLE = {
+    "provider_unavailable",
+    "busy",
+    "rate_limited",
+    "internal_error",
+    "service_unavailable",
+    "slow_down",
+    "temporarily_unavailable",
+    "server_error",
+}
+API_KEY_REFUSED = {"unauthorized", "forbidden", "exchange_required", "invalid_client", "unauthorized_client"}
 
 
 def test_every_code_has_exactly_one_class() -> None:

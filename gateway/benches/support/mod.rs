@@ -115,6 +115,15 @@ pub struct LoadResult {
     pub errors: u64,
 }
 
+/// The round with the median throughput (its latencies come with it), and
+/// the errors of every round.
+pub fn median(mut runs: Vec<LoadResult>) -> LoadResult {
+    runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    let errors = runs.iter().map(|r| r.errors).sum();
+    let mid = runs.swap_remove(runs.len() / 2);
+    LoadResult { errors, ..mid }
+}
+
 pub async fn load(addr: &str, requests: Arc<Vec<Vec<u8>>>, connections: usize, duration: Duration) -> LoadResult {
     // A short warm-up so that connection set-up and lazy start are not measured.
     let _ = run_load(addr, requests.clone(), connections, Duration::from_secs(1)).await;

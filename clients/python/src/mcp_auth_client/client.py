@@ -14,6 +14,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -22,6 +23,7 @@ import httpx
 
 from mcp_auth_client._version import __version__
 from mcp_auth_client.exceptions import (
+    AuthGatewayError,
     AuthorizationRequired,
     AuthorizationTimeout,
     AuthSessionFailed,
@@ -33,14 +35,37 @@ from mcp_auth_client.exceptions import (
     error_from_response,
 )
 from mcp_auth_client.links import link_origin, origin_of, plain_http_to_remote_host
-from mcp_auth_client.models import AuthSession, ProviderGrant, RevokeResult, SessionStatus, TokenInfo
+from mcp_auth_client.models import (
+    ACCESS_TOKEN_TYPE,
+    AuthSession,
+    ProviderGrant,
+    RevokeResult,
+    SessionStatus,
+    TokenInfo,
+)
 
-__all__ = ["DEFAULT_TIMEOUT", "MAX_STATUS_WAIT", "AuthClient"]
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "DEFAULT_TIMEOUT",
+    "ID_TOKEN_TYPE",
+    "JWT_TOKEN_TYPE",
+    "MAX_STATUS_WAIT",
+    "TOKEN_EXCHANGE_GRANT_TYPE",
+    "AuthClient",
+]
 
 #: Default per-request timeout, in seconds.
 DEFAULT_TIMEOUT = 10.0
 #: The longest long-poll the gateway accepts on ``/auth/status`` (seconds).
 MAX_STATUS_WAIT = 60
+#: RFC 8693 grant type of ``POST /oauth/token``.
+TOKEN_EXCHANGE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
+#: ``subject_token_type`` for a JWT that is not an access token (a worker assertion).
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+#: ``subject_token_type`` for an OpenID Connect ID token.
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+#: What replaces a subject token should a gateway message ever echo it.
+_REDACTED = "[subject_token]"
 
 
 class AuthClient:
@@ -50,6 +75,8 @@ class AuthClient:
         ```python
         async with AuthClient("http://localhost:8000", api_key) as client:
             token = await client.get_token("google", "alice@company.com")
+            # or, proving the user with the access token they presented to this server:
+            token = await client.exchange_token(users_access_token, "google")
         ```
 
     Args:
@@ -184,6 +211,8 @@ class AuthClient:
             RefreshFailed: The credential can no longer be refreshed; sign in again.
             ScopeInsufficient: The grant lacks ``missing_scopes``.
             GatewayAuthError: This server's API key was refused.
+            ExchangeRequired: This API client was registered with ``--require-exchange``:
+                it must prove the user with :meth:`exchange_token` instead.
             ProviderUnavailable: The provider is down; see ``retry_after``.
         """
         info = await self.get_token_info(provider, user_email, required_scopes)
@@ -198,6 +227,91 @@ class AuthClient:
             payload["required_scopes"] = list(required_scopes)
         body = await self._request("POST", "/auth/token", json=payload)
         return TokenInfo.from_json(body)
+
+    async def exchange_token(
+        self,
+        subject_token: str,
+        provider: str,
+        scopes: Sequence[str] | None = None,
+        *,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
+    ) -> str:
+        """Exchange the user's access token for their token at ``provider`` (RFC 8693).
+
+        The gateway verifies ``subject_token`` (a JWT issued by a trusted identity
+        provider for this MCP server, i.e. with one of the ``aud`` values registered for
+        this API client) and answers with the token of the user it names: the user is
+        proven, never named by the caller. The API client needs a registered audience
+        (``gateway clients update NAME --audience ...``); the bootstrap key has none.
+
+        Args:
+            subject_token: The access token the user's MCP client presented to this MCP
+                server (or a worker's signed assertion, with ``JWT_TOKEN_TYPE``). It is
+                sent in the form body only, and never appears in an exception or log.
+            provider: Provider id whose token is wanted (the exchange's ``audience``).
+            scopes: Scopes the token must carry (the exchange's ``scope``).
+            subject_token_type: ``ACCESS_TOKEN_TYPE`` (default), ``JWT_TOKEN_TYPE`` or
+                ``ID_TOKEN_TYPE``.
+
+        Raises:
+            NotAuthenticated, RefreshFailed, ScopeInsufficient: The verified user must
+                (re)authorize (``authorization_required``). When this API client may
+                start sign-ins, ``auth_url``/``session_id``/``session`` carry the link
+                the gateway started for that user.
+            UntrustedAuthUrl: That link is not on the gateway's origin (nor on
+                ``public_url``'s); it must not be shown to anyone.
+            SubjectTokenRejected: The subject token was refused; ``reason`` says why
+                (``expired``, ``wrong_audience``, ...).
+            InvalidClient: This server's API key is missing or wrong.
+            UnauthorizedClient: This API client may not exchange (no ``token`` right, no
+                registered audience, or the user's domain is outside its domains).
+            InvalidTarget: No such provider, or not one this API client may use.
+            SlowDown, TemporarilyUnavailable, ServerError: Temporary (``retry_after``).
+        """
+        info = await self.exchange_token_info(subject_token, provider, scopes, subject_token_type=subject_token_type)
+        return info.access_token
+
+    async def exchange_token_info(
+        self,
+        subject_token: str,
+        provider: str,
+        scopes: Sequence[str] | None = None,
+        *,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
+    ) -> TokenInfo:
+        """Like :meth:`exchange_token`, returning the token with its type, expiry and scopes.
+
+        ``expires_at`` is computed from the answer's ``expires_in``, counted from when
+        the request was sent.
+        """
+        if not isinstance(subject_token, str) or not subject_token:
+            raise ValueError("subject_token must be a non-empty string")
+        if not isinstance(provider, str) or not provider:
+            raise ValueError("provider must be a non-empty provider id")
+        if not isinstance(subject_token_type, str) or not subject_token_type:
+            raise ValueError("subject_token_type must be a token type URN")
+        if isinstance(scopes, str):
+            raise TypeError("scopes must be a sequence of scope names, not one string")
+        form = {
+            "grant_type": TOKEN_EXCHANGE_GRANT_TYPE,
+            "subject_token": subject_token,
+            "subject_token_type": subject_token_type,
+            "audience": provider,
+        }
+        scope = " ".join(s for s in scopes or () if s)
+        if scope:
+            form["scope"] = scope
+        issued_at = datetime.now(timezone.utc)
+        try:
+            body = await self._request("POST", "/oauth/token", form=form)
+        except AuthGatewayError as exc:
+            _redact(exc, subject_token)
+            if isinstance(exc, AuthorizationRequired) and exc.auth_url is not None:
+                origin = link_origin(exc.auth_url)
+                if origin not in self._link_origins:
+                    raise UntrustedAuthUrl(origin=origin, trusted_origins=self._link_origins) from exc
+            raise
+        return TokenInfo.from_exchange_json(body, issued_at=issued_at)
 
     async def init_oauth(
         self,
@@ -342,6 +456,7 @@ class AuthClient:
         path: str,
         *,
         json: Mapping[str, Any] | None = None,
+        form: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         extra_timeout: float = 0.0,
     ) -> Mapping[str, Any]:
@@ -356,6 +471,7 @@ class AuthClient:
                 method,
                 self._base_url + path,
                 json=json,
+                data=form,  # application/x-www-form-urlencoded
                 params=params or None,
                 headers=headers,
                 timeout=timeout,
@@ -388,3 +504,11 @@ class AuthClient:
                 request_id=response.headers.get("x-request-id"),
             )
         return body
+
+
+def _redact(exc: AuthGatewayError, secret: str) -> None:
+    """Remove ``secret`` from an exception's message (a defence: the gateway does not
+    echo subject tokens, but an intermediary or a future bug might)."""
+    if secret in exc.message:
+        exc.message = exc.message.replace(secret, _REDACTED)
+        exc.args = (exc.message,)

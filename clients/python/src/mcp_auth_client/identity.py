@@ -25,19 +25,39 @@ mismatch is what a prompt injection looks like.
 
 With no trusted source and no opt-in, the tool answers with an error telling the
 server's author how to configure identity, never with a sign-in link for a guessed user.
+
+**Token exchange.** When the request carries a verified access token that is a JWT,
+``require_auth`` (by default) does not name the user at all: it hands the token to the
+gateway (``POST /oauth/token``), which verifies it itself and answers for the user it
+proves (:func:`exchange_identity`). The rules above then only guard against
+contradictions: a configured trusted header must be present and name the token's
+(verified) email, and an email argument that does not match the token's email is
+refused. The argument never chooses the account in that case, opted in or not.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-__all__ = ["NO_IDENTITY_SOURCE", "IdentityError", "IdentityPolicy", "choose_user_email", "resolve_user_email"]
+__all__ = [
+    "NO_IDENTITY_SOURCE",
+    "IdentityError",
+    "IdentityPolicy",
+    "choose_user_email",
+    "exchange_identity",
+    "looks_like_jwt",
+    "resolve_user_email",
+]
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 #: What a tool answers when nothing tells it who the user is. It reaches the model and
 #: the user, but it is addressed to the server's author: only they can fix it.
@@ -129,6 +149,22 @@ def _unverified(claims: Mapping[str, Any]) -> bool:
     return verified is False or (isinstance(verified, str) and verified.strip().lower() == "false")
 
 
+def _trusted_header_email(header: str, headers: Mapping[str, str] | None) -> str:
+    """The one user a configured trusted header names; raises when it is missing or ambiguous."""
+    values = _header_values(headers, header)
+    if not values:
+        # No fall-back to the argument: a request without the header did not come
+        # through the proxy that vouches for the user.
+        raise IdentityError(
+            f"The request has no {header} header, which this MCP server relies on "
+            "to know the user (a proxy in front of the server sets it), so the user cannot be "
+            "identified."
+        )
+    if any(not _same(value, values[0]) for value in values[1:]):
+        raise IdentityError(f"The {header} header names more than one user.")
+    return values[0]
+
+
 def _trusted_identities(
     policy: IdentityPolicy, headers: Mapping[str, str] | None, server_uses_mcp_auth: bool
 ) -> list[str]:
@@ -152,18 +188,7 @@ def _trusted_identities(
             )
         found.append(claimed)
     if policy.trusted_header is not None:
-        values = _header_values(headers, policy.trusted_header)
-        if not values:
-            # No fall-back to the argument: a request without the header did not come
-            # through the proxy that vouches for the user.
-            raise IdentityError(
-                f"The request has no {policy.trusted_header} header, which this MCP server relies on "
-                "to know the user (a proxy in front of the server sets it), so the user cannot be "
-                "identified."
-            )
-        if any(not _same(value, values[0]) for value in values[1:]):
-            raise IdentityError(f"The {policy.trusted_header} header names more than one user.")
-        found.append(values[0])
+        found.append(_trusted_header_email(policy.trusted_header, headers))
     if any(not _same(email, found[0]) for email in found[1:]):
         raise IdentityError(f"The signed-in identity and the {policy.trusted_header} header name different users.")
     return found
@@ -222,3 +247,52 @@ def resolve_user_email(arguments: Mapping[str, Any], ctx: Context[Any, Any] | No
     return choose_user_email(
         arguments, policy, headers=_request_headers(ctx), server_uses_mcp_auth=_server_uses_mcp_auth(ctx)
     )
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Whether ``token`` has the shape of a compact JWS (three base64url parts): the only
+    kind of access token the gateway can verify, and so exchange. Opaque tokens (checked
+    by introspection, say) cannot be exchanged."""
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        return False
+    return all(_BASE64URL.fullmatch(part) for part in parts if part)
+
+
+def exchange_identity(
+    arguments: Mapping[str, Any], ctx: Context[Any, Any] | None, policy: IdentityPolicy, token: AccessToken
+) -> str | None:
+    """The checks for a call whose user the gateway proves from ``token`` (token exchange).
+
+    The gateway, not this function, decides who the user is. What is checked here is
+    that nothing in the call contradicts the token: a configured trusted header must be
+    present and name the token's email, and an email argument must match it (the
+    argument never chooses the account, whatever ``allow_email_argument`` says).
+
+    Returns:
+        The token's email claim (``policy.email_claim``), unless it is missing or marked
+        unverified; only for consistency checks and for reading the user's grants.
+
+    Raises:
+        IdentityError: A configured header is missing, ambiguous or names someone else;
+            an argument names someone else, or cannot be checked because the token has
+            no verified email claim.
+    """
+    claims = token.claims or {}
+    claimed = None if _unverified(claims) else _clean(claims.get(policy.email_claim))
+    if policy.trusted_header is not None:
+        from_header = _trusted_header_email(policy.trusted_header, _request_headers(ctx))
+        if claimed is None:
+            raise IdentityError(
+                f"The signed-in identity carries no verified {policy.email_claim!r} claim to check the "
+                f"{policy.trusted_header} header against, so the call is refused."
+            )
+        if not _same(from_header, claimed):
+            raise IdentityError(f"The signed-in identity and the {policy.trusted_header} header name different users.")
+    argument = _clean(arguments.get(policy.email_argument)) if policy.email_argument else None
+    if argument is not None and (claimed is None or not _same(argument, claimed)):
+        raise IdentityError(
+            f"{policy.email_argument} does not match the user making this request, so the call "
+            "is refused. Omit it or pass the user's own address."
+        )
+    return claimed

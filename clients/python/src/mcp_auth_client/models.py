@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from mcp_auth_client.exceptions import UnexpectedResponse
 
 __all__ = [
+    "ACCESS_TOKEN_TYPE",
     "AuthSession",
     "ProviderGrant",
     "RevokeResult",
@@ -64,9 +65,14 @@ def str_list(body: Mapping[str, Any], key: str) -> list[str]:
     return [item for item in value if isinstance(item, str)]
 
 
+#: RFC 8693 token type of an OAuth access token (the exchange's ``issued_token_type``,
+#: and the default ``subject_token_type``).
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
 @dataclass(frozen=True)
 class TokenInfo:
-    """A valid access token from ``POST /auth/token``.
+    """A valid access token from ``POST /auth/token`` or a token exchange (``POST /oauth/token``).
 
     ``repr()`` never shows the token itself.
     """
@@ -84,6 +90,36 @@ class TokenInfo:
             token_type=optional_str(body, "token_type") or "Bearer",
             expires_at=parse_timestamp(body.get("expires_at")),
             scopes=str_list(body, "scopes"),
+        )
+
+    @classmethod
+    def from_exchange_json(cls, body: Mapping[str, Any], *, issued_at: datetime) -> TokenInfo:
+        """Build from a token exchange's answer (RFC 8693 §2.2.1).
+
+        Args:
+            body: The JSON answer (``access_token``, ``issued_token_type``,
+                ``token_type``, ``expires_in``, ``scope``).
+            issued_at: When the request was sent (timezone-aware); ``expires_in`` counts
+                from it, so the expiry is never later than the gateway meant.
+        """
+        issued_type = body.get("issued_token_type")
+        if issued_type is not None and issued_type != ACCESS_TOKEN_TYPE:
+            raise UnexpectedResponse(f"Token exchange issued a {issued_type!r}, not an access token")
+        expires_in = body.get("expires_in")
+        if expires_in is None:
+            expires_at = None
+        elif isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
+            expires_at = issued_at + timedelta(seconds=max(0.0, float(expires_in)))
+        else:
+            raise UnexpectedResponse("Gateway answer field 'expires_in' is not a number")
+        scope = body.get("scope")
+        if scope is not None and not isinstance(scope, str):
+            raise UnexpectedResponse("Gateway answer field 'scope' is not a string")
+        return cls(
+            access_token=require_str(body, "access_token"),
+            token_type=optional_str(body, "token_type") or "Bearer",
+            expires_at=expires_at,
+            scopes=(scope or "").split(),
         )
 
     @property

@@ -17,7 +17,14 @@ import anyio.from_thread
 import httpx
 
 from mcp_auth_client.client import DEFAULT_TIMEOUT, AuthClient
-from mcp_auth_client.models import AuthSession, ProviderGrant, RevokeResult, SessionStatus, TokenInfo
+from mcp_auth_client.models import (
+    ACCESS_TOKEN_TYPE,
+    AuthSession,
+    ProviderGrant,
+    RevokeResult,
+    SessionStatus,
+    TokenInfo,
+)
 
 __all__ = ["SyncAuthClient"]
 
@@ -107,6 +114,32 @@ class SyncAuthClient:
     def get_token_info(self, provider: str, user_email: str, required_scopes: Sequence[str] | None = None) -> TokenInfo:
         """See :meth:`AuthClient.get_token_info`."""
         return self._call(self._client.get_token_info, provider, user_email, required_scopes)
+
+    def exchange_token(
+        self,
+        subject_token: str,
+        provider: str,
+        scopes: Sequence[str] | None = None,
+        *,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
+    ) -> str:
+        """See :meth:`AuthClient.exchange_token`."""
+        return self._call(
+            self._client.exchange_token, subject_token, provider, scopes, subject_token_type=subject_token_type
+        )
+
+    def exchange_token_info(
+        self,
+        subject_token: str,
+        provider: str,
+        scopes: Sequence[str] | None = None,
+        *,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
+    ) -> TokenInfo:
+        """See :meth:`AuthClient.exchange_token_info`."""
+        return self._call(
+            self._client.exchange_token_info, subject_token, provider, scopes, subject_token_type=subject_token_type
+        )
 
     def init_oauth(
         self,
