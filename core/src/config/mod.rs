@@ -214,6 +214,18 @@ impl Settings {
                 ));
             }
         }
+        for i in &self.issuers {
+            if !i.require_verified_email {
+                out.push(format!(
+                    "IDP_{}_REQUIRE_VERIFIED_EMAIL=false: the {} claim of {}'s tokens counts as the user's address \
+                     without email_verified. Only safe if that identity provider controls every address it issues \
+                     (a workforce directory such as Entra ID's upn).",
+                    i.id.to_ascii_uppercase().replace('-', "_"),
+                    i.email_claim,
+                    i.issuer
+                ));
+            }
+        }
         if self.environment == Environment::Production && self.access.trusted_proxies.is_empty() {
             out.push(
                 "ENVIRONMENT=production and AUTH_GATEWAY_TRUSTED_PROXIES is not set: behind a reverse proxy every \

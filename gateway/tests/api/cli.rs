@@ -393,11 +393,82 @@ fn config_check_warns_about_weakened_guarantees() {
         .env("ACME_AUTH_URL", "https://idp.acme.test/authorize")
         .env("ACME_TOKEN_URL", "https://idp.acme.test/token")
         .env("ACME_TRUST_UNVERIFIED_EMAIL", "true")
+        .env("AUTH_GATEWAY_TRUSTED_ISSUERS", "entra")
+        .env("IDP_ENTRA_ISSUER", "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0")
+        .env("IDP_ENTRA_EMAIL_CLAIM", "upn")
+        .env("IDP_ENTRA_REQUIRE_VERIFIED_EMAIL", "false")
         .output()
         .unwrap();
     assert!(output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("warning: ACME_TRUST_UNVERIFIED_EMAIL=true"), "{stderr}");
+    assert!(stderr.contains("warning: IDP_ENTRA_REQUIRE_VERIFIED_EMAIL=false"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_exchange_settings_are_managed_from_the_command_line() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        gateway(dir.path())
+            .args(args)
+            .env("DATABASE_URL", &app.db.url)
+            .env("AUTH_GATEWAY_ENCRYPTION_KEY", &app.key)
+            .output()
+            .unwrap()
+    };
+    let worker = mock_provider::idp::SigningKey::generate(mock_provider::idp::Alg::EdDsa);
+    let public = dir.path().join("worker.jwk");
+    std::fs::write(&public, worker.public_jwk().to_string()).unwrap();
+    let added = run(&["clients", "add", "mail-mcp", "--audience", "api://mail-mcp", "--require-exchange"]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let key = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+
+    let updated = run(&["clients", "update", "mail-mcp", "--audience", "api://a,api://b", "--assertion-key-file"]
+        .into_iter()
+        .chain([public.to_str().unwrap()])
+        .collect::<Vec<_>>());
+    assert!(updated.status.success(), "{}", String::from_utf8_lossy(&updated.stderr));
+    let listed = String::from_utf8(run(&["clients", "list"]).stdout).unwrap();
+    assert!(listed.contains("audiences=api://a,api://b  exchange-only  assertion-key"), "{listed}");
+
+    // A private key, a symmetric key, or nothing to change: refused, nothing changed.
+    let mut private = worker.public_jwk();
+    private["d"] = serde_json::json!("bm90LWEtcmVhbC1rZXk");
+    let private_file = dir.path().join("private.jwk");
+    std::fs::write(&private_file, private.to_string()).unwrap();
+    let refused = run(&["clients", "update", "mail-mcp", "--assertion-key-file", private_file.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("public half only"), "{stderr}");
+    assert!(!stderr.contains("bm90LWEtcmVhbC1rZXk"), "the private member is never echoed");
+    assert!(!run(&["clients", "update", "mail-mcp"]).status.success());
+    assert!(!run(&["clients", "update", "nobody", "--require-exchange"]).status.success());
+
+    // The running gateway enforces what the CLI set.
+    app.state.services.clients().reload().await.unwrap();
+    let named = app
+        .client
+        .post(app.url("/auth/token"))
+        .header("x-api-key", &key)
+        .json(&serde_json::json!({"provider": "mock", "user_email": "alice@company.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(named.status(), 403);
+    assert!(
+        run(&["clients", "update", "mail-mcp", "--allow-named-users", "--clear-audiences", "--remove-assertion-key"])
+            .status
+            .success()
+    );
+    let listed = String::from_utf8(run(&["clients", "list"]).stdout).unwrap();
+    assert!(
+        listed.contains("mail-mcp") && listed.contains("audiences=none") && !listed.contains("exchange-only"),
+        "{listed}"
+    );
+    let audit = String::from_utf8(run(&["audit", "--client", "cli"]).stdout).unwrap();
+    assert!(audit.contains("client_update") && audit.contains("assertion key registered"), "{audit}");
+    app.stop().await;
 }
 
 #[test]
