@@ -14,8 +14,9 @@ The server trusts it because it is meant to sit behind an authenticating proxy t
 sets the header (replacing any copy the client sent) and because it listens on
 127.0.0.1 only, so nothing but that proxy reaches it. A request without the header is
 refused. ``MCP_TRUSTED_EMAIL_HEADER`` names another header (``X-Forwarded-Email`` for
-oauth2-proxy, for example). A server run with MCP authorization would use the email
-claim of its access token instead.
+oauth2-proxy, for example). A server run with MCP authorization (``MCPServer(auth=...,
+token_verifier=...)``) needs no header: ``require_auth`` then exchanges the user's access
+token at the gateway, which proves the user itself (see "Token exchange" in the README).
 """
 
 from __future__ import annotations

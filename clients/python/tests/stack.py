@@ -142,7 +142,7 @@ class MockProvider:
         """The ``iss`` of the test identity provider's tokens (and its discovery base)."""
         return f"{self.url}/idp"
 
-    def idp_claims(self, email: str, audience: str, *, lifetime: int = 300, **overrides: Any) -> dict[str, Any]:
+    def idp_claims(self, email: str, audience: str, /, *, lifetime: int = 300, **overrides: Any) -> dict[str, Any]:
         """The claims of a good access token for ``email``, issued for ``audience``;
         ``overrides`` replace (or, set to ``None``, remove) claims."""
         now = int(time.time())
@@ -165,7 +165,7 @@ class MockProvider:
         assert isinstance(token, str)
         return token
 
-    def user_token(self, email: str, audience: str, **overrides: Any) -> str:
+    def user_token(self, email: str, audience: str, /, **overrides: Any) -> str:
         """A good access token for ``email`` and ``audience`` (see :meth:`idp_claims`)."""
         return self.mint(self.idp_claims(email, audience, **overrides))
 

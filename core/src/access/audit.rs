@@ -8,12 +8,15 @@
 //! flushes the queue. A full queue drops records and counts them in
 //! `audit_dropped_total` rather than slow requests down.
 //!
-//! Token reads are the one high-volume action (an MCP server may read a
-//! token on every tool call, thousands of times a second). With
+//! Token reads are the high-volume actions (an MCP server may read a token
+//! on every tool call, thousands of times a second): `/auth/token` reads and
+//! token exchanges vouched for by an identity provider. With
 //! `AUDIT_TOKEN_READS=summary` (the default) they are summarised: one record
-//! per client, user, provider and outcome per minute, with the count, the
-//! first and last time and the first request id. `each` writes a record per
-//! read. Every other action is always recorded one by one.
+//! per client, user, provider, outcome (and, for exchanges, issuer, subject
+//! and audience) per minute, with the count, the first and last time and the
+//! first request id. `each` writes a record per read. Every other action —
+//! worker assertions and refused exchanges included — is always recorded one
+//! by one.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,10 +46,42 @@ const SUMMARY_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct ReadKey {
+    action: &'static str,
     client: String,
     user: String,
     provider: String,
     outcome: &'static str,
+    /// Who vouched for the user (exchanges).
+    detail: Option<String>,
+}
+
+/// One read, as summarised.
+#[derive(Clone, Copy, Debug)]
+struct Read<'a> {
+    action: &'static str,
+    client: &'a str,
+    user: &'a str,
+    provider: &'a str,
+    outcome: &'static str,
+    detail: Option<&'a str>,
+}
+
+impl Read<'_> {
+    fn hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.action, self.client, self.user, self.provider, self.outcome, self.detail).hash(&mut h);
+        h.finish()
+    }
+
+    fn is(&self, key: &ReadKey) -> bool {
+        key.action == self.action
+            && key.client == self.client
+            && key.user == self.user
+            && key.provider == self.provider
+            && key.outcome == self.outcome
+            && key.detail.as_deref() == self.detail
+    }
 }
 
 struct ReadSummary {
@@ -88,36 +123,28 @@ impl std::fmt::Debug for ReadSummary {
     }
 }
 
-fn read_hash(client: &str, user: &str, provider: &str, outcome: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (client, user, provider, outcome).hash(&mut h);
-    h.finish()
-}
-
 impl ReadShards {
-    fn add(&self, client: &str, user: &str, provider: &str, outcome: &'static str, at: DateTime<Utc>) {
-        self.add_at(read_hash(client, user, provider, outcome), client, user, provider, outcome, at);
+    fn add(&self, read: Read<'_>, at: DateTime<Utc>) {
+        self.add_at(read.hash(), read, at);
     }
 
-    fn add_at(&self, hash: u64, client: &str, user: &str, provider: &str, outcome: &'static str, at: DateTime<Utc>) {
+    fn add_at(&self, hash: u64, read: Read<'_>, at: DateTime<Utc>) {
         let Ok(mut shard) = self.shards[(hash as usize) % SHARDS].lock() else { return };
         // A bucket per hash, so that two keys with one 64-bit hash keep their own counts.
         let bucket = shard.entry(hash).or_default();
-        let same = |key: &ReadKey| {
-            key.client == client && key.user == user && key.provider == provider && key.outcome == outcome
-        };
-        match bucket.iter_mut().find(|(key, _)| same(key)) {
+        match bucket.iter_mut().find(|(key, _)| read.is(key)) {
             Some((_, summary)) => {
                 summary.count += 1;
                 summary.last = at;
             }
             None => {
                 let key = ReadKey {
-                    client: client.to_owned(),
-                    user: user.to_owned(),
-                    provider: provider.to_owned(),
-                    outcome,
+                    action: read.action,
+                    client: read.client.to_owned(),
+                    user: read.user.to_owned(),
+                    provider: read.provider.to_owned(),
+                    outcome: read.outcome,
+                    detail: read.detail.map(str::to_owned),
                 };
                 let summary = ReadSummary {
                     count: 1,
@@ -163,14 +190,36 @@ impl Audit {
 
     /// Records a token read (summarised or one by one, see the module docs).
     pub fn token_read(&self, client: &str, user: &str, provider: &str, outcome: &'static str, at: DateTime<Utc>) {
+        let read = Read { action: "token", client, user, provider, outcome, detail: None };
+        self.read(read, at);
+    }
+
+    /// Records a token exchange vouched for by an identity provider;
+    /// `identity` says who vouched (issuer, subject, audience). Summarised
+    /// like token reads.
+    pub fn exchange(
+        &self,
+        client: &str,
+        user: &str,
+        provider: &str,
+        outcome: &'static str,
+        identity: &str,
+        at: DateTime<Utc>,
+    ) {
+        let read = Read { action: "exchange", client, user, provider, outcome, detail: Some(identity) };
+        self.read(read, at);
+    }
+
+    fn read(&self, read: Read<'_>, at: DateTime<Utc>) {
         match self.token_reads {
             TokenReads::Each => {
-                let mut r = record(client, "token", outcome, at);
-                r.user_email = Some(user.to_owned());
-                r.provider = Some(provider.to_owned());
+                let mut r = record(read.client, read.action, read.outcome, at);
+                r.user_email = Some(read.user.to_owned());
+                r.provider = Some(read.provider.to_owned());
+                r.detail = read.detail.map(str::to_owned);
                 self.record(r);
             }
-            TokenReads::Summary => self.reads.add(client, user, provider, outcome, at),
+            TokenReads::Summary => self.reads.add(read, at),
         }
     }
 
@@ -229,15 +278,22 @@ fn summaries(reads: &ReadShards) -> Vec<AuditRecord> {
     reads
         .drain()
         .into_iter()
-        .map(|(key, s)| AuditRecord {
-            occurred_at: s.first,
-            client: key.client,
-            action: "token".to_owned(),
-            user_email: Some(key.user),
-            provider: Some(key.provider),
-            outcome: key.outcome.to_owned(),
-            request_id: s.first_request_id,
-            detail: Some(format!("{} read(s) from {} to {}", s.count, s.first.to_rfc3339(), s.last.to_rfc3339())),
+        .map(|(key, s)| {
+            let what = if key.action == "exchange" { "exchange(s)" } else { "read(s)" };
+            let counted = format!("{} {what} from {} to {}", s.count, s.first.to_rfc3339(), s.last.to_rfc3339());
+            AuditRecord {
+                occurred_at: s.first,
+                client: key.client,
+                action: key.action.to_owned(),
+                user_email: Some(key.user),
+                provider: Some(key.provider),
+                outcome: key.outcome.to_owned(),
+                request_id: s.first_request_id,
+                detail: Some(match key.detail {
+                    Some(identity) => format!("{identity}; {counted}"),
+                    None => counted,
+                }),
+            }
         })
         .collect()
 }
@@ -277,11 +333,16 @@ mod tests {
     fn reads_are_counted_per_key_even_when_two_keys_share_a_hash() {
         let reads = ReadShards::default();
         let at = crate::clock::Clock::system().now();
+        let read =
+            |user, outcome| Read { action: "token", client: "mail", user, provider: "google", outcome, detail: None };
         for _ in 0..3 {
-            reads.add_at(7, "mail", "alice@company.com", "google", "memory", at);
+            reads.add_at(7, read("alice@company.com", "memory"), at);
         }
-        reads.add_at(7, "mail", "bob@company.com", "google", "memory", at);
-        reads.add("mail", "alice@company.com", "google", "store", at);
+        reads.add_at(7, read("bob@company.com", "memory"), at);
+        reads.add(read("alice@company.com", "store"), at);
+        // An exchange of the same user is its own record, as is each identity.
+        reads.add(Read { action: "exchange", detail: Some("iss=a sub=1"), ..read("alice@company.com", "memory") }, at);
+        reads.add(Read { action: "exchange", detail: Some("iss=a sub=2"), ..read("alice@company.com", "memory") }, at);
 
         let mut counts: Vec<(String, &str, u64)> =
             reads.drain().into_iter().map(|(key, summary)| (key.user, key.outcome, summary.count)).collect();
@@ -289,6 +350,8 @@ mod tests {
         assert_eq!(
             counts,
             [
+                ("alice@company.com".to_owned(), "memory", 1),
+                ("alice@company.com".to_owned(), "memory", 1),
                 ("alice@company.com".to_owned(), "memory", 3),
                 ("alice@company.com".to_owned(), "store", 1),
                 ("bob@company.com".to_owned(), "memory", 1),

@@ -156,6 +156,8 @@ pub struct TrustedIssuer {
 pub struct Issuers {
     by_issuer: HashMap<String, Arc<TrustedIssuer>>,
     http: OAuthClient,
+    /// Tokens that passed every check, remembered briefly.
+    pub(crate) verified: super::subject::Verified,
 }
 
 impl Issuers {
@@ -171,7 +173,7 @@ impl Issuers {
                 (c.issuer.clone(), Arc::new(issuer))
             })
             .collect();
-        Self { by_issuer, http }
+        Self { by_issuer, http, verified: super::subject::Verified::default() }
     }
 
     pub fn is_empty(&self) -> bool {

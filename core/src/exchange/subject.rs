@@ -6,14 +6,76 @@
 //! — the audience (one the *calling client* registered: one MCP server cannot
 //! replay another's user tokens), `exp`, `nbf`, the token's age, and the
 //! email (the configured claim, verified unless the operator said otherwise).
+//!
+//! An MCP server presents the same access token on every tool call, so a
+//! token that passed is remembered ([`Verified`], keyed by the client and the
+//! token's SHA-256) for at most [`REMEMBER_FOR`]: a repeat costs a hash and
+//! the time checks, not a signature verification. Refusals are never
+//! remembered, and the audience is checked again against the client's
+//! current list.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::issuers::{Issuers, TrustedIssuer};
+use std::collections::HashMap;
+
+use super::issuers::{IssuerConfig, Issuers, TrustedIssuer};
 use super::{ExchangeError, VerifiedUser, Via, excerpt, jwt};
 use crate::access::Client;
 use crate::email::Email;
+
+/// How long a verified token is remembered (never past its `exp`).
+pub const REMEMBER_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+/// Verified tokens remembered at most; past it, the expired are dropped, then all.
+const REMEMBER_AT_MOST: usize = 100_000;
+
+/// The time claims of a verified token, checked again on every use.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    exp: i64,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+struct Remembered {
+    user: VerifiedUser,
+    times: Times,
+    issuer: std::sync::Arc<TrustedIssuer>,
+    until: i64,
+}
+
+/// Tokens that passed, by SHA-256 of (client id, token).
+#[derive(Debug, Default)]
+pub struct Verified {
+    map: std::sync::RwLock<HashMap<[u8; 32], Remembered>>,
+}
+
+impl Verified {
+    fn key(client: &Client, token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(client.id.as_bytes());
+        h.update([0]);
+        h.update(token.as_bytes());
+        h.finalize().into()
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<Remembered> {
+        self.map.read().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: [u8; 32], entry: Remembered, now: i64) {
+        let Ok(mut map) = self.map.write() else { return };
+        if map.len() >= REMEMBER_AT_MOST {
+            map.retain(|_, e| e.until > now);
+            if map.len() >= REMEMBER_AT_MOST {
+                map.clear();
+            }
+        }
+        map.insert(key, entry);
+    }
+}
 
 /// Verifies `token` as an access token (or id_token) of a trusted issuer,
 /// issued for the MCP server `client` stands for.
@@ -23,6 +85,29 @@ pub async fn verify(
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<VerifiedUser, ExchangeError> {
+    let key = Verified::key(client, token);
+    if let Some(hit) = issuers.verified.get(&key)
+        && hit.until > now.timestamp()
+    {
+        // The client may have dropped the audience since.
+        if !client.audiences.contains(&hit.user.audience) {
+            return Err(ExchangeError::WrongAudience(client.name.clone()));
+        }
+        check_times(&hit.issuer.config, hit.times, now)?;
+        return Ok(hit.user);
+    }
+    let (user, times, issuer) = verify_signed(issuers, client, token, now).await?;
+    let until = times.exp.min(now.timestamp() + i64::try_from(REMEMBER_FOR.as_secs()).unwrap_or(300));
+    issuers.verified.put(key, Remembered { user: user.clone(), times, issuer, until }, now.timestamp());
+    Ok(user)
+}
+
+async fn verify_signed(
+    issuers: &Issuers,
+    client: &Client,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<(VerifiedUser, Times, std::sync::Arc<TrustedIssuer>), ExchangeError> {
     let peeked = jwt::peek(token)?;
     let iss = peeked.issuer.as_deref().ok_or(ExchangeError::MissingClaim("iss"))?;
     let issuer = issuers.get(iss).ok_or_else(|| ExchangeError::UntrustedIssuer(excerpt(iss)))?;
@@ -37,7 +122,8 @@ pub async fn verify(
         return Err(ExchangeError::AlgorithmRefused(peeked.alg));
     }
     let claims = jwt::verify(token, &key.decoding, alg)?;
-    check_claims(issuer, client, &claims, now)
+    let (user, times) = check_claims(issuer, client, &claims, now)?;
+    Ok((user, times, issuer.clone()))
 }
 
 /// Every check made on verified claims.
@@ -46,7 +132,7 @@ fn check_claims(
     client: &Client,
     claims: &Value,
     now: DateTime<Utc>,
-) -> Result<VerifiedUser, ExchangeError> {
+) -> Result<(VerifiedUser, Times), ExchangeError> {
     let config = &issuer.config;
     if jwt::string(claims, "iss") != Some(config.issuer.as_str()) {
         return Err(ExchangeError::UntrustedIssuer(excerpt(jwt::string(claims, "iss").unwrap_or_default())));
@@ -55,19 +141,42 @@ fn check_claims(
         .into_iter()
         .find(|a| client.audiences.iter().any(|mine| mine == a))
         .ok_or_else(|| ExchangeError::WrongAudience(client.name.clone()))?;
+    let times = Times {
+        exp: jwt::seconds(claims, "exp").ok_or(ExchangeError::MissingClaim("exp"))?,
+        nbf: jwt::seconds(claims, "nbf"),
+        iat: jwt::seconds(claims, "iat"),
+    };
+    check_times(config, times, now)?;
+    let subject = jwt::string(claims, "sub").ok_or(ExchangeError::MissingClaim("sub"))?;
+    let raw_email = jwt::string(claims, &config.email_claim).ok_or(ExchangeError::MissingClaim("email"))?;
+    let email = Email::parse(raw_email).map_err(|_| ExchangeError::InvalidEmail(config.email_claim.clone()))?;
+    if config.require_verified_email && !crate::oauth::identity::asserts_verified(claims.get("email_verified")) {
+        return Err(ExchangeError::UnverifiedEmail);
+    }
+    let user = VerifiedUser {
+        email,
+        issuer: config.issuer.clone(),
+        subject: subject.to_owned(),
+        audience,
+        via: Via::IdentityProvider(config.id.clone()),
+    };
+    Ok((user, times))
+}
+
+/// `exp`, `nbf` and the token's age against `now`, within the issuer's skew.
+fn check_times(config: &IssuerConfig, times: Times, now: DateTime<Utc>) -> Result<(), ExchangeError> {
     let now = now.timestamp();
     let skew = i64::try_from(config.clock_skew.as_secs()).unwrap_or(i64::MAX);
-    let exp = jwt::seconds(claims, "exp").ok_or(ExchangeError::MissingClaim("exp"))?;
-    if now >= exp.saturating_add(skew) {
+    if now >= times.exp.saturating_add(skew) {
         return Err(ExchangeError::Expired);
     }
-    if let Some(nbf) = jwt::seconds(claims, "nbf")
+    if let Some(nbf) = times.nbf
         && now.saturating_add(skew) < nbf
     {
         return Err(ExchangeError::NotYetValid);
     }
     if let Some(max_age) = config.max_token_age {
-        let iat = jwt::seconds(claims, "iat").ok_or(ExchangeError::MissingClaim("iat"))?;
+        let iat = times.iat.ok_or(ExchangeError::MissingClaim("iat"))?;
         let max = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
         if now.saturating_sub(iat) > max.saturating_add(skew) {
             return Err(ExchangeError::TooOld(max_age.as_secs()));
@@ -76,17 +185,5 @@ fn check_claims(
             return Err(ExchangeError::NotYetValid);
         }
     }
-    let subject = jwt::string(claims, "sub").ok_or(ExchangeError::MissingClaim("sub"))?;
-    let raw_email = jwt::string(claims, &config.email_claim).ok_or(ExchangeError::MissingClaim("email"))?;
-    let email = Email::parse(raw_email).map_err(|_| ExchangeError::InvalidEmail(config.email_claim.clone()))?;
-    if config.require_verified_email && !crate::oauth::identity::asserts_verified(claims.get("email_verified")) {
-        return Err(ExchangeError::UnverifiedEmail);
-    }
-    Ok(VerifiedUser {
-        email,
-        issuer: config.issuer.clone(),
-        subject: subject.to_owned(),
-        audience,
-        via: Via::IdentityProvider(config.id.clone()),
-    })
+    Ok(())
 }

@@ -225,6 +225,33 @@ async fn without_a_grant_the_answer_is_a_link_bound_to_the_verified_user() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_verified_before_is_checked_again_for_audience_and_time() {
+    let app = spawn(Backend::Sqlite, &[("IDP_CORP_CLOCK_SKEW_SECONDS", "0")]).await;
+    let key = add_client(&app, "mail-mcp", MAIL_AUDIENCE, ClientExchange::default()).await;
+    app.authorize("mock", ALICE).await;
+    let token = app.mock.mint_idp_token(&claims(&app, ALICE, MAIL_AUDIENCE));
+    assert_eq!(exchange(&app, &key, &token, "mock").await.0, 200);
+    assert_eq!(exchange(&app, &key, &token, "mock").await.0, 200, "a repeat is served");
+    // The operator moves the client to another audience: the remembered token no longer counts.
+    let update = gateway::access::ExchangeUpdate { audiences: Some(vec![CAL_AUDIENCE.into()]), ..Default::default() };
+    assert!(app.state.services.update_client_exchange("mail-mcp", update).await.unwrap());
+    refused(&app, &key, &token, "wrong_audience").await;
+    // A token that expires within the second is refused once it has.
+    let update = gateway::access::ExchangeUpdate { audiences: Some(vec![MAIL_AUDIENCE.into()]), ..Default::default() };
+    assert!(app.state.services.update_client_exchange("mail-mcp", update).await.unwrap());
+    let mut short = claims(&app, ALICE, MAIL_AUDIENCE);
+    short["exp"] = json!(now(&app) + 2);
+    let short = app.mock.mint_idp_token(&short);
+    assert_eq!(exchange(&app, &key, &short, "mock").await.0, 200);
+    let expired = crate::helpers::eventually(Duration::from_secs(5), || async {
+        exchange(&app, &key, &short, "mock").await.1["reason"] == "expired"
+    })
+    .await;
+    assert!(expired, "a remembered token is refused once it expires");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_from_an_untrusted_issuer_is_refused() {
     let app = spawn(Backend::Sqlite, &[]).await;
     let key = add_client(&app, "mail-mcp", MAIL_AUDIENCE, ClientExchange::default()).await;

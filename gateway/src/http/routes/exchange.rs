@@ -249,14 +249,23 @@ fn finish(
     let via = verified.map_or("none", |(user, _)| user.via.as_str());
     metrics::counter!(m::TOKEN_EXCHANGES, "via" => via, "outcome" => outcome).increment(1);
     if let Some(caller) = caller {
-        let mut record =
-            crate::core::access::audit::record(&caller.client.name, "exchange", outcome, state.services.now());
-        if let Some((user, provider)) = verified {
-            record.user_email = Some(user.email.to_string());
-            record.provider = Some(provider.clone());
-            record.detail = Some(describe(user));
+        let now = state.services.now();
+        let audit = state.services.audit();
+        match verified {
+            // The high-volume case: summarised like token reads (AUDIT_TOKEN_READS).
+            Some((user, provider)) if matches!(user.via, Via::IdentityProvider(_)) => {
+                audit.exchange(&caller.client.name, user.email.as_str(), provider, outcome, &describe(user), now);
+            }
+            _ => {
+                let mut record = crate::core::access::audit::record(&caller.client.name, "exchange", outcome, now);
+                if let Some((user, provider)) = verified {
+                    record.user_email = Some(user.email.to_string());
+                    record.provider = Some(provider.clone());
+                    record.detail = Some(describe(user));
+                }
+                audit.record(record);
+            }
         }
-        state.services.audit().record(record);
     }
     match result {
         Ok((body, _)) => {
