@@ -35,12 +35,33 @@ pub enum Event {
 /// Keeps a cache of `T` fresh: calls `reload` every `every`, and at once when
 /// an event `wants` arrives (or notices may have been missed), until the bus
 /// closes or the cache is dropped. `what` names it in the logs.
+/// Asks the core's background tasks to finish. Each checks it only where it
+/// waits for work, so a reload or a forward in progress completes: shutdown
+/// drains them rather than cutting them off mid-way.
+#[derive(Clone, Debug)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// A signal, and its sender (send `true` to stop).
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    /// Resolves once stopping was asked for (or the sender is gone).
+    pub async fn requested(&mut self) {
+        // An error means the sender was dropped: stop as well.
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
 pub fn spawn_reloader<T, F, Fut, E>(
     cache: &Arc<T>,
     mut events: broadcast::Receiver<Event>,
     every: Duration,
     wants: fn(&Event) -> bool,
     what: &'static str,
+    mut stop: Stop,
     reload: F,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -55,6 +76,8 @@ where
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
+                biased;
+                () = stop.requested() => return,
                 _ = tick.tick() => {}
                 event = events.recv() => match event {
                     Ok(Event::Resync) | Err(RecvError::Lagged(_)) => {}
@@ -116,19 +139,29 @@ impl Events {
 
     /// Forwards other replicas' notices to local subscribers until the
     /// process stops (PostgreSQL only). Reconnects with backoff.
-    pub fn spawn_listener(&self) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_listener(&self, mut stop: Stop) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
             loop {
-                match this.store.listener().await {
+                let connected = tokio::select! {
+                    biased;
+                    () = stop.requested() => return,
+                    connected = this.store.listener() => connected,
+                };
+                match connected {
                     Ok(None) => return,
                     Ok(Some(mut listener)) => {
                         backoff = Duration::from_millis(200);
                         // Anything sent before we listened is unknown to us.
                         let _ = this.tx.send(Event::Resync);
                         loop {
-                            match listener.recv().await {
+                            let heard = tokio::select! {
+                                biased;
+                                () = stop.requested() => return,
+                                heard = listener.recv() => heard,
+                            };
+                            match heard {
                                 Ok(Heard::Payload(p)) => this.forward(&p),
                                 Ok(Heard::Reconnected) => {
                                     let _ = this.tx.send(Event::Resync);
@@ -142,7 +175,11 @@ impl Events {
                     }
                     Err(err) => tracing::warn!(error = %err, "event listener cannot connect"),
                 }
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    biased;
+                    () = stop.requested() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         })

@@ -122,7 +122,21 @@ struct Inner {
     arbiter: actix::ArbiterHandle,
     actors: Mutex<Option<ActorSystem>>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Tells the background tasks to finish.
+    stop: tokio::sync::watch::Sender<bool>,
 }
+
+/// How the background tasks ended at shutdown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Tasks that finished their work and ended by themselves.
+    pub ended: usize,
+    /// Tasks still busy after [`DRAIN_WAIT`], cut off.
+    pub aborted: usize,
+}
+
+/// How long shutdown waits for a background task to finish what it is doing.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 impl Services {
     /// Starts the core on an opened database: the providers, the audit
@@ -169,12 +183,13 @@ impl Services {
         let sessions = SessionActor::start_in_arbiter(actors.first(), move |_| SessionActor::new(session_deps));
         let clients = Arc::new(Clients::new(store, Some(api_key_digest)));
         clients.reload().await?;
+        let (stop_tx, stop) = crate::events::Stop::new();
         let background = vec![
-            events.spawn_listener(),
-            deps.providers.spawn_reloader(),
-            tokens.spawn_invalidator(),
-            SessionActor::spawn_relay(&deps, sessions.clone()),
-            clients.spawn_reloader(events.subscribe()),
+            events.spawn_listener(stop.clone()),
+            deps.providers.spawn_reloader(stop.clone()),
+            tokens.spawn_invalidator(stop.clone()),
+            SessionActor::spawn_relay(&deps, sessions.clone(), stop.clone()),
+            clients.spawn_reloader(events.subscribe(), stop),
         ];
         Ok(Self(Arc::new(Inner {
             deps,
@@ -186,6 +201,7 @@ impl Services {
             arbiter: actors.first().clone(),
             actors: Mutex::new(Some(actors)),
             background: Mutex::new(background),
+            stop: stop_tx,
         })))
     }
 
@@ -205,14 +221,26 @@ impl Services {
         self.0.arbiter.clone()
     }
 
-    /// Stops the background tasks and the actors, writes what the audit
-    /// queue still holds, and closes the pool.
-    pub async fn shutdown(&self) {
+    /// Asks the background tasks to finish and waits for them (each ends
+    /// at its next wait for work, so a reload in progress completes; one
+    /// still busy after [`DRAIN_WAIT`] is cut off), stops the actors, writes
+    /// what the audit queue still holds, and closes the pool. A second call
+    /// finds nothing left to drain.
+    pub async fn shutdown(&self) -> Drained {
+        let _ = self.0.stop.send(true);
         let tasks: Vec<_> = self.0.background.lock().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default();
-        for task in tasks {
-            task.abort();
-            // An aborted task ends with a cancellation: nothing to report.
-            let _ = task.await;
+        let mut drained = Drained::default();
+        for mut task in tasks {
+            match tokio::time::timeout(DRAIN_WAIT, &mut task).await {
+                Ok(_) => drained.ended += 1,
+                Err(_) => {
+                    task.abort();
+                    drained.aborted += 1;
+                }
+            }
+        }
+        if drained.aborted > 0 {
+            tracing::warn!(aborted = drained.aborted, "background tasks did not finish in time and were stopped");
         }
         let actors = self.0.actors.lock().ok().and_then(|mut a| a.take());
         if let Some(actors) = actors {
@@ -220,6 +248,7 @@ impl Services {
         }
         self.0.deps.audit.flush().await;
         self.0.deps.store.clone().close().await;
+        drained
     }
 
     // ---- time, identity, settings -----------------------------------------

@@ -84,7 +84,7 @@ pub struct Application {
     scheduler: Option<Scheduler>,
     server_limits: ServerLimits,
     /// The HTTP layer's own housekeeping (rate-limit cleanup, recorder upkeep).
-    background: Vec<tokio::task::JoinHandle<()>>,
+    background: Background,
 }
 
 /// Step 1: keys, database, migrations, key checks, configured providers.
@@ -113,7 +113,7 @@ pub async fn bind(settings: &Settings) -> Result<(TcpListener, Url), StartupErro
 pub async fn telemetry(
     settings: &Settings,
     services: &Services,
-) -> Result<(MetricsState, Option<TcpListener>, tokio::task::JoinHandle<()>), StartupError> {
+) -> Result<(MetricsState, Option<TcpListener>, metrics_exporter_prometheus::PrometheusHandle), StartupError> {
     let handle = crate::telemetry::prometheus::install()?;
     let providers = services.providers().ids();
     crate::telemetry::prometheus::initialize_series(&providers);
@@ -130,7 +130,7 @@ pub async fn telemetry(
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?),
         None => None,
     };
-    Ok((metrics, metrics_listener, crate::telemetry::prometheus::spawn_upkeep(handle)))
+    Ok((metrics, metrics_listener, handle))
 }
 
 /// Step 5: the jobs, their gauges computed once, and the scheduler.
@@ -145,6 +145,26 @@ pub async fn workers(
     }
     let scheduler = if options.scheduler { Some(workers.start_scheduler().await?) } else { None };
     Ok((workers, scheduler))
+}
+
+/// The HTTP layer's own background tasks and their stop signal.
+#[derive(Debug)]
+struct Background {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Background {
+    /// Asks them to finish and waits (bounded) for them to end.
+    async fn drain(self) {
+        let _ = self.stop.send(true);
+        for mut task in self.tasks {
+            if tokio::time::timeout(crate::core::services::DRAIN_WAIT, &mut task).await.is_err() {
+                tracing::warn!("a background task did not finish in time and was stopped");
+                task.abort();
+            }
+        }
+    }
 }
 
 impl Application {
@@ -164,11 +184,18 @@ impl Application {
         let api_key_digest = setup::api_key_digest(&settings)?;
         let (listener, public_url) = bind(&settings).await?;
         let services = Services::start(admin, &settings, public_url, api_key_digest).await?;
-        let (metrics, metrics_listener, upkeep) = telemetry(&settings, &services).await?;
+        let (metrics, metrics_listener, prometheus) = telemetry(&settings, &services).await?;
         let (workers, scheduler) = workers(&settings, &services, options).await?;
 
         let limits = Arc::new(crate::core::access::limits::Limits::new(settings.access.limits));
-        let background = vec![upkeep, limits.spawn_cleanup()];
+        let (stop_background, stop) = crate::core::events::Stop::new();
+        let background = Background {
+            tasks: vec![
+                crate::telemetry::prometheus::spawn_upkeep(prometheus, stop.clone()),
+                limits.spawn_cleanup(stop),
+            ],
+            stop: stop_background,
+        };
         let state = AppState::new(crate::http::state::AppInner {
             services,
             workers,
@@ -243,10 +270,7 @@ impl Application {
             let _ = server.await;
         }
         let actors_failed = watcher.await.unwrap_or(false);
-        for task in background {
-            task.abort();
-            let _ = task.await;
-        }
+        background.drain().await;
         if let Some(scheduler) = scheduler {
             scheduler.shutdown().await;
         }

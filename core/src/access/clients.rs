@@ -282,9 +282,10 @@ impl Clients {
     pub fn spawn_reloader(
         self: &Arc<Self>,
         events: tokio::sync::broadcast::Receiver<crate::events::Event>,
+        stop: crate::events::Stop,
     ) -> tokio::task::JoinHandle<()> {
         let wants = |e: &crate::events::Event| matches!(e, crate::events::Event::Clients);
-        crate::events::spawn_reloader(self, events, RELOAD_EVERY, wants, "API clients", |clients| async move {
+        crate::events::spawn_reloader(self, events, RELOAD_EVERY, wants, "API clients", stop, |clients| async move {
             clients.reload().await
         })
     }

@@ -93,12 +93,16 @@ impl Limits {
     }
 
     /// Forgets keys idle long enough to be back at full quota (bounded memory).
-    pub fn spawn_cleanup(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_cleanup(self: &std::sync::Arc<Self>, mut stop: crate::events::Stop) -> tokio::task::JoinHandle<()> {
         let this = std::sync::Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    biased;
+                    () = stop.requested() => return,
+                    _ = tick.tick() => {}
+                }
                 let Some(limits) = this.upgrade() else { return };
                 for pair in [&limits.init, &limits.token, &limits.browser].into_iter().flatten() {
                     pair.by_client.retain_recent();

@@ -71,12 +71,21 @@ impl SessionActor {
         Self { deps, watchers: HashMap::new() }
     }
 
-    /// Relays session events to the actor until the bus closes.
-    pub(crate) fn spawn_relay(deps: &Deps, addr: Addr<Self>) -> tokio::task::JoinHandle<()> {
+    /// Relays session events to the actor until the bus closes or `stop`.
+    pub(crate) fn spawn_relay(
+        deps: &Deps,
+        addr: Addr<Self>,
+        mut stop: crate::events::Stop,
+    ) -> tokio::task::JoinHandle<()> {
         let mut events = deps.events.subscribe();
         tokio::spawn(async move {
             loop {
-                match events.recv().await {
+                let event = tokio::select! {
+                    biased;
+                    () = stop.requested() => return,
+                    event = events.recv() => event,
+                };
+                match event {
                     Ok(Event::Session { id }) => addr.do_send(Wake(Some(id))),
                     Ok(Event::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         addr.do_send(Wake(None))

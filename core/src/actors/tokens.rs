@@ -177,12 +177,16 @@ impl TokenRegistry {
 
     /// Relays credential events (from this process and other replicas) to
     /// the actors' caches, until the event bus closes.
-    pub fn spawn_invalidator(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_invalidator(self: &Arc<Self>, mut stop: crate::events::Stop) -> tokio::task::JoinHandle<()> {
         let mut events = self.deps.events.subscribe();
         let this = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                let event = events.recv().await;
+                let event = tokio::select! {
+                    biased;
+                    () = stop.requested() => return,
+                    event = events.recv() => event,
+                };
                 let Some(registry) = this.upgrade() else {
                     return;
                 };

@@ -94,11 +94,17 @@ impl Providers {
     }
 
     /// Re-reads the providers whenever told, and every [`RELOAD_EVERY`].
-    pub fn spawn_reloader(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_reloader(self: &Arc<Self>, stop: crate::events::Stop) -> tokio::task::JoinHandle<()> {
         let wants = |e: &Event| matches!(e, Event::Providers);
-        crate::events::spawn_reloader(self, self.events.subscribe(), RELOAD_EVERY, wants, "providers", |p| async move {
-            p.reload().await
-        })
+        crate::events::spawn_reloader(
+            self,
+            self.events.subscribe(),
+            RELOAD_EVERY,
+            wants,
+            "providers",
+            stop,
+            |p| async move { p.reload().await },
+        )
     }
 
     /// Loads the database-managed providers and every provider's health.

@@ -117,12 +117,15 @@ pub fn initialize_series(providers: &[String]) {
 }
 
 /// Compacts histograms now and then (the exporter leaves that to us).
-pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
+pub fn spawn_upkeep(handle: PrometheusHandle, mut stop: crate::core::events::Stop) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(UPKEEP_EVERY);
         loop {
-            tick.tick().await;
-            handle.run_upkeep();
+            tokio::select! {
+                biased;
+                () = stop.requested() => return,
+                _ = tick.tick() => handle.run_upkeep(),
+            }
         }
     })
 }

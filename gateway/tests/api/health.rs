@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::helpers::{Backend, eventually, postgres_available, spawn_app};
 use crate::on_both_backends;
 
-on_both_backends!(a_working_gateway_is_healthy, unknown_paths_get_a_json_404);
+on_both_backends!(a_working_gateway_is_healthy, unknown_paths_get_a_json_404, shutdown_lets_background_tasks_finish);
 
 async fn a_working_gateway_is_healthy(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -61,4 +61,15 @@ async fn health_degrades_while_postgres_is_unreachable_and_recovers() {
     let recovered = eventually(Duration::from_secs(15), || async { app.get_health().await.status() == 200 }).await;
     assert!(recovered, "the gateway did not recover after the database came back");
     app.stop().await;
+}
+
+async fn shutdown_lets_background_tasks_finish(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // The listener (PostgreSQL), the provider and client reloaders, the token
+    // invalidator and the session relay each end at their next wait for work.
+    let drained = app.state.services.shutdown().await;
+    assert_eq!(drained, gateway::core::services::Drained { ended: 5, aborted: 0 });
+    assert_eq!(app.state.services.shutdown().await, Default::default(), "a second shutdown finds nothing to drain");
+    // The server notices its core is gone and stops with the reason.
+    assert!(matches!(app.stop_result().await, Err(gateway::startup::ServeError::ActorsStopped)));
 }

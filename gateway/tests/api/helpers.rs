@@ -436,6 +436,16 @@ impl TestApp {
         n
     }
 
+    /// Stops the server gracefully and returns how its loop ended.
+    pub async fn stop_result(self) -> Result<(), gateway::startup::ServeError> {
+        let TestApp { stop, server, .. } = self;
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        let server = server.expect("the server runs until stopped");
+        tokio::time::timeout(Duration::from_secs(10), server).await.expect("server stops within 10 s").unwrap()
+    }
+
     /// Stops the server gracefully and hands back the database.
     pub async fn stop(self) -> TestDb {
         let TestApp { db, stop, server, .. } = self;
