@@ -467,3 +467,43 @@ async def test_nothing_logs_the_tokens(caplog: pytest.LogCaptureFixture) -> None
         info = await client.exchange_token_info(SUBJECT, "mock")
     assert SUBJECT not in caplog.text and info.access_token not in caplog.text
     assert SUBJECT not in repr(client)
+
+
+class Flaky:
+    """A transport whose first ``failures`` requests meet ``error``, then answer."""
+
+    def __init__(self, error: type[httpx.TransportError], failures: int) -> None:
+        self.error = error
+        self.failures = failures
+        self.attempts: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.attempts.append(request)
+        if len(self.attempts) <= self.failures:
+            raise self.error("Server disconnected without sending a response.", request=request)
+        return httpx.Response(200, json=success())
+
+
+@pytest.mark.parametrize("error", [httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError])
+async def test_a_connection_dropped_without_an_answer_is_retried_once(error: type[httpx.TransportError]) -> None:
+    # The gateway sometimes closes a keep-alive connection right after an error answer;
+    # the next request on it then finds it closed (or reset) without any response.
+    once = Flaky(error, failures=1)
+    async with AuthClient(GATEWAY, API_KEY, transport=httpx.MockTransport(once)) as client:
+        assert await client.exchange_token(SUBJECT, "mock") == "mock_at_provider-token"
+    assert len(once.attempts) == 2 and once.attempts[0].content == once.attempts[1].content
+
+    always = Flaky(error, failures=10)
+    async with AuthClient(GATEWAY, API_KEY, transport=httpx.MockTransport(always)) as client:
+        with pytest.raises(GatewayConnectionError) as caught:
+            await client.exchange_token(SUBJECT, "mock")
+    assert len(always.attempts) == 2  # once more, not forever
+    assert SUBJECT not in str(caught.value) + repr(caught.value)
+
+
+async def test_a_refused_connection_is_not_retried() -> None:
+    refused = Flaky(httpx.ConnectError, failures=10)
+    async with AuthClient(GATEWAY, API_KEY, transport=httpx.MockTransport(refused)) as client:
+        with pytest.raises(GatewayConnectionError):
+            await client.exchange_token(SUBJECT, "mock")
+    assert len(refused.attempts) == 1  # nothing listening: no point in asking twice

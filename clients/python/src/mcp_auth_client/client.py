@@ -66,6 +66,9 @@ JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 #: What replaces a subject token should a gateway message ever echo it.
 _REDACTED = "[subject_token]"
+#: A connection closed (or reset) under a request before any answer: what a client meets
+#: when the server drops a pooled keep-alive connection as the request goes out.
+_DROPPED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 class AuthClient:
@@ -103,6 +106,10 @@ class AuthClient:
 
     The client is safe to share between concurrent tasks of one event loop. Close it
     with ``await client.aclose()`` or use it as an async context manager.
+
+    A request whose pooled connection the server closes or resets before answering (a
+    keep-alive connection dropped as the request went out) is sent once more on a fresh
+    connection; every other failure is raised at once.
     """
 
     def __init__(
@@ -467,15 +474,26 @@ class AuthClient:
         }
         timeout = httpx.Timeout(self._timeout + extra_timeout, connect=self._connect_timeout)
         try:
-            response = await self._http.request(
-                method,
-                self._base_url + path,
-                json=json,
-                data=form,  # application/x-www-form-urlencoded
-                params=params or None,
-                headers=headers,
-                timeout=timeout,
-            )
+            for attempt in range(2):
+                try:
+                    response = await self._http.request(
+                        method,
+                        self._base_url + path,
+                        json=json,
+                        data=form,  # application/x-www-form-urlencoded
+                        params=params or None,
+                        headers=headers,
+                        timeout=timeout,
+                    )
+                    break
+                except _DROPPED:
+                    # The server closed or reset the (pooled, keep-alive) connection
+                    # without an answer: almost always one it dropped as the request
+                    # went out, unprocessed. Once more, on a fresh connection (the pool
+                    # discards the dead one); the gateway's calls are safe to repeat
+                    # (init and the exchange hand back the pending session).
+                    if attempt:
+                        raise
         except httpx.TimeoutException as exc:
             raise GatewayTimeout(
                 f"Gateway did not answer {method} {path} within {self._timeout + extra_timeout:g}s"
