@@ -297,6 +297,26 @@ impl Services {
 
     // ---- flows ------------------------------------------------------------
 
+    /// What a new consent for `key` asks for so that it takes nothing away:
+    /// the provider's default scopes, every scope the user granted before,
+    /// and `required`. (A consent replaces the stored grant, and providers
+    /// without incremental authorization grant only what is asked.)
+    pub async fn scopes_to_ask(
+        &self,
+        key: &CredentialKey,
+        required: &[String],
+    ) -> Result<Vec<String>, crate::StoreError> {
+        let mut scopes = self.provider(&key.provider).await.map(|p| p.default_scopes.clone()).unwrap_or_default();
+        let granted = self.list_credentials(&key.email).await?;
+        let before = granted.into_iter().filter(|c| c.provider == key.provider).flat_map(|c| c.scopes);
+        for scope in before.chain(required.iter().cloned()) {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        Ok(scopes)
+    }
+
     /// `POST /auth/init`.
     pub async fn start_flow(&self, req: StartRequest) -> Result<Started, FlowError> {
         self.0.sessions.send(session::Start(req)).await.unwrap_or_else(|e| Err(FlowError::Actor(e)))

@@ -121,7 +121,8 @@ impl Client {
         }
     }
 
-    /// `/auth/token` names its user; a client bound to token exchange may not.
+    /// `/auth/token`, `/auth/init` and `/auth/providers/{email}` name their
+    /// user; a client bound to token exchange may not.
     pub fn check_may_name_users(&self) -> Result<(), Denied> {
         if self.require_exchange {
             Err(Denied(format!(

@@ -55,8 +55,10 @@ impl Caller {
 }
 
 impl Caller {
-    /// `/auth/token` names its user; a client bound to token exchange may
-    /// not (`403 exchange_required`, audited).
+    /// `/auth/token`, `/auth/init` and `/auth/providers/{email}` name their
+    /// user; a client bound to token exchange may not (`403
+    /// exchange_required`, audited): it gets tokens, and sign-in links bound
+    /// to the verified user, from `POST /oauth/token`.
     pub fn must_not_name_users(&self, state: &AppState, provider: Option<&str>, email: &Email) -> Result<(), ApiError> {
         self.client.check_may_name_users().map_err(|denied| {
             let mut record =

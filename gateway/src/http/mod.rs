@@ -2,6 +2,7 @@
 //! browser pages and the listener. Nothing here touches the database (the
 //! core's store is private to it): handlers call the core's services.
 
+pub mod body;
 pub mod caller;
 pub mod dto;
 pub mod error;
@@ -39,6 +40,7 @@ pub fn router(state: AppState, metrics: Option<routes::metrics::MetricsState>) -
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(middleware::from_fn(body::read_first))
         .layer(middleware::from_fn(request_id::middleware))
         .layer(cors(&state.cors_origins))
         .with_state(state)

@@ -45,10 +45,12 @@ pub enum OAuthError {
     TooLarge { limit: usize },
     #[error("Only grant_type=urn:ietf:params:oauth:grant-type:token-exchange is supported.")]
     UnsupportedGrantType,
-    #[error("{0}")]
-    InvalidTarget(String),
-    #[error("{0}")]
-    UnauthorizedClient(String),
+    /// `reason`: `unknown_provider` or `provider_not_allowed`.
+    #[error("{message}")]
+    InvalidTarget { message: String, reason: &'static str },
+    /// `reason`: `action_not_allowed`, `no_audience_registered` or `domain_not_allowed`.
+    #[error("{message}")]
+    UnauthorizedClient { message: String, reason: &'static str },
     /// The subject token was refused.
     #[error(transparent)]
     InvalidGrant(ExchangeError),
@@ -70,7 +72,10 @@ pub struct OAuthErrorBody {
     pub error_description: String,
     /// The same text, as in every other error of the gateway.
     pub message: String,
-    /// Why the subject token was refused (`expired`, `wrong_audience`, `replayed`, ...).
+    /// Why: for `invalid_grant` the subject token's refusal (`expired`,
+    /// `wrong_audience`, `replayed`, ...); for `unauthorized_client`
+    /// `action_not_allowed`, `no_audience_registered` or `domain_not_allowed`;
+    /// for `invalid_target` `unknown_provider` or `provider_not_allowed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     /// `authorization_required` only.
@@ -90,8 +95,8 @@ impl OAuthError {
             Self::InvalidClient(_) => ("invalid_client", S::UNAUTHORIZED),
             Self::TooLarge { .. } => ("invalid_request", S::PAYLOAD_TOO_LARGE),
             Self::UnsupportedGrantType => ("unsupported_grant_type", S::BAD_REQUEST),
-            Self::InvalidTarget(_) => ("invalid_target", S::BAD_REQUEST),
-            Self::UnauthorizedClient(_) => ("unauthorized_client", S::BAD_REQUEST),
+            Self::InvalidTarget { .. } => ("invalid_target", S::BAD_REQUEST),
+            Self::UnauthorizedClient { .. } => ("unauthorized_client", S::BAD_REQUEST),
             Self::InvalidGrant(_) => ("invalid_grant", S::BAD_REQUEST),
             Self::AuthorizationRequired(_) => ("authorization_required", S::BAD_REQUEST),
             Self::SlowDown { .. } => ("slow_down", S::TOO_MANY_REQUESTS),
@@ -103,9 +108,17 @@ impl OAuthError {
     /// The stable outcome for metrics and the audit log.
     pub fn outcome(&self) -> &'static str {
         match self {
-            Self::InvalidGrant(e) => e.reason(),
             Self::AuthorizationRequired(_) => "authorization_required",
-            other => other.row().0,
+            other => other.reason().unwrap_or(other.row().0),
+        }
+    }
+
+    /// The finer code beside `error`, where one code has several causes.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidGrant(e) => Some(e.reason()),
+            Self::InvalidTarget { reason, .. } | Self::UnauthorizedClient { reason, .. } => Some(reason),
+            _ => None,
         }
     }
 
@@ -124,10 +137,7 @@ impl OAuthError {
             error: self.row().0,
             error_description: text.clone(),
             message: text,
-            reason: match self {
-                Self::InvalidGrant(e) => Some(e.reason()),
-                _ => None,
-            },
+            reason: self.reason(),
             authorization: match self {
                 Self::AuthorizationRequired(a) => Some((**a).clone()),
                 _ => None,
@@ -141,7 +151,9 @@ impl OAuthError {
 impl From<ExchangeError> for OAuthError {
     fn from(err: ExchangeError) -> Self {
         match err {
-            ExchangeError::NoAudienceRegistered(_) => Self::UnauthorizedClient(err.to_string()),
+            ExchangeError::NoAudienceRegistered(_) => {
+                Self::UnauthorizedClient { message: err.to_string(), reason: err.reason() }
+            }
             ExchangeError::IssuerUnavailable { retry_after_secs, .. } => {
                 Self::TemporarilyUnavailable { message: err.to_string(), retry_after_secs }
             }
@@ -162,7 +174,7 @@ impl From<ApiError> for OAuthError {
                 Self::TemporarilyUnavailable { message, retry_after_secs }
             }
             ApiError::Unavailable => Self::TemporarilyUnavailable { message, retry_after_secs: 1 },
-            ApiError::UnknownProvider(_) => Self::InvalidTarget(message),
+            ApiError::UnknownProvider(_) => Self::InvalidTarget { message, reason: "unknown_provider" },
             ApiError::PayloadTooLarge { limit } => Self::TooLarge { limit },
             ApiError::InvalidRequest(_) | ApiError::InvalidEmail(_) => Self::InvalidRequest(message),
             ApiError::Internal(cause) => Self::ServerError(cause),
@@ -203,7 +215,8 @@ mod tests {
         assert_eq!(OAuthError::from(ApiError::Unauthorized).row(), ("invalid_client", StatusCode::UNAUTHORIZED));
         assert_eq!(OAuthError::from(ApiError::Forbidden("x".into())).row().0, "invalid_client");
         assert_eq!(OAuthError::from(ApiError::RateLimited { retry_after_secs: 3 }).retry_after(), Some(3));
-        assert_eq!(OAuthError::from(ApiError::UnknownProvider("x".into())).row().0, "invalid_target");
+        let unknown = OAuthError::from(ApiError::UnknownProvider("x".into()));
+        assert_eq!((unknown.row().0, unknown.reason()), ("invalid_target", Some("unknown_provider")));
         assert_eq!(OAuthError::from(ApiError::Unavailable).row().1, StatusCode::SERVICE_UNAVAILABLE);
     }
 

@@ -238,3 +238,55 @@ async fn openapi_and_docs_are_served_from_the_binary() {
     assert!(!html.contains("cdn.") && !html.contains("unpkg"), "no asset is loaded from a CDN");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_leaves_its_keep_alive_connection_usable() {
+    // A refusal decided from the headers (no key, a wrong key, a rate limit)
+    // must not leave the body unread: the server could then not reuse the
+    // connection, and a client that reuses it (as every pooled client does)
+    // fails its next request. The body arrives a moment after the headers,
+    // as it does from clients that write them separately (httpx, h11).
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let mut conn = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    let body = r#"{"provider":"mock","user_email":"alice@company.com"}"#;
+    let head = format!(
+        "POST /auth/token HTTP/1.1\r\nHost: gw\r\nX-API-Key: wrong\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // The slow client: its body is not there yet when the headers are.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    conn.write_all(body.as_bytes()).await.unwrap();
+    let first = read_response(&mut conn).await;
+    assert!(first.starts_with("HTTP/1.1 403"), "{first}");
+    assert!(!first.to_ascii_lowercase().contains("connection: close"), "{first}");
+    conn.write_all(b"GET /health HTTP/1.1\r\nHost: gw\r\n\r\n").await.unwrap();
+    let second = read_response(&mut conn).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "the connection must still serve: {second:?}");
+    app.stop().await;
+
+    async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0usize);
+                if buf.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+            match tokio::time::timeout_at(deadline, conn.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return text,
+                Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}

@@ -220,7 +220,20 @@ async fn without_a_grant_the_answer_is_a_link_bound_to_the_verified_user() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["reason"], "scope_insufficient", "{body}");
     assert_eq!(body["missing_scopes"], json!(["mail.send"]));
-    assert!(body["auth_url"].is_string());
+    // That consent asks for what Alice granted before as well: it takes nothing away.
+    app.browse(body["auth_url"].as_str().unwrap()).await;
+    let asked = app.mock.last_authorize_query().unwrap();
+    let scope = &asked.iter().find(|(k, _)| k == "scope").unwrap().1;
+    for wanted in ["openid", "email", "mail.read", "mail.send"] {
+        assert!(scope.split(' ').any(|s| s == wanted), "{wanted} not asked for: {scope}");
+    }
+    let response = app.client.post(app.url("/oauth/token")).header("x-api-key", &key).form(&form).send().await.unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["scope"].as_str().map(|s| s.contains("mail.read") && s.contains("mail.send")),
+        Some(true),
+        "{body}"
+    );
     app.stop().await;
 }
 
@@ -300,7 +313,56 @@ async fn a_client_without_an_audience_cannot_exchange() {
     let token = app.mock.mint_idp_token(&claims(&app, ALICE, MAIL_AUDIENCE));
     let (status, body) = exchange(&app, API_KEY, &token, "mock").await;
     assert_eq!((status, body["error"].as_str()), (400, Some("unauthorized_client")), "{body}");
+    assert_eq!(body["reason"], "no_audience_registered");
     assert!(body["error_description"].as_str().unwrap().contains("--audience"), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_outside_its_rights_is_refused_with_the_reason() {
+    let app = spawn(Backend::Sqlite, &[]).await;
+    let exchange_only =
+        |name: &str, actions: Vec<Action>, providers: Option<Vec<String>>, domains: Option<Vec<String>>| {
+            let key = format!("{name}-key-0123456789abcdefghijklmnopqrstuvwxyz");
+            let new = NewClient {
+                name: name.to_owned(),
+                key_digest: gateway::access::clients::hex(&gateway::access::digest(key.as_bytes())),
+                actions,
+                providers,
+                domains,
+                networks: None,
+                exchange: ClientExchange { audiences: vec![MAIL_AUDIENCE.into()], ..ClientExchange::default() },
+            };
+            (key, new)
+        };
+    app.authorize("mock", ALICE).await;
+    let token = app.mock.mint_idp_token(&claims(&app, ALICE, MAIL_AUDIENCE));
+    let cases = [
+        (
+            exchange_only("no-token-right", vec![Action::Status], None, None),
+            "unauthorized_client",
+            "action_not_allowed",
+        ),
+        (
+            exchange_only("google-only", vec![Action::Token], Some(vec!["google".into()]), None),
+            "invalid_target",
+            "provider_not_allowed",
+        ),
+        (
+            exchange_only("other-domain", vec![Action::Token], None, Some(vec!["other.org".into()])),
+            "unauthorized_client",
+            "domain_not_allowed",
+        ),
+    ];
+    for ((key, new), error, reason) in cases {
+        assert!(app.state.services.add_client(new).await.unwrap());
+        let (status, body) = exchange(&app, &key, &token, "mock").await;
+        assert_eq!(
+            (status, body["error"].as_str(), body["reason"].as_str()),
+            (400, Some(error), Some(reason)),
+            "{body}"
+        );
+    }
     app.stop().await;
 }
 
@@ -480,6 +542,22 @@ async fn a_client_bound_to_exchange_may_not_name_users() {
     let body: Value = named.json().await.unwrap();
     assert_eq!(body["error"], "exchange_required", "{body}");
     assert!(body["message"].as_str().unwrap().contains("/oauth/token"));
+    // Nor may it start a sign-in for, or list the grants of, a user it names.
+    let sessions = app.count("oauth_sessions").await;
+    let init = app
+        .client
+        .post(app.url("/auth/init"))
+        .header("x-api-key", &key)
+        .json(&json!({"provider": "mock", "user_email": "bob@company.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 403);
+    assert_eq!(init.json::<Value>().await.unwrap()["error"], "exchange_required");
+    let listed =
+        app.client.get(app.url(&format!("/auth/providers/{ALICE}"))).header("x-api-key", &key).send().await.unwrap();
+    assert_eq!(listed.status(), 403);
+    assert_eq!(app.count("oauth_sessions").await, sessions, "no session started");
     // The same client with a proof of the user is served.
     let token = app.mock.mint_idp_token(&claims(&app, ALICE, MAIL_AUDIENCE));
     assert_eq!(exchange(&app, &key, &token, "mock").await.0, 200);

@@ -179,6 +179,7 @@ pub async fn init(
         return Err(ApiError::InvalidRequest(format!("redirect_after is longer than {MAX_URL_LEN} characters.")));
     }
     caller.allow(&state, Action::Init, Some(&provider), Some(&email))?;
+    caller.must_not_name_users(&state, Some(&provider), &email)?;
     let request = StartRequest {
         provider: provider.clone(),
         email: email.clone(),
@@ -315,6 +316,7 @@ pub async fn providers(
 ) -> Result<Json<ProvidersResponse>, ApiError> {
     let email: Email = extract::email(&user_email)?;
     caller.allow(&state, Action::Status, None, Some(&email))?;
+    caller.must_not_name_users(&state, None, &email)?;
     let mut credentials = state.services.list_credentials(&email).await?;
     // A client sees only the providers it may use.
     credentials.retain(|c| caller.client.may_use_provider(&c.provider));

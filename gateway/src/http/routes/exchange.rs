@@ -170,12 +170,21 @@ async fn answer(
         "scope",
         form.scope.map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
     )?;
-    caller.client.check_action(Action::Token).map_err(|d| OAuthError::UnauthorizedClient(d.0))?;
-    caller.client.check_provider(&provider).map_err(|d| OAuthError::InvalidTarget(d.0))?;
+    caller
+        .client
+        .check_action(Action::Token)
+        .map_err(|d| OAuthError::UnauthorizedClient { message: d.0, reason: "action_not_allowed" })?;
+    caller
+        .client
+        .check_provider(&provider)
+        .map_err(|d| OAuthError::InvalidTarget { message: d.0, reason: "provider_not_allowed" })?;
 
     let user = state.services.verify_subject(&caller.client, &form.subject_token).await?;
     *verified = Some((user.clone(), provider.clone()));
-    caller.client.check_email(&user.email).map_err(|d| OAuthError::UnauthorizedClient(d.0))?;
+    caller
+        .client
+        .check_email(&user.email)
+        .map_err(|d| OAuthError::UnauthorizedClient { message: d.0, reason: "domain_not_allowed" })?;
 
     let key = CredentialKey { email: user.email.clone(), provider: provider.clone() };
     let grant = match state.services.token(&key, &required).await {
@@ -194,7 +203,10 @@ async fn answer(
 }
 
 fn unknown_target(raw: &str) -> OAuthError {
-    OAuthError::InvalidTarget(format!("The audience {:?} is not a provider this gateway serves.", excerpt(raw)))
+    OAuthError::InvalidTarget {
+        message: format!("The audience {:?} is not a provider this gateway serves.", excerpt(raw)),
+        reason: "unknown_provider",
+    }
 }
 
 /// A user without a usable grant gets `authorization_required`, with a
@@ -216,10 +228,14 @@ async fn authorization_or(
     let mut needed =
         AuthorizationRequired { reason, missing_scopes, auth_url: None, session_id: None, expires_at: None };
     if caller.client.allow(Action::Init, Some(&key.provider), Some(&key.email)).is_ok() {
+        let scopes = match state.services.scopes_to_ask(key, required).await {
+            Ok(scopes) => scopes,
+            Err(err) => return err.into(),
+        };
         let request = StartRequest {
             provider: key.provider.clone(),
             email: key.email.clone(),
-            scopes: (!required.is_empty()).then(|| required.to_vec()),
+            scopes: Some(scopes),
             redirect_after: None,
             client: caller.client.name.clone(),
         };
