@@ -79,11 +79,6 @@ impl AssertionKey {
     pub fn to_json(&self) -> String {
         self.jwk.to_string()
     }
-
-    /// `kid`, if the JWK has one (for listings).
-    pub fn kid(&self) -> Option<&str> {
-        self.jwk.get("kid").and_then(Value::as_str)
-    }
 }
 
 /// A verified assertion: the user, and the `jti` to record before trusting it.
@@ -125,23 +120,9 @@ pub fn verify(
         .into_iter()
         .find(|a| audiences.iter().any(|mine| mine.trim_end_matches('/') == a.trim_end_matches('/')))
         .ok_or_else(|| ExchangeError::WrongAudience(client.name.clone()))?;
-    let skew = i64::try_from(CLOCK_SKEW.as_secs()).unwrap_or(0);
-    let max = i64::try_from(MAX_LIFETIME.as_secs()).unwrap_or(60);
     let iat = jwt::seconds(&claims, "iat").ok_or(ExchangeError::MissingClaim("iat"))?;
     let exp = jwt::seconds(&claims, "exp").ok_or(ExchangeError::MissingClaim("exp"))?;
-    let now_s = now.timestamp();
-    if exp.saturating_sub(iat) > max {
-        return Err(ExchangeError::AssertionLifetime);
-    }
-    if now_s.saturating_sub(iat) > max.saturating_add(skew) {
-        return Err(ExchangeError::AssertionTooOld);
-    }
-    if iat > now_s.saturating_add(skew) {
-        return Err(ExchangeError::NotYetValid);
-    }
-    if now_s >= exp.saturating_add(skew) {
-        return Err(ExchangeError::Expired);
-    }
+    check_times(iat, exp, now.timestamp())?;
     let jti = jwt::string(&claims, "jti").filter(|j| !j.is_empty()).ok_or(ExchangeError::MissingClaim("jti"))?;
     if jti.len() > MAX_JTI_LEN {
         return Err(ExchangeError::Malformed("the jti is longer than 255 bytes"));
@@ -155,6 +136,7 @@ pub fn verify(
     }
     let subject = jwt::string(&claims, "sub").ok_or(ExchangeError::MissingClaim("sub"))?;
     let email = Email::parse(subject).map_err(|_| ExchangeError::InvalidEmail("sub".to_owned()))?;
+    let skew = i64::try_from(CLOCK_SKEW.as_secs()).unwrap_or(0);
     let expires_at = DateTime::from_timestamp(exp.saturating_add(skew), 0).unwrap_or(now);
     Ok(Assertion {
         user: VerifiedUser {
@@ -172,6 +154,25 @@ pub fn verify(
     })
 }
 
+/// An assertion's lifetime and age at `now` (seconds since the epoch).
+fn check_times(iat: i64, exp: i64, now: i64) -> Result<(), ExchangeError> {
+    let skew = i64::try_from(CLOCK_SKEW.as_secs()).unwrap_or(0);
+    let max = i64::try_from(MAX_LIFETIME.as_secs()).unwrap_or(60);
+    if exp.saturating_sub(iat) > max {
+        return Err(ExchangeError::AssertionLifetime);
+    }
+    if now.saturating_sub(iat) > max.saturating_add(skew) {
+        return Err(ExchangeError::AssertionTooOld);
+    }
+    if iat > now.saturating_add(skew) {
+        return Err(ExchangeError::NotYetValid);
+    }
+    if now >= exp.saturating_add(skew) {
+        return Err(ExchangeError::Expired);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,7 +184,7 @@ mod tests {
     #[test]
     fn only_public_asymmetric_keys_with_an_alg_register() {
         let key = AssertionKey::parse(EC).unwrap();
-        assert_eq!(key.kid(), Some("w1"));
+        assert_eq!(serde_json::from_str::<Value>(&key.to_json()).unwrap()["kid"], "w1", "stored as given");
         let private = EC.replace(r#""kid":"w1","#, r#""kid":"w1","d":"secret","#);
         assert_eq!(AssertionKey::parse(&private).unwrap_err(), AssertionKeyError::Private);
         assert_eq!(
@@ -198,6 +199,21 @@ mod tests {
         assert_eq!(AssertionKey::parse("[1]").unwrap_err(), AssertionKeyError::NotJwk);
         let enc = EC.replace(r#""alg":"ES256""#, r#""alg":"ES256","use":"enc""#);
         assert_eq!(AssertionKey::parse(&enc).unwrap_err(), AssertionKeyError::NotSigningKey);
+    }
+
+    #[test]
+    fn an_assertion_lives_at_most_60_seconds_within_5_seconds_of_skew() {
+        let now = 1_000_000;
+        let reason = |iat, exp| check_times(iat, exp, now).err().map(|e| e.reason());
+        assert_eq!(reason(now, now + 60), None, "exactly 60 s of life");
+        assert_eq!(reason(now, now + 61), Some("assertion_lifetime"));
+        assert_eq!(reason(now - 60, now - 1), None, "expired a second ago: within the skew it still counts");
+        assert_eq!(reason(now - 59, now - 4), None, "expired 4 s ago: within the 5 s skew");
+        assert_eq!(reason(now - 60, now - 5), Some("expired"), "expired 5 s ago: past the skew");
+        assert_eq!(reason(now - 65, now - 5), Some("expired"), "65 s old: refused for its exp first");
+        assert_eq!(reason(now - 66, now - 6), Some("assertion_too_old"));
+        assert_eq!(reason(now + 5, now + 30), None, "issued 5 s ahead: within the skew");
+        assert_eq!(reason(now + 6, now + 30), Some("not_yet_valid"));
     }
 
     #[test]

@@ -187,3 +187,102 @@ fn check_times(config: &IssuerConfig, times: Times, now: DateTime<Utc>) -> Resul
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::exchange::issuers::JwksSource;
+
+    fn config(skew: u64, max_age: Option<u64>) -> IssuerConfig {
+        IssuerConfig {
+            id: "corp".into(),
+            issuer: "https://idp.example.com".into(),
+            jwks: JwksSource::Discovery,
+            algorithms: vec![jsonwebtoken::Algorithm::ES256],
+            clock_skew: Duration::from_secs(skew),
+            max_token_age: max_age.map(Duration::from_secs),
+            email_claim: "email".into(),
+            require_verified_email: true,
+            jwks_refetch_interval: Duration::from_secs(30),
+        }
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn times_are_checked_to_the_second_within_the_skew() {
+        let now = 1_000_000;
+        let reason = |config: &IssuerConfig, exp, nbf, iat| {
+            check_times(config, Times { exp, nbf, iat }, at(now)).err().map(|e| e.reason())
+        };
+        let strict = config(0, Some(600));
+        assert_eq!(reason(&strict, now + 1, None, Some(now)), None);
+        assert_eq!(reason(&strict, now, None, Some(now)), Some("expired"), "exp is the first invalid second");
+        assert_eq!(reason(&strict, now + 60, Some(now), Some(now)), None, "valid from nbf on");
+        assert_eq!(reason(&strict, now + 60, Some(now + 1), Some(now)), Some("not_yet_valid"));
+        assert_eq!(reason(&strict, now + 60, None, Some(now - 600)), None, "exactly the maximum age");
+        assert_eq!(reason(&strict, now + 60, None, Some(now - 601)), Some("too_old"));
+        assert_eq!(reason(&strict, now + 60, None, Some(now + 1)), Some("not_yet_valid"), "issued in the future");
+        assert_eq!(reason(&strict, now + 60, None, None), Some("missing_claim"), "the age needs iat");
+
+        let lenient = config(30, None);
+        assert_eq!(reason(&lenient, now - 29, None, None), None, "expired within the skew");
+        assert_eq!(reason(&lenient, now - 30, None, None), Some("expired"));
+        assert_eq!(reason(&lenient, now + 60, Some(now + 30), None), None, "nbf within the skew");
+        assert_eq!(reason(&lenient, now + 60, Some(now + 31), None), Some("not_yet_valid"));
+        assert_eq!(reason(&lenient, now + 60, None, Some(now - 10_000_000)), None, "no age limit");
+    }
+
+    fn remembered(until: i64) -> Remembered {
+        let user = VerifiedUser {
+            email: crate::email::Email::parse("alice@company.com").unwrap(),
+            issuer: "https://idp.example.com".into(),
+            subject: "00u1".into(),
+            audience: "api://mail".into(),
+            via: Via::IdentityProvider("corp".into()),
+        };
+        let issuer = Issuers::new(&[config(0, None)], crate::oauth::OAuthClient::new(Duration::from_secs(1)).unwrap());
+        let issuer = issuer.get("https://idp.example.com").unwrap().clone();
+        Remembered { user, times: Times { exp: until, nbf: None, iat: None }, issuer, until }
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_per_client_and_token() {
+        let verified = Verified::default();
+        let mut client = Client::bootstrap();
+        let key = Verified::key(&client, "token-a");
+        assert!(verified.get(&key).is_none());
+        verified.put(key, remembered(2_000), 1_000);
+        assert_eq!(verified.get(&key).map(|r| r.user.subject), Some("00u1".to_owned()));
+        assert!(verified.get(&Verified::key(&client, "token-b")).is_none(), "another token");
+        client.id = "other-client".into();
+        assert!(verified.get(&Verified::key(&client, "token-a")).is_none(), "the same token, another client");
+    }
+
+    #[test]
+    fn a_full_memory_drops_the_expired_first_then_everything() {
+        let verified = Verified::default();
+        let client = Client::bootstrap();
+        for i in 0..REMEMBER_AT_MOST - 1 {
+            verified.put(Verified::key(&client, &format!("old-{i}")), remembered(500), 100);
+        }
+        let live = Verified::key(&client, "live");
+        verified.put(live, remembered(5_000), 100);
+        assert_eq!(verified.map.read().unwrap().len(), REMEMBER_AT_MOST);
+        // Full: the next one first drops what has expired by now (1 000); the live entry stays.
+        verified.put(Verified::key(&client, "new"), remembered(5_000), 1_000);
+        assert_eq!(verified.map.read().unwrap().len(), 2);
+        assert!(verified.get(&live).is_some());
+        // Full of live entries: all are forgotten (they are verified again on next use).
+        let verified = Verified::default();
+        for i in 0..REMEMBER_AT_MOST {
+            verified.put(Verified::key(&client, &format!("live-{i}")), remembered(5_000), 1_000);
+        }
+        verified.put(Verified::key(&client, "one-more"), remembered(5_000), 1_000);
+        assert_eq!(verified.map.read().unwrap().len(), 1);
+    }
+}

@@ -431,6 +431,21 @@ async fn token_exchange_settings_are_managed_from_the_command_line() {
     assert!(updated.status.success(), "{}", String::from_utf8_lossy(&updated.stderr));
     let listed = String::from_utf8(run(&["clients", "list"]).stdout).unwrap();
     assert!(listed.contains("audiences=api://a,api://b  exchange-only  assertion-key"), "{listed}");
+    // The key registered from the file is the one assertions are checked against.
+    app.authorize("mock", "alice@company.com").await;
+    app.state.services.clients().reload().await.unwrap();
+    let iat = app.state.services.now().timestamp();
+    let assertion = worker.sign(&serde_json::json!({"iss": "mail-mcp", "sub": "alice@company.com", "aud": app.address,
+        "iat": iat, "exp": iat + 30, "jti": "cli-1", "audit_context": "cli test"}));
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        ("subject_token", assertion.as_str()),
+        ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ("audience", "mock"),
+    ];
+    let exchanged =
+        app.client.post(app.url("/oauth/token")).header("x-api-key", &key).form(&form).send().await.unwrap();
+    assert_eq!(exchanged.status(), 200, "{}", exchanged.text().await.unwrap());
 
     // A private key, a symmetric key, or nothing to change: refused, nothing changed.
     let mut private = worker.public_jwk();

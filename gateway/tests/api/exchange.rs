@@ -706,6 +706,22 @@ async fn a_worker_assertion_must_be_signed_by_its_own_key_and_say_why() {
     elsewhere["audit_context"] = json!("report");
     elsewhere["aud"] = json!("https://another-gateway.example");
     refused(&app, &key, &worker.sign(&elsewhere), "wrong_audience").await;
+    // Dated in the future; or a jti or audit context past their limits (255 and 500 bytes).
+    let signed = |extra: Value| {
+        let iat = now(&app);
+        let mut claims = json!({"iss": "digest-worker", "sub": ALICE, "aud": app.address, "iat": iat, "exp": iat + 30,
+                                "jti": uuid::Uuid::new_v4().to_string(), "audit_context": "report"});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        worker.sign(&claims)
+    };
+    let iat = now(&app) + 30;
+    refused(&app, &key, &signed(json!({"iat": iat, "exp": iat + 30})), "not_yet_valid").await;
+    refused(&app, &key, &signed(json!({"jti": "j".repeat(256)})), "malformed").await;
+    refused(&app, &key, &signed(json!({"audit_context": "c".repeat(501)})), "malformed").await;
+    assert_eq!(exchange(&app, &key, &signed(json!({"jti": "j".repeat(255)})), "mock").await.0, 200);
+    assert_eq!(exchange(&app, &key, &signed(json!({"audit_context": "c".repeat(500)})), "mock").await.0, 200);
     app.stop().await;
 }
 
