@@ -290,6 +290,35 @@ impl Services {
         self.0.deps.providers.get(id).await
     }
 
+    // ---- operators ------------------------------------------------------------
+
+    /// A page of credentials across users (`GET /admin/credentials`).
+    pub async fn list_connections(
+        &self,
+        filter: &crate::credentials::listing::ConnectionFilter,
+        cursor: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<crate::credentials::listing::Page, crate::credentials::listing::ListError> {
+        use crate::credentials::listing::{Page, check_limit, parse_cursor};
+        let after = parse_cursor(cursor)?;
+        let limit = check_limit(limit)?;
+        // One row more than asked says whether there is a next page.
+        let mut connections = self.0.deps.store.list_connections(filter, after, limit + 1).await?;
+        let more = connections.len() as u64 > limit;
+        connections.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next_cursor = if more { connections.last().map(|c| c.id.to_string()) } else { None };
+        Ok(Page { connections, next_cursor })
+    }
+
+    /// The counts of `GET /admin/stats`, within the caller's limits.
+    pub async fn counts(
+        &self,
+        limits: &crate::credentials::listing::ConnectionFilter,
+    ) -> Result<crate::credentials::listing::Counts, crate::StoreError> {
+        let windows = crate::credentials::listing::expiry_windows(self.now());
+        self.0.deps.store.counts(limits, windows).await
+    }
+
     /// Every provider the database knows, with its credential count and health.
     pub async fn list_providers(&self) -> Result<Vec<ProviderRow>, crate::StoreError> {
         self.0.deps.store.list_providers().await

@@ -15,7 +15,11 @@ pub mod gateway_metadata;
 pub mod oauth_credentials;
 pub mod oauth_providers;
 pub mod oauth_sessions;
+pub mod pending_revocations;
 pub mod used_assertions;
+pub mod webhook_deliveries;
+pub mod webhook_events;
+pub mod webhooks;
 
 pub mod prelude {
     pub use super::api_clients::Entity as ApiClients;

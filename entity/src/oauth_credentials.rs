@@ -39,6 +39,9 @@ pub struct Model {
     pub refresh_lease_owner: Option<String>,
     /// When the user last completed an authorization for this credential.
     pub authorized_at: Option<DateTimeUtc>,
+    /// When the grant was last proven to work (a refresh, or a probe of the
+    /// provider's userinfo endpoint that the token passed).
+    pub last_verified_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,7 @@ mod m20261127_000003_access_control;
 mod m20261201_000004_provider_health;
 mod m20261201_000005_provider_identity;
 mod m20261201_000006_token_exchange;
+mod m20261201_000007_operations;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000004_provider_health::Migration),
             Box::new(m20261201_000005_provider_identity::Migration),
             Box::new(m20261201_000006_token_exchange::Migration),
+            Box::new(m20261201_000007_operations::Migration),
         ]
     }
 }

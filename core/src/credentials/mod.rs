@@ -1,8 +1,9 @@
 //! Credentials: one user's grant at one provider, as the store keeps it and
 //! as a `TokenActor` holds it in memory; how it is refreshed (every replica
-//! agreeing) and revoked.
+//! agreeing) and revoked; and how operators list them across users.
 
 pub mod due;
+pub mod listing;
 pub mod model;
 pub mod refresh;
 pub mod revoke;

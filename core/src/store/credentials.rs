@@ -35,7 +35,7 @@ impl CredentialState {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         if s == "needs_reauth" { Self::NeedsReauth } else { Self::Active }
     }
 }
@@ -167,6 +167,7 @@ impl Store {
             refresh_lease_until: Set(None),
             refresh_lease_owner: Set(None),
             authorized_at: Set(Some(now)),
+            last_verified_at: Set(Some(now)),
         };
         // A re-consent without a refresh token keeps the stored one (Google
         // answers a repeated consent without it).
@@ -183,6 +184,7 @@ impl Store {
                 C::ConsecutiveFailures,
                 C::LastRefreshedAt,
                 C::AuthorizedAt,
+                C::LastVerifiedAt,
                 C::RefreshLeaseOwner,
                 C::RefreshLeaseUntil,
                 C::UpdatedAt,
@@ -245,6 +247,7 @@ impl Store {
             .col_expr(C::AccessTokenKeyId, Expr::value(access.key_id.to_string()))
             .col_expr(C::TokenExpiry, Expr::value(tokens.expires_at))
             .col_expr(C::LastRefreshedAt, Expr::value(now))
+            .col_expr(C::LastVerifiedAt, Expr::value(now))
             .col_expr(C::LastErrorCategory, Expr::value(Option::<String>::None))
             .col_expr(C::LastErrorAt, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(C::ConsecutiveFailures, Expr::value(0))

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod clients;
+pub mod connections;
 pub mod credentials;
 pub mod housekeeping;
 pub mod keys;

@@ -328,6 +328,8 @@ pub async fn audit(settings: &Settings, args: AuditArgs) -> anyhow::Result<()> {
         since,
         until: args.until,
         limit: args.limit,
+        allowed_providers: None,
+        allowed_domains: None,
     };
     for r in store.read_audit(&filter).await? {
         println!(

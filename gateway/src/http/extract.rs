@@ -83,6 +83,17 @@ pub fn provider_id(raw: &str) -> Result<&str, ApiError> {
     }
 }
 
+/// An email domain: lower-cased, letters, digits, `-` and `.`, with a dot.
+pub fn domain(raw: &str) -> Result<String, ApiError> {
+    let d = raw.trim().to_ascii_lowercase();
+    let ok = (3..=253).contains(&d.len())
+        && d.contains('.')
+        && !d.starts_with(['.', '-'])
+        && !d.ends_with(['.', '-'])
+        && d.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if ok { Ok(d) } else { Err(ApiError::InvalidRequest("domain is not an email domain such as company.com.".into())) }
+}
+
 /// Scopes: at most [`MAX_SCOPES`], each 1..=[`MAX_SCOPE_LEN`] visible characters.
 pub fn scopes(field: &str, raw: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     let scopes = raw.unwrap_or_default();

@@ -136,6 +136,8 @@ async fn a_verified_user_gets_their_own_token(backend: Backend) {
             since: None,
             until: None,
             limit: 10,
+            allowed_providers: None,
+            allowed_domains: None,
         })
         .await
         .unwrap();
@@ -660,6 +662,8 @@ async fn a_worker_assertion_is_accepted_once(backend: Backend) {
         since: None,
         until: None,
         limit: 50,
+        allowed_providers: None,
+        allowed_domains: None,
     };
     let records = app.state.services.read_audit(&filter).await.unwrap();
     assert!(

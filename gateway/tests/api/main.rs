@@ -20,6 +20,7 @@ mod logs;
 mod metrics;
 mod migrations;
 mod nothing_lost;
+mod operations;
 mod pages;
 mod replicas;
 mod rotation;

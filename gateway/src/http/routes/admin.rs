@@ -13,6 +13,8 @@ use utoipa::ToSchema;
 
 use crate::access::Action;
 use crate::core::access::audit::{AuditFilter, AuditRecord};
+use crate::core::credentials::CredentialState;
+use crate::core::credentials::listing::{ConnectionFilter, ListError};
 use crate::http::ApiError;
 use crate::http::caller::Caller;
 use crate::http::extract::{self, ApiQuery};
@@ -25,6 +27,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/keys/reencrypt", post(start_reencryption))
         .route("/admin/keys/reencrypt/pause", post(pause_reencryption))
         .route("/admin/audit", get(audit_log))
+        .route("/admin/credentials", get(credentials))
+        .route("/admin/stats", get(stats))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -227,7 +231,8 @@ pub struct AuditResponse {
     pub records: Vec<AuditEntry>,
 }
 
-/// The audit log, newest first.
+/// The audit log, newest first (a client limited to providers or domains
+/// sees only the records about them).
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", security(("api_key" = [])), params(AuditQuery),
     responses((status = 200, body = AuditResponse), (status = 400, body = crate::http::error::ErrorBody), crate::http::responses::Guarded))]
 pub async fn audit_log(
@@ -247,7 +252,168 @@ pub async fn audit_log(
         since: query.since,
         until: query.until,
         limit,
+        allowed_providers: caller.client.providers.clone(),
+        allowed_domains: caller.client.domains.clone(),
     };
     let records = state.services.read_audit(&filter).await?.into_iter().map(AuditEntry::from).collect();
     Ok(Json(AuditResponse { records }))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CredentialsQuery {
+    /// Only this provider's.
+    pub provider: Option<String>,
+    /// `active` or `needs_reauth`.
+    pub state: Option<String>,
+    /// Only users of this email domain.
+    pub domain: Option<String>,
+    /// RFC 3339: access tokens expiring before.
+    pub expiring_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// RFC 3339: not served since (or never).
+    pub not_used_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// RFC 3339: not refreshed since (or never).
+    pub not_refreshed_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Entries per page (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+}
+
+/// One credential: who, where, in what state, and when it was last authorized,
+/// refreshed, used and proven to work. Never a token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialEntry {
+    pub provider: String,
+    pub user_email: String,
+    pub scopes: Vec<String>,
+    pub state: crate::http::dto::CredentialStateBody,
+    pub last_error_category: Option<String>,
+    pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub consecutive_failures: i32,
+    pub authorized_at: chrono::DateTime<chrono::Utc>,
+    pub last_refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last successful refresh, or the last probe the token passed.
+    pub last_verified_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialsResponse {
+    pub credentials: Vec<CredentialEntry>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The caller's limits as a listing filter.
+fn limits_of(caller: &Caller) -> ConnectionFilter {
+    ConnectionFilter {
+        allowed_providers: caller.client.providers.clone(),
+        allowed_domains: caller.client.domains.clone(),
+        ..ConnectionFilter::default()
+    }
+}
+
+/// Credentials across users, filtered and paged.
+#[utoipa::path(get, path = "/admin/credentials", tag = "admin", security(("api_key" = [])), params(CredentialsQuery),
+    responses((status = 200, body = CredentialsResponse), (status = 400, body = crate::http::error::ErrorBody), crate::http::responses::Guarded))]
+pub async fn credentials(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<CredentialsQuery>,
+) -> Result<Json<CredentialsResponse>, ApiError> {
+    let provider = query.provider.as_deref().map(extract::provider_id).transpose()?.map(str::to_owned);
+    let credential_state = match query.state.as_deref() {
+        None => None,
+        Some("active") => Some(CredentialState::Active),
+        Some("needs_reauth") => Some(CredentialState::NeedsReauth),
+        Some(_) => return Err(ApiError::InvalidRequest("state must be active or needs_reauth.".into())),
+    };
+    let domain = query.domain.as_deref().map(extract::domain).transpose()?;
+    admin(&state, &caller, "admin_credentials")?;
+    let filter = ConnectionFilter {
+        provider,
+        state: credential_state,
+        domain,
+        expiring_before: query.expiring_before,
+        unused_since: query.not_used_since,
+        unrefreshed_since: query.not_refreshed_since,
+        ..limits_of(&caller)
+    };
+    let page =
+        state.services.list_connections(&filter, query.cursor.as_deref(), query.limit).await.map_err(|e| match e {
+            ListError::Store(store) => ApiError::from(store),
+            invalid => ApiError::InvalidRequest(invalid.to_string()),
+        })?;
+    Ok(Json(CredentialsResponse {
+        credentials: page
+            .connections
+            .into_iter()
+            .map(|c| CredentialEntry {
+                provider: c.provider,
+                user_email: c.user_email,
+                scopes: c.scopes,
+                state: c.state.into(),
+                last_error_category: c.last_error_category,
+                last_error_at: c.last_error_at,
+                consecutive_failures: c.consecutive_failures,
+                authorized_at: c.authorized_at,
+                last_refreshed_at: c.last_refreshed_at,
+                last_used_at: c.last_used_at,
+                last_verified_at: c.last_verified_at,
+                expires_at: c.expires_at,
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountEntry {
+    pub provider: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StateCount {
+    pub provider: String,
+    pub state: String,
+    pub count: u64,
+}
+
+/// What an on-call person wants first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsResponse {
+    /// Credentials by provider and state.
+    pub credentials: Vec<StateCount>,
+    /// Active credentials whose access token expires within the hour, by provider.
+    pub expiring_within_1h: Vec<CountEntry>,
+    /// ... within 24 hours.
+    pub expiring_within_24h: Vec<CountEntry>,
+    /// Sessions by status (`pending`, `completed`, `failed`).
+    pub sessions: BTreeMap<String, u64>,
+}
+
+/// Counts by provider and state, upcoming expiries, sessions by status.
+#[utoipa::path(get, path = "/admin/stats", tag = "admin", security(("api_key" = [])),
+    responses((status = 200, body = StatsResponse), crate::http::responses::Guarded))]
+pub async fn stats(caller: Caller, State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
+    admin(&state, &caller, "admin_stats")?;
+    let counts = state.services.counts(&limits_of(&caller)).await?;
+    let entries =
+        |list: Vec<(String, u64)>| list.into_iter().map(|(provider, count)| CountEntry { provider, count }).collect();
+    let [within_1h, within_24h] = counts.expiring;
+    Ok(Json(StatsResponse {
+        credentials: counts
+            .credentials
+            .into_iter()
+            .map(|(provider, state, count)| StateCount { provider, state, count })
+            .collect(),
+        expiring_within_1h: entries(within_1h),
+        expiring_within_24h: entries(within_24h),
+        sessions: counts.sessions.into_iter().collect(),
+    }))
 }

@@ -29,6 +29,8 @@ use crate::http::state::AppState;
         super::admin::start_reencryption,
         super::admin::pause_reencryption,
         super::admin::audit_log,
+        super::admin::credentials,
+        super::admin::stats,
     ),
     components(schemas(crate::http::error::ErrorBody, crate::http::oauth_error::OAuthErrorBody)),
     modifiers(&ApiKeyScheme),

@@ -1,0 +1,105 @@
+/**
+ * mcp-auth-client: OAuth tokens for MCP servers from the central auth gateway.
+ *
+ * The core ({@link AuthClient}, the errors and models) needs only the platform's `fetch`.
+ * {@link requireAuth} wraps tools of the MCP TypeScript SDK's `McpServer`; it loads the
+ * SDK (a peer dependency) only when it sends a URL elicitation.
+ */
+
+export {
+  ACCESS_TOKEN_TYPE,
+  AuthClient,
+  DEFAULT_TIMEOUT_MS,
+  ID_TOKEN_TYPE,
+  JWT_TOKEN_TYPE,
+  MAX_STATUS_WAIT_SECONDS,
+  TOKEN_EXCHANGE_GRANT_TYPE,
+  type AuthClientOptions,
+  type CallOptions,
+  type ExchangeOptions,
+  type InitOptions,
+  type StatusOptions,
+  type TokenOptions,
+} from "./client.js";
+export {
+  AUTHORIZATION_REASONS,
+  AUTHORIZATION_REQUIRED_CODE,
+  AuthGatewayError,
+  AuthorizationRequired,
+  AuthorizationTimeout,
+  AuthSessionFailed,
+  Busy,
+  ERROR_CODES,
+  ExchangeRequired,
+  Forbidden,
+  GatewayAuthError,
+  GatewayConnectionError,
+  GatewayTimeout,
+  InsecureGatewayUrlWarning,
+  InternalError,
+  InvalidClient,
+  InvalidEmail,
+  InvalidRequest,
+  InvalidTarget,
+  MethodNotAllowed,
+  NotAuthenticated,
+  NotFound,
+  PayloadTooLarge,
+  ProviderUnavailable,
+  RateLimited,
+  RefreshFailed,
+  RequestError,
+  RetryableError,
+  ScopeInsufficient,
+  ServerError,
+  ServiceUnavailable,
+  SessionNotFound,
+  SlowDown,
+  SubjectTokenRejected,
+  TemporarilyUnavailable,
+  Unauthorized,
+  UnauthorizedClient,
+  UnexpectedResponse,
+  UnknownProvider,
+  UnsupportedGrantType,
+  UnsupportedMediaType,
+  UntrustedAuthUrl,
+  errorFromResponse,
+  type ErrorHeaders,
+  type ErrorInit,
+} from "./errors.js";
+export {
+  IdentityError,
+  NO_IDENTITY_SOURCE,
+  ToolError,
+  chooseUserEmail,
+  exchangeIdentity,
+  identityPolicy,
+  looksLikeJwt,
+  type CallIdentity,
+  type IdentityPolicy,
+  type RequestHeaders,
+} from "./identity.js";
+export { isLoopbackHost, linkOrigin, originOf, plainHttpToRemoteHost } from "./links.js";
+export {
+  TokenInfo,
+  type AuthSession,
+  type ProviderGrant,
+  type RevokeResult,
+  type SessionState,
+  type SessionStatus,
+} from "./models.js";
+export {
+  AuthRequiredError,
+  DEFAULT_WAIT_TIMEOUT_MS,
+  NO_TOKEN_TO_EXCHANGE,
+  URL_ELICITATION_VERSION,
+  requireAuth,
+  toolErrorResult,
+  type AuthLogger,
+  type AuthorizedExtra,
+  type RequireAuthOptions,
+  type ServerLike,
+  type ToolExtra,
+} from "./require-auth.js";
+export { VERSION } from "./version.js";
