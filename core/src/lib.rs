@@ -30,6 +30,7 @@ pub mod exchange;
 pub mod health;
 pub mod keys;
 pub mod oauth;
+pub mod operations;
 pub mod seeding;
 pub mod services;
 pub mod sessions;
@@ -37,6 +38,7 @@ pub mod setup;
 pub mod stats;
 mod store;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use services::{Services, ServicesError};
 pub use store::StoreError;

@@ -118,6 +118,9 @@ struct Inner {
     issuers: Arc<Issuers>,
     /// What a worker assertion's `aud` may be: this gateway's public URL and token endpoint.
     assertion_audiences: Vec<String>,
+    /// Webhook deliveries: their own HTTP client (no redirects) and retry schedule.
+    webhook_http: reqwest::Client,
+    webhook_settings: crate::config::webhooks::WebhookSettings,
     /// The arbiter other crates start their actors on (the key rotation actor).
     arbiter: actix::ArbiterHandle,
     actors: Mutex<Option<ActorSystem>>,
@@ -163,6 +166,8 @@ impl Services {
         let issuers = Arc::new(Issuers::new(&settings.issuers, oauth.clone()));
         let base = public_url.as_str().trim_end_matches('/').to_owned();
         let assertion_audiences = vec![format!("{base}/oauth/token"), base];
+        let webhook_http =
+            crate::webhooks::delivery::http_client(&settings.webhooks).map_err(ServicesError::HttpClient)?;
         // The writer ends by itself once every `Audit` is dropped; shutdown flushes it first.
         let (audit, _writer) = Audit::start(store.clone(), settings.access.token_reads);
         let deps = Deps {
@@ -198,6 +203,8 @@ impl Services {
             clients,
             issuers,
             assertion_audiences,
+            webhook_http,
+            webhook_settings: settings.webhooks.clone(),
             arbiter: actors.first().clone(),
             actors: Mutex::new(Some(actors)),
             background: Mutex::new(background),
@@ -252,6 +259,15 @@ impl Services {
     }
 
     // ---- time, identity, settings -----------------------------------------
+
+    /// What the core's services share (for the other service modules of this crate).
+    pub(crate) fn deps(&self) -> &Deps {
+        &self.0.deps
+    }
+
+    pub(crate) fn webhook_http(&self) -> (&reqwest::Client, &crate::config::webhooks::WebhookSettings) {
+        (&self.0.webhook_http, &self.0.webhook_settings)
+    }
 
     pub fn clock(&self) -> &Clock {
         &self.0.deps.clock

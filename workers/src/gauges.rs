@@ -31,5 +31,11 @@ pub async fn run_once(services: &Services, now: DateTime<Utc>) -> Result<(), Job
     for (key_id, pending) in stats.pending_by_key {
         metrics::gauge!(m::REENCRYPTION_PENDING, "key_id" => key_id).set(pending as f64);
     }
+    let deliveries = services.delivery_counts().await?;
+    for status in ["pending", "dead"] {
+        let n = deliveries.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+        metrics::gauge!(m::WEBHOOK_BACKLOG, "status" => status).set(n as f64);
+    }
+    metrics::gauge!(m::PENDING_REVOCATIONS).set(services.pending_revocations().await? as f64);
     Ok(())
 }

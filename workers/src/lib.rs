@@ -6,6 +6,9 @@
 //! | [`sweep`] + [`audit_prune`] | `session_sweep`: fail expired pending sessions, delete old finished ones, prune the audit log | every minute |
 //! | [`reencrypt`] | `reencrypt`: re-encrypt values under old keys (when any remain), with the `KeyRotationActor` | every 5 minutes |
 //! | [`gauges`] | `metrics_refresh`: recompute the database gauges | every 15 s |
+//! | [`webhooks`] | `webhook_delivery`: fan events out, deliver them signed, retry, dead-letter | every 2 s |
+//! | [`revocations`] | `revocation_retry`: revocations a provider could not take yet | every minute |
+//! | [`probe`] | `connection_probe`: prove idle grants still work (opt-in) | every 10 minutes |
 //!
 //! **What it owns.** When each job runs ([`scheduler`]: cron schedules,
 //! never two runs of one job at once, every run counted and logged) and what
@@ -20,10 +23,13 @@ pub use gateway_core as core;
 
 pub mod audit_prune;
 pub mod gauges;
+pub mod probe;
 pub mod reencrypt;
 pub mod refresh;
+pub mod revocations;
 pub mod scheduler;
 pub mod sweep;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +107,27 @@ impl Workers {
         gauges::run_once(&self.services, now).await
     }
 
+    /// One webhook delivery run.
+    pub async fn webhooks_once(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<gateway_core::webhooks::delivery::DeliveryReport, JobError> {
+        webhooks::run_once(&self.services, now).await
+    }
+
+    /// One run of revocation retries.
+    pub async fn revocations_once(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<gateway_core::credentials::revocations::RevocationReport, JobError> {
+        revocations::run_once(&self.services, now).await
+    }
+
+    /// One probe of idle grants.
+    pub async fn probe_once(&self, now: DateTime<Utc>) -> Result<gateway_core::operations::ProbeReport, JobError> {
+        probe::run_once(&self.services, now).await
+    }
+
     fn refresh_config(&self) -> refresh::RefreshConfig {
         refresh::RefreshConfig {
             due: gateway_core::credentials::due::DuePolicy {
@@ -144,6 +171,27 @@ impl Workers {
             specs.push(JobSpec::new("metrics_refresh", schedule, move |now| {
                 let this = this.clone();
                 async move { this.gauges_once(now).await.map(|()| "gauges refreshed".to_owned()) }
+            }));
+        }
+        if let Some(schedule) = settings.webhook_delivery.0.clone() {
+            let this = self.clone();
+            specs.push(JobSpec::new("webhook_delivery", schedule, move |now| {
+                let this = this.clone();
+                async move { this.webhooks_once(now).await.map(|r| format!("{r:?}")) }
+            }));
+        }
+        if let Some(schedule) = settings.revocation_retry.0.clone() {
+            let this = self.clone();
+            specs.push(JobSpec::new("revocation_retry", schedule, move |now| {
+                let this = this.clone();
+                async move { this.revocations_once(now).await.map(|r| format!("{r:?}")) }
+            }));
+        }
+        if let Some(schedule) = settings.connection_probe.0.clone() {
+            let this = self.clone();
+            specs.push(JobSpec::new("connection_probe", schedule, move |now| {
+                let this = this.clone();
+                async move { this.probe_once(now).await.map(|r| format!("{r:?}")) }
             }));
         }
         specs

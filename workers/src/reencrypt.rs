@@ -275,7 +275,20 @@ impl Handler<Run> for KeyRotationActor {
             (self.services.clone(), self.config.clone(), self.pause.clone(), ctx.address());
         let walk = tokio::runtime::Handle::current().spawn(async move {
             let batch = |cursor, limit| core_batch(&services, cursor, limit, false);
-            run_once(batch, &config, &pause, |report| me.do_send(Report(report.clone()))).await
+            let result = run_once(batch, &config, &pause, |report| me.do_send(Report(report.clone()))).await;
+            if let Ok(report) = &result
+                && report.finished
+            {
+                let event = gateway_core::webhooks::Event::reencryption_finished(
+                    &services.keyring().primary_id().to_string(),
+                    report.reencrypted,
+                    report.undecryptable.len(),
+                );
+                if let Err(err) = services.emit(&event).await {
+                    tracing::warn!(error = %err, "could not record the end of re-encryption for webhooks");
+                }
+            }
+            result
         });
         Box::pin(actix::fut::wrap_future(walk).map(|result, act: &mut Self, _| {
             act.elapsed_secs = act.started.map_or(0.0, |s| s.elapsed().as_secs_f64());

@@ -13,6 +13,7 @@ mod errors;
 pub mod issuers;
 pub mod providers;
 mod source;
+pub mod webhooks;
 pub mod workers;
 
 use std::net::IpAddr;
@@ -176,6 +177,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub jobs: workers::JobSettings,
     pub access: access::AccessSettings,
+    pub webhooks: webhooks::WebhookSettings,
 }
 
 /// Where `/metrics` is served and who may read it.
@@ -326,6 +328,7 @@ impl Settings {
         };
         let jobs = workers::parse(src, buffer_seconds.map(Duration::from_secs), &mut errs);
         let access = access::parse(src, &mut errs);
+        let webhooks = webhooks::parse(src, &mut errs);
 
         if !errs.is_empty() {
             return Err(errs);
@@ -389,6 +392,7 @@ impl Settings {
             metrics,
             jobs,
             access,
+            webhooks,
         })
     }
 }

@@ -15,6 +15,12 @@ pub struct JobSettings {
     pub session_sweep: Schedule,
     pub reencrypt: Schedule,
     pub metrics_refresh: Schedule,
+    /// Webhook fan-out and delivery (`JOB_WEBHOOK_DELIVERY_*`, every 2 s).
+    pub webhook_delivery: Schedule,
+    /// Retries of revocations providers could not take (`JOB_REVOCATION_RETRY_*`, every minute).
+    pub revocation_retry: Schedule,
+    /// Probes of idle grants (`JOB_CONNECTION_PROBE_*`, off unless enabled; every 10 minutes).
+    pub connection_probe: Schedule,
     /// Refresh tokens expiring within this (`REFRESH_LEAD_MINUTES`, default 10).
     pub refresh_lead: Duration,
     /// Lead for long-lived tokens renewed by exchange (`LONG_LIVED_REFRESH_LEAD_DAYS`, default 7).
@@ -31,17 +37,22 @@ pub struct JobSettings {
     pub reencrypt_rate: Option<u32>,
 }
 
-const JOBS: [(&str, &str); 4] = [
-    ("PROACTIVE_REFRESH", "*/30 * * * * *"),
-    ("SESSION_SWEEP", "0 * * * * *"),
-    ("REENCRYPT", "0 */5 * * * *"),
-    ("METRICS_REFRESH", "*/15 * * * * *"),
+/// (name, default schedule, on by default).
+const JOBS: [(&str, &str, bool); 7] = [
+    ("PROACTIVE_REFRESH", "*/30 * * * * *", true),
+    ("SESSION_SWEEP", "0 * * * * *", true),
+    ("REENCRYPT", "0 */5 * * * *", true),
+    ("METRICS_REFRESH", "*/15 * * * * *", true),
+    ("WEBHOOK_DELIVERY", "*/2 * * * * *", true),
+    ("REVOCATION_RETRY", "30 * * * * *", true),
+    // It calls providers for idle users: an operator's choice.
+    ("CONNECTION_PROBE", "0 */10 * * * *", false),
 ];
 
-fn schedule(src: &Source, job: &str, default: &str, errs: &mut ConfigErrors) -> Schedule {
+fn schedule(src: &Source, job: &str, default: &str, on: bool, errs: &mut ConfigErrors) -> Schedule {
     let enabled_var = format!("JOB_{job}_ENABLED");
     let enabled = match src.get(&enabled_var).map(|v| v.to_ascii_lowercase()) {
-        None => true,
+        None => on,
         Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
         Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
         Some(_) => {
@@ -62,7 +73,8 @@ fn schedule(src: &Source, job: &str, default: &str, errs: &mut ConfigErrors) -> 
 }
 
 pub fn parse(src: &Source, refresh_buffer: Option<Duration>, errs: &mut ConfigErrors) -> JobSettings {
-    let [refresh, sweep, reencrypt, metrics] = JOBS.map(|(job, default)| schedule(src, job, default, errs));
+    let [refresh, sweep, reencrypt, metrics, webhooks, revocations, probe] =
+        JOBS.map(|(job, default, on)| schedule(src, job, default, on, errs));
     let minutes = |n: u64| Duration::from_secs(n * 60);
     let refresh_lead = minutes(src.number("REFRESH_LEAD_MINUTES", 10, 1..=1440, "minutes", errs).unwrap_or(10));
     if let Some(buffer) = refresh_buffer
@@ -79,6 +91,9 @@ pub fn parse(src: &Source, refresh_buffer: Option<Duration>, errs: &mut ConfigEr
         session_sweep: sweep,
         reencrypt,
         metrics_refresh: metrics,
+        webhook_delivery: webhooks,
+        revocation_retry: revocations,
+        connection_probe: probe,
         refresh_lead,
         long_lived_lead: Duration::from_secs(
             86_400 * src.number("LONG_LIVED_REFRESH_LEAD_DAYS", 7, 1..=59, "days", errs).unwrap_or(7),
@@ -121,6 +136,8 @@ mod tests {
         assert!(errs.is_empty(), "{errs}");
         assert_eq!(jobs.proactive_refresh, Schedule(Some("*/30 * * * * *".into())));
         assert_eq!(jobs.reencrypt, Schedule(None));
+        assert_eq!(jobs.connection_probe, Schedule(None), "probing providers is opt-in");
+        assert_eq!(jobs.webhook_delivery, Schedule(Some("*/2 * * * * *".into())));
         assert_eq!(jobs.refresh_lead, Duration::from_secs(600));
     }
 

@@ -6,6 +6,7 @@ pub mod due;
 pub mod listing;
 pub mod model;
 pub mod refresh;
+pub mod revocations;
 pub mod revoke;
 
 pub use crate::store::credentials::{CredentialKey, CredentialState, CredentialSummary, NewTokens};

@@ -151,7 +151,7 @@ async fn refresh_inner(deps: &Deps, key: &CredentialKey, current: Credential, ne
     }
     match call_with_retries(deps, &provider, &call).await {
         Ok(tokens) => {
-            deps.providers.accepted(&provider.id).await;
+            deps.providers.accepted(&provider.id, deps.clock.now()).await;
             let now = deps.clock.now();
             let new = NewTokens {
                 expires_at: tokens.expires_at(now),
@@ -342,7 +342,7 @@ async fn record_failure(
     permanent: bool,
     now: DateTime<Utc>,
 ) {
-    match deps.store.record_refresh_failure(seen.id, seen.version, category, permanent, now).await {
+    match deps.store.record_refresh_failure(key, seen.id, seen.version, category, permanent, now).await {
         Ok(true) => {}
         Ok(false) => release(deps, key, owner).await,
         Err(err) => {

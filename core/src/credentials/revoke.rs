@@ -5,7 +5,7 @@ use crate::credentials::TokenError;
 use crate::events::Event;
 use crate::oauth::client::RevocationOutcome;
 use crate::services::Deps;
-use crate::store::credentials::{CredentialKey, CredentialState, NewTokens};
+use crate::store::credentials::{CredentialKey, CredentialState, NewTokens, Retry};
 
 /// Revokes and deletes `key`'s credential. The credential is deleted even
 /// when the provider cannot be reached: the user asked for it to be gone,
@@ -25,17 +25,28 @@ pub(crate) async fn revoke(
     if let Some(newer) = unsaved.and_then(|u| u.refresh_token.clone()) {
         stored.refresh_token = Some(newer);
     }
+    // A refresh token stands for the whole grant: revoking it revokes the
+    // access tokens issued from it too.
+    let (token, kind) = match &stored.refresh_token {
+        Some(refresh) => (refresh, "refresh_token"),
+        None => (&stored.access_token, "access_token"),
+    };
     let outcome = match deps.providers.get(&key.provider).await {
         None => RevocationOutcome::NotSupported,
-        // A refresh token stands for the whole grant: revoking it revokes the
-        // access tokens issued from it too.
-        Some(provider) => match &stored.refresh_token {
-            Some(refresh) => deps.oauth.revoke(&provider, refresh, "refresh_token").await,
-            None if stored.state == CredentialState::NeedsReauth => RevocationOutcome::AlreadyInvalid,
-            None => deps.oauth.revoke(&provider, &stored.access_token, "access_token").await,
-        },
+        Some(_) if kind == "access_token" && stored.state == CredentialState::NeedsReauth => {
+            RevocationOutcome::AlreadyInvalid
+        }
+        Some(provider) => deps.oauth.revoke(&provider, token, kind).await,
     };
-    deps.store.delete_credential(key).await?;
+    let now = deps.clock.now();
+    // A provider that is down does not keep the grant here: the credential
+    // goes, and the revocation is retried by a job until the provider takes it.
+    let retry = (outcome == RevocationOutcome::Failed).then_some(Retry {
+        token,
+        kind,
+        next_attempt_at: now + super::revocations::first_retry(),
+    });
+    deps.store.delete_credential(key, outcome.as_str(), retry, &deps.keyring, now).await?;
     deps.events.publish(Event::Credential { provider: key.provider.clone(), email: key.email.to_string() }).await;
     tracing::info!(provider = %key.provider, outcome = outcome.as_str(), "credential revoked");
     Ok(outcome)

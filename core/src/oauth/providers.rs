@@ -82,12 +82,12 @@ impl Providers {
     }
 
     /// A call to the provider succeeded: if it was failing, it has recovered.
-    pub async fn accepted(&self, id: &str) {
+    pub async fn accepted(&self, id: &str, now: DateTime<Utc>) {
         if !self.health.accepted(id) {
             return;
         }
         tracing::info!(provider = id, "the provider accepts the gateway's client again");
-        match self.store.clear_provider_failing(id).await {
+        match self.store.clear_provider_failing(id, now).await {
             Ok(_) => self.events.publish(Event::Providers).await,
             Err(err) => tracing::warn!(error = %err, "could not record a recovered provider"),
         }

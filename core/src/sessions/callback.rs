@@ -226,7 +226,7 @@ async fn exchange(
     for attempt in 0..2 {
         match deps.oauth.exchange_code(provider, redirect_uri, code, verifier).await {
             Ok(tokens) => {
-                deps.providers.accepted(&provider.id).await;
+                deps.providers.accepted(&provider.id, deps.clock.now()).await;
                 return Ok(tokens);
             }
             Err(err) => {

@@ -114,6 +114,45 @@ pub struct Counts {
 }
 
 impl Store {
+    /// Active credentials not proven to work since `before`, least recently proven first.
+    pub async fn probe_candidates(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<super::credentials::CredentialKey>, StoreError> {
+        let rows: Vec<(String, String)> = creds::Entity::find()
+            .select_only()
+            .columns([C::ProfileId, C::ProviderId])
+            .filter(C::State.eq(CredentialState::Active.as_str()))
+            .filter(Condition::any().add(C::LastVerifiedAt.is_null()).add(C::LastVerifiedAt.lt(before)))
+            .order_by_asc(C::LastVerifiedAt)
+            .limit(limit)
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(email, provider)| {
+                Some(super::credentials::CredentialKey { email: crate::email::Email::parse(&email).ok()?, provider })
+            })
+            .collect())
+    }
+
+    /// The grant was just proven to work.
+    pub async fn mark_verified(
+        &self,
+        key: &super::credentials::CredentialKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        creds::Entity::update_many()
+            .col_expr(C::LastVerifiedAt, Expr::value(at))
+            .filter(C::ProfileId.eq(key.email.as_str()))
+            .filter(C::ProviderId.eq(key.provider.as_str()))
+            .exec(self.db())
+            .await?;
+        Ok(())
+    }
+
     /// At most `limit` credentials matching `filter`, after row `after`, in row order.
     pub async fn list_connections(
         &self,

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::{Store, StoreError};
 use crate::crypto::{Keyring, Place};
 use crate::email::Email;
+use crate::webhooks::{Event, EventType};
 
 /// `active` or `needs_reauth`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -83,6 +84,15 @@ pub struct CredentialSummary {
     pub authorized_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub state: CredentialState,
+}
+
+/// A revocation to try again later (the provider could not take it now).
+#[derive(Clone, Copy, Debug)]
+pub struct Retry<'a> {
+    pub token: &'a SecretString,
+    /// `refresh_token` or `access_token`.
+    pub kind: &'a str,
+    pub next_attempt_at: DateTime<Utc>,
 }
 
 /// Tokens to store after an authorization or a refresh.
@@ -193,7 +203,13 @@ impl Store {
             .value(C::RefreshTokenKeyId, keep_if_null("refresh_token_key_id"))
             .value(C::Version, Expr::cust("oauth_credentials.version + 1"))
             .to_owned();
-        let row = creds::Entity::insert(model).on_conflict(on_conflict).exec_with_returning(self.db()).await?;
+        // The grant and its `credential.connected` event commit together.
+        let txn = self.begin_write().await?;
+        let row = creds::Entity::insert(model).on_conflict(on_conflict).exec_with_returning(&txn).await?;
+        let event =
+            Event::credential(EventType::CredentialConnected, &key.provider, key.email.as_str()).with("scopes", scopes);
+        super::outbox::enqueue(&txn, &event, now).await?;
+        txn.commit().await?;
         open_row(key, row, keyring)
     }
 
@@ -266,7 +282,14 @@ impl Store {
         if let Some(scopes) = &tokens.scopes {
             update = update.col_expr(C::Scopes, Expr::value(scopes_to_json(scopes)));
         }
-        let result = update.filter(C::Id.eq(id)).filter(C::Version.eq(version)).exec(self.db()).await?;
+        let txn = self.begin_write().await?;
+        let result = update.filter(C::Id.eq(id)).filter(C::Version.eq(version)).exec(&txn).await?;
+        if result.rows_affected == 1 {
+            let event = Event::credential(EventType::CredentialRefreshed, &key.provider, key.email.as_str())
+                .with("expires_at", tokens.expires_at.map(|t| t.to_rfc3339()));
+            super::outbox::enqueue(&txn, &event, now).await?;
+        }
+        txn.commit().await?;
         Ok((result.rows_affected == 1).then_some(version + 1))
     }
 
@@ -275,6 +298,7 @@ impl Store {
     /// Releases the lease. False when the row changed or vanished meanwhile.
     pub async fn record_refresh_failure(
         &self,
+        key: &CredentialKey,
         id: Uuid,
         version: i64,
         category: &str,
@@ -293,13 +317,50 @@ impl Store {
                 .col_expr(C::State, Expr::value(CredentialState::NeedsReauth.as_str()))
                 .col_expr(C::Version, Expr::col(C::Version).add(1));
         }
-        let result = update.filter(C::Id.eq(id)).filter(C::Version.eq(version)).exec(self.db()).await?;
+        let txn = self.begin_write().await?;
+        let result = update.filter(C::Id.eq(id)).filter(C::Version.eq(version)).exec(&txn).await?;
+        if permanent && result.rows_affected == 1 {
+            let event = Event::credential(EventType::CredentialNeedsReauth, &key.provider, key.email.as_str())
+                .with("category", category);
+            super::outbox::enqueue(&txn, &event, now).await?;
+        }
+        txn.commit().await?;
         Ok(result.rows_affected == 1)
     }
 
-    /// Deletes the credential; true if there was one.
-    pub async fn delete_credential(&self, key: &CredentialKey) -> Result<bool, StoreError> {
-        let result = creds::Entity::delete_many().filter(row_of(key)).exec(self.db()).await?;
+    /// Deletes the credential, with its `credential.revoked` event (`outcome`:
+    /// what the provider did) and, when the provider could not take the
+    /// revocation, the token to try again (`retry`), all in one transaction.
+    /// True if there was a credential.
+    pub async fn delete_credential(
+        &self,
+        key: &CredentialKey,
+        outcome: &str,
+        retry: Option<Retry<'_>>,
+        keyring: &Keyring,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let txn = self.begin_write().await?;
+        let result = creds::Entity::delete_many().filter(row_of(key)).exec(&txn).await?;
+        if result.rows_affected > 0 {
+            if let Some(retry) = retry {
+                Store::queue_revocation(
+                    &txn,
+                    keyring,
+                    &key.provider,
+                    key.email.as_str(),
+                    retry.token,
+                    retry.kind,
+                    retry.next_attempt_at,
+                    now,
+                )
+                .await?;
+            }
+            let event = Event::credential(EventType::CredentialRevoked, &key.provider, key.email.as_str())
+                .with("provider_revocation", outcome);
+            super::outbox::enqueue(&txn, &event, now).await?;
+        }
+        txn.commit().await?;
         Ok(result.rows_affected > 0)
     }
 

@@ -5,10 +5,10 @@
 //! SQLite (one process) runs the same statement without it.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, Statement, Value};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, db_backend, placeholders};
 use crate::config::Backend;
 
 /// A credential claimed for a proactive refresh.
@@ -34,21 +34,6 @@ pub struct DueFilter {
 pub struct Expired {
     pub id: Uuid,
     pub provider: String,
-}
-
-/// Numbered placeholders: `$1` on PostgreSQL, `?1` on SQLite.
-fn placeholders(backend: Backend, sql: &str) -> String {
-    match backend {
-        Backend::Postgres => sql.to_owned(),
-        Backend::Sqlite => sql.replace('$', "?"),
-    }
-}
-
-fn db_backend(backend: Backend) -> DbBackend {
-    match backend {
-        Backend::Postgres => DbBackend::Postgres,
-        Backend::Sqlite => DbBackend::Sqlite,
-    }
 }
 
 impl Store {
@@ -109,14 +94,22 @@ impl Store {
     pub async fn expire_pending_sessions(&self, now: DateTime<Utc>) -> Result<Vec<Expired>, StoreError> {
         let sql = "UPDATE oauth_sessions SET status = 'failed', failure_reason = 'expired', completed_at = $1, \
                    pkce_verifier = NULL, pkce_verifier_key_id = NULL \
-                   WHERE status = 'pending' AND expires_at < $1 RETURNING id, provider_id";
+                   WHERE status = 'pending' AND expires_at < $1 RETURNING id, provider_id, profile_id";
         let stmt =
             Statement::from_sql_and_values(db_backend(self.backend()), placeholders(self.backend(), sql), [now.into()]);
-        let rows = self.db().query_all_raw(stmt).await?;
-        rows.iter()
-            .map(|row| Ok(Expired { id: row.try_get("", "id")?, provider: row.try_get("", "provider_id")? }))
-            .collect::<Result<_, sea_orm::DbErr>>()
-            .map_err(StoreError::from)
+        // The sessions and their `session.failed` events commit together.
+        let txn = self.begin_write().await?;
+        let rows = txn.query_all_raw(stmt).await?;
+        let mut expired = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (id, provider, user): (Uuid, String, String) =
+                (row.try_get("", "id")?, row.try_get("", "provider_id")?, row.try_get("", "profile_id")?);
+            super::outbox::enqueue(&txn, &super::sessions::session_failed(id, &provider, &user, "expired"), now)
+                .await?;
+            expired.push(Expired { id, provider });
+        }
+        txn.commit().await?;
+        Ok(expired)
     }
 
     /// Deletes sessions that finished before `before`.

@@ -23,12 +23,14 @@ pub struct EncryptedColumn {
 }
 
 /// Every encrypted column in the schema.
-pub const ENCRYPTED_COLUMNS: [EncryptedColumn; 5] = [
+pub const ENCRYPTED_COLUMNS: [EncryptedColumn; 7] = [
     EncryptedColumn { table: "oauth_credentials", column: "access_token" },
     EncryptedColumn { table: "oauth_credentials", column: "refresh_token" },
     EncryptedColumn { table: "oauth_providers", column: "client_secret" },
     EncryptedColumn { table: "oauth_sessions", column: "pkce_verifier" },
     EncryptedColumn { table: "gateway_metadata", column: "value" },
+    EncryptedColumn { table: "webhooks", column: "secret" },
+    EncryptedColumn { table: "pending_revocations", column: "token" },
 ];
 
 /// How many values each key id seals, per column.
@@ -124,6 +126,7 @@ impl Store {
 
     async fn count_by_key_id(&self, col: EncryptedColumn) -> Result<Vec<(String, u64)>, StoreError> {
         use entity::{oauth_credentials as c, oauth_providers as p, oauth_sessions as s};
+        use entity::{pending_revocations as r, webhooks as w};
         let count = Expr::cust("COUNT(*)");
         let rows: Vec<(Option<String>, i64)> = match (col.table, col.column) {
             ("oauth_credentials", "access_token") => {
@@ -137,6 +140,10 @@ impl Store {
             }
             ("oauth_sessions", "pkce_verifier") => {
                 grouped::<s::Entity, _>(s::Column::PkceVerifierKeyId, count).all(self.db()).await?
+            }
+            ("webhooks", "secret") => grouped::<w::Entity, _>(w::Column::SecretKeyId, count).all(self.db()).await?,
+            ("pending_revocations", "token") => {
+                grouped::<r::Entity, _>(r::Column::TokenKeyId, count).all(self.db()).await?
             }
             _ => grouped::<gateway_metadata::Entity, _>(gateway_metadata::Column::KeyId, count).all(self.db()).await?,
         };

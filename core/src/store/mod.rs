@@ -11,11 +11,13 @@ pub mod credentials;
 pub mod housekeeping;
 pub mod keys;
 pub mod notify;
+pub mod outbox;
 pub mod providers;
 pub mod reencrypt;
 pub mod seed;
 pub mod sessions;
 pub mod stats;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -264,5 +266,20 @@ mod tests {
         sea_orm::sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
         let err = db.execute_unprepared("INSERT INTO missing VALUES (1)").await.unwrap_err();
         assert!(matches!(StoreError::from(err), StoreError::Db(_)));
+    }
+}
+
+/// Numbered placeholders: `$1` on PostgreSQL, `?1` on SQLite.
+pub(super) fn placeholders(backend: Backend, sql: &str) -> String {
+    match backend {
+        Backend::Postgres => sql.to_owned(),
+        Backend::Sqlite => sql.replace('$', "?"),
+    }
+}
+
+pub(super) fn db_backend(backend: Backend) -> sea_orm::DbBackend {
+    match backend {
+        Backend::Postgres => sea_orm::DbBackend::Postgres,
+        Backend::Sqlite => sea_orm::DbBackend::Sqlite,
     }
 }

@@ -13,6 +13,7 @@ use url::Url;
 use super::{Store, StoreError};
 use crate::crypto::{Keyring, Place};
 use crate::oauth::provider::{ClientAuth, IdentityCheck, ProviderConfig, ProviderKind, ProviderSource};
+use crate::webhooks::{Event, EventType};
 
 fn secret_place(id: &str) -> Place {
     Place::new("oauth_providers", "client_secret", id)
@@ -153,25 +154,40 @@ impl Store {
     /// `invalid_client` or `unauthorized_client`). True if it was not yet
     /// known to be failing.
     pub async fn set_provider_failing(&self, id: &str, category: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let txn = self.begin_write().await?;
         let result = providers::Entity::update_many()
             .col_expr(P::FailingSince, Expr::value(now))
             .col_expr(P::FailureCategory, Expr::value(category))
             .filter(P::Id.eq(id))
             .filter(P::FailingSince.is_null())
-            .exec(self.db())
+            .exec(&txn)
             .await?;
+        if result.rows_affected == 1 {
+            let event = Event {
+                kind: EventType::ProviderFailing,
+                data: serde_json::json!({"provider": id, "category": category}),
+            };
+            super::outbox::enqueue(&txn, &event, now).await?;
+        }
+        txn.commit().await?;
         Ok(result.rows_affected == 1)
     }
 
     /// Records that the provider accepts our client again. True if it was failing.
-    pub async fn clear_provider_failing(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn clear_provider_failing(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let txn = self.begin_write().await?;
         let result = providers::Entity::update_many()
             .col_expr(P::FailingSince, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(P::FailureCategory, Expr::value(Option::<String>::None))
             .filter(P::Id.eq(id))
             .filter(P::FailingSince.is_not_null())
-            .exec(self.db())
+            .exec(&txn)
             .await?;
+        if result.rows_affected == 1 {
+            let event = Event { kind: EventType::ProviderRecovered, data: serde_json::json!({"provider": id}) };
+            super::outbox::enqueue(&txn, &event, now).await?;
+        }
+        txn.commit().await?;
         Ok(result.rows_affected == 1)
     }
 

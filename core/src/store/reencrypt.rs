@@ -13,7 +13,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Stat
 use uuid::Uuid;
 
 use super::keys::EncryptedColumn;
-use super::{Store, StoreError};
+use super::{Store, StoreError, placeholders};
 use crate::config::Backend;
 use crate::crypto::{Keyring, Place};
 
@@ -29,7 +29,7 @@ struct TableWalk {
     uuid_id: bool,
 }
 
-const WALKS: [TableWalk; 4] = [
+const WALKS: [TableWalk; 6] = [
     TableWalk {
         table: "oauth_credentials",
         id: "id",
@@ -58,6 +58,20 @@ const WALKS: [TableWalk; 4] = [
         place_columns: &[],
         uuid_id: false,
     },
+    TableWalk {
+        table: "webhooks",
+        id: "id",
+        columns: &[("secret", "secret_key_id")],
+        place_columns: &[],
+        uuid_id: true,
+    },
+    TableWalk {
+        table: "pending_revocations",
+        id: "id",
+        columns: &[("token", "token_key_id")],
+        place_columns: &[],
+        uuid_id: true,
+    },
 ];
 
 /// Where a batch starts: the table index and the last row id done in it.
@@ -76,13 +90,6 @@ pub struct BatchOutcome {
     /// (column, row id) of values no configured key opens.
     pub undecryptable: Vec<(EncryptedColumn, String)>,
     pub next: Option<Position>,
-}
-
-fn placeholders(backend: Backend, sql: &str) -> String {
-    match backend {
-        Backend::Postgres => sql.to_owned(),
-        Backend::Sqlite => sql.replace('$', "?"),
-    }
 }
 
 impl Store {

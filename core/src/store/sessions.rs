@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use entity::oauth_sessions::{self as sessions, Column as S};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -276,6 +276,26 @@ impl Store {
         self.finish(id, SessionStatus::Completed, None, now).await
     }
 
+    /// Fails every pending session of `email` (`cancelled`, an offboarding):
+    /// their links stop working. How many there were.
+    pub async fn cancel_pending_sessions(&self, email: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let ids: Vec<Uuid> = sessions::Entity::find()
+            .select_only()
+            .column(S::Id)
+            .filter(S::ProfileId.eq(email))
+            .filter(S::Status.eq(SessionStatus::Pending.as_str()))
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let mut cancelled = 0;
+        for id in ids {
+            if self.finish(id, SessionStatus::Failed, Some("cancelled"), now).await? {
+                cancelled += 1;
+            }
+        }
+        Ok(cancelled)
+    }
+
     /// pending → failed with `reason`. False if it was no longer pending.
     pub async fn fail_session(&self, id: Uuid, reason: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.finish(id, SessionStatus::Failed, Some(reason), now).await
@@ -288,6 +308,7 @@ impl Store {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let txn = self.begin_write().await?;
         let result = sessions::Entity::update_many()
             .col_expr(S::Status, Expr::value(status.as_str()))
             .col_expr(S::FailureReason, Expr::value(reason.map(str::to_owned)))
@@ -297,10 +318,25 @@ impl Store {
             .col_expr(S::PkceVerifierKeyId, Expr::value(Option::<String>::None))
             .filter(S::Id.eq(id))
             .filter(S::Status.eq(SessionStatus::Pending.as_str()))
-            .exec(self.db())
+            .exec(&txn)
             .await?;
+        if result.rows_affected == 1
+            && let Some(reason) = reason
+            && let Some(row) = sessions::Entity::find_by_id(id).one(&txn).await?
+        {
+            let event = session_failed(id, &row.provider_id, &row.profile_id, reason);
+            super::outbox::enqueue(&txn, &event, now).await?;
+        }
+        txn.commit().await?;
         Ok(result.rows_affected == 1)
     }
+}
+
+/// The `session.failed` event.
+pub(super) fn session_failed(id: Uuid, provider: &str, user_email: &str, reason: &str) -> crate::webhooks::Event {
+    crate::webhooks::Event::credential(crate::webhooks::EventType::SessionFailed, provider, user_email)
+        .with("session_id", id.to_string())
+        .with("reason", reason)
 }
 
 /// `expires_at`, moved to `until` if that is later (never shortened).

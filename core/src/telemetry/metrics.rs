@@ -62,6 +62,10 @@ pub const PROVIDER_FAILING: &str = "provider_failing";
 // --- token exchange ---
 pub const TOKEN_EXCHANGES: &str = "token_exchange_total";
 pub const JWKS_FETCHES: &str = "jwks_fetch_total";
+// --- webhooks and offboarding ---
+pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries_total";
+pub const WEBHOOK_BACKLOG: &str = "webhook_deliveries";
+pub const PENDING_REVOCATIONS: &str = "pending_revocations";
 // --- build ---
 pub const BUILD_INFO: &str = "gateway_build_info";
 
@@ -114,6 +118,24 @@ pub const CATALOGUE: &[Metric] = &[
         kind: Kind::Counter,
         labels: &["issuer", "outcome"],
         help: "Fetches of a trusted identity provider's signing keys by issuer id and outcome (ok, failed).",
+    },
+    Metric {
+        name: WEBHOOK_DELIVERIES,
+        kind: Kind::Counter,
+        labels: &["event", "outcome"],
+        help: "Webhook delivery attempts by event type and outcome (delivered, failed: retried later, dead: no attempt left).",
+    },
+    Metric {
+        name: WEBHOOK_BACKLOG,
+        kind: Kind::Gauge,
+        labels: &["status"],
+        help: "Webhook deliveries by status (pending, dead); dead ones wait for an operator (gateway webhooks deliveries --status dead).",
+    },
+    Metric {
+        name: PENDING_REVOCATIONS,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Revocations a provider could not take yet (the credential is already deleted); a job retries them.",
     },
     Metric { name: SESSIONS_CREATED, kind: Kind::Counter, labels: &["provider"], help: "OAuth sessions started." },
     Metric {

@@ -13,11 +13,12 @@ use utoipa::ToSchema;
 
 use crate::access::Action;
 use crate::core::access::audit::{AuditFilter, AuditRecord};
-use crate::core::credentials::CredentialState;
 use crate::core::credentials::listing::{ConnectionFilter, ListError};
+use crate::core::credentials::{CredentialState, TokenError};
+use crate::core::operations::{OffboardError, OffboardReport};
 use crate::http::ApiError;
 use crate::http::caller::Caller;
-use crate::http::extract::{self, ApiQuery};
+use crate::http::extract::{self, ApiPath, ApiQuery};
 use crate::http::state::AppState;
 use workers::reencrypt::{Pause, Phase, Progress, Run};
 
@@ -29,6 +30,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/audit", get(audit_log))
         .route("/admin/credentials", get(credentials))
         .route("/admin/stats", get(stats))
+        .route("/admin/users/{email}", axum::routing::delete(offboard_user))
+        .route("/admin/domains/{domain}", axum::routing::delete(offboard_domain))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -416,4 +419,111 @@ pub async fn stats(caller: Caller, State(state): State<AppState>) -> Result<Json
         expiring_within_24h: entries(within_24h),
         sessions: counts.sessions.into_iter().collect(),
     }))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OffboardQuery {
+    /// List what would be removed, change nothing.
+    pub dry_run: Option<bool>,
+}
+
+/// What happened to one grant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OffboardedEntry {
+    pub user_email: String,
+    pub provider: String,
+    /// `revoked`, `already_invalid`, `failed` (deleted here; the revocation is
+    /// retried by a job), `not_supported`, `already_deleted`, or `would_revoke` (dry run).
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OffboardResponse {
+    pub dry_run: bool,
+    pub credentials: Vec<OffboardedEntry>,
+    /// The users' pending sign-ins, cancelled.
+    pub sessions_cancelled: u64,
+    /// A domain with more credentials than one call handles: call again.
+    pub more: bool,
+}
+
+fn offboard_error(err: OffboardError) -> ApiError {
+    match err {
+        OffboardError::Store(store) => store.into(),
+        OffboardError::Revoke { source: TokenError::Unavailable, .. } => ApiError::Unavailable,
+        OffboardError::Revoke { source: TokenError::Busy, .. } => ApiError::Busy { retry_after_secs: 1 },
+        other => ApiError::internal(other),
+    }
+}
+
+/// Audits each grant's outcome and renders the report.
+fn offboarded(state: &AppState, caller: &Caller, report: OffboardReport, dry_run: bool) -> Json<OffboardResponse> {
+    for c in &report.credentials {
+        let action = if dry_run { "offboard_dry_run" } else { "offboard" };
+        let mut record =
+            crate::core::access::audit::record(&caller.client.name, action, c.outcome, state.services.now());
+        record.user_email = Some(c.user_email.clone());
+        record.provider = Some(c.provider.clone());
+        state.services.audit().record(record);
+    }
+    Json(OffboardResponse {
+        dry_run,
+        sessions_cancelled: report.sessions_cancelled,
+        more: report.more,
+        credentials: report
+            .credentials
+            .into_iter()
+            .map(|c| OffboardedEntry { user_email: c.user_email, provider: c.provider, outcome: c.outcome })
+            .collect(),
+    })
+}
+
+/// Offboards a user: revokes every grant at its provider, deletes the
+/// credentials and pending sessions, drops every replica's cached tokens.
+/// Idempotent; a provider that is down does not stop the deletion.
+#[utoipa::path(delete, path = "/admin/users/{email}", tag = "admin", security(("api_key" = [])),
+    params(("email" = String, Path, description = "The user's email address", pattern = "^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}$", max_length = 255), OffboardQuery),
+    responses((status = 200, body = OffboardResponse), (status = 400, body = crate::http::error::ErrorBody), crate::http::responses::Guarded))]
+pub async fn offboard_user(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(email): ApiPath<String>,
+    ApiQuery(query): ApiQuery<OffboardQuery>,
+) -> Result<Json<OffboardResponse>, ApiError> {
+    let email = extract::email(&email)?;
+    caller.allow(&state, Action::Admin, None, Some(&email))?;
+    let dry_run = query.dry_run.unwrap_or(false);
+    let report =
+        state.services.offboard(&email, dry_run, caller.client.providers.as_deref()).await.map_err(offboard_error)?;
+    Ok(offboarded(&state, &caller, report, dry_run))
+}
+
+/// Offboards every user of an email domain (at most 500 grants per call; `more` says to call again).
+#[utoipa::path(delete, path = "/admin/domains/{domain}", tag = "admin", security(("api_key" = [])),
+    params(("domain" = String, Path, description = "An email domain, e.g. company.com"), OffboardQuery),
+    responses((status = 200, body = OffboardResponse), (status = 400, body = crate::http::error::ErrorBody), crate::http::responses::Guarded))]
+pub async fn offboard_domain(
+    caller: Caller,
+    State(state): State<AppState>,
+    ApiPath(domain): ApiPath<String>,
+    ApiQuery(query): ApiQuery<OffboardQuery>,
+) -> Result<Json<OffboardResponse>, ApiError> {
+    let domain = extract::domain(&domain)?;
+    caller.allow(&state, Action::Admin, None, None)?;
+    if let Some(domains) = &caller.client.domains
+        && !domains.iter().any(|d| d.eq_ignore_ascii_case(&domain))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "The API client {} may not act for users of {domain}.",
+            caller.client.name
+        )));
+    }
+    let dry_run = query.dry_run.unwrap_or(false);
+    let report = state
+        .services
+        .offboard_domain(&domain, dry_run, caller.client.providers.as_deref())
+        .await
+        .map_err(offboard_error)?;
+    Ok(offboarded(&state, &caller, report, dry_run))
 }

@@ -31,6 +31,8 @@ use crate::http::state::AppState;
         super::admin::audit_log,
         super::admin::credentials,
         super::admin::stats,
+        super::admin::offboard_user,
+        super::admin::offboard_domain,
     ),
     components(schemas(crate::http::error::ErrorBody, crate::http::oauth_error::OAuthErrorBody)),
     modifiers(&ApiKeyScheme),
