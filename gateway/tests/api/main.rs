@@ -25,4 +25,5 @@ mod pages;
 mod replicas;
 mod rotation;
 mod tokens;
+mod webhooks;
 mod workers;

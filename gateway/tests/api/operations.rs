@@ -194,3 +194,97 @@ async fn an_admin_limited_to_domains_and_providers_reads_only_those() {
     );
     app.stop().await;
 }
+
+on_both_backends!(offboarding_removes_everything_even_when_a_provider_is_down);
+
+async fn offboarding_removes_everything_even_when_a_provider_is_down(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.authorize("mock", "alice@company.com").await;
+    app.authorize("google", "alice@company.com").await;
+    app.authorize("mock", "bob@company.com").await;
+    app.init_ok("mock", "alice@company.com").await;
+    app.token_ok("mock", "alice@company.com").await;
+
+    // Dry run: the list, and nothing changes.
+    let dry = app.api(reqwest::Method::DELETE, "/admin/users/alice@company.com?dry_run=true", None).await;
+    let dry: Value = dry.json().await.unwrap();
+    assert_eq!(dry["credentials"].as_array().unwrap().len(), 2, "{dry}");
+    assert!(dry["credentials"].as_array().unwrap().iter().all(|c| c["outcome"] == "would_revoke"));
+    assert_eq!(app.count("oauth_credentials").await, 3);
+
+    // The provider fails the first revocation: the grant is deleted anyway, its revocation queued.
+    app.mock.inject(mock_provider::Endpoint::Revoke, mock_provider::Fault::ServerError, 1);
+    let response = app.api(reqwest::Method::DELETE, "/admin/users/alice@company.com", None).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let mut outcomes: Vec<&str> =
+        body["credentials"].as_array().unwrap().iter().map(|c| c["outcome"].as_str().unwrap()).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, vec!["failed", "revoked"], "{body}");
+    assert_eq!(body["sessions_cancelled"], 1);
+    assert_eq!(app.count("oauth_credentials").await, 1, "only Bob's is left");
+    assert_eq!(app.count("pending_revocations").await, 1);
+    assert_eq!(app.token("mock", "alice@company.com", None).await.status(), 404, "no cached token is served");
+
+    // Again: nothing left to do (idempotent).
+    let again: Value =
+        app.api(reqwest::Method::DELETE, "/admin/users/alice@company.com", None).await.json().await.unwrap();
+    assert_eq!(again["credentials"], serde_json::json!([]));
+
+    // The job retries the revocation once its time comes, and forgets it.
+    let revocations_before = app.mock.counters().revocations;
+    let report = app.state.workers.revocations_once(Clock::system().now()).await.unwrap();
+    assert_eq!(report.done, 0, "not due yet");
+    let later = Clock::system().now() + chrono::TimeDelta::minutes(6);
+    let report = app.state.workers.revocations_once(later).await.unwrap();
+    assert_eq!(report.done, 1, "{report:?}");
+    assert_eq!(app.mock.counters().revocations, revocations_before + 1);
+    assert_eq!(app.count("pending_revocations").await, 0);
+
+    // A whole domain, dry then for real.
+    let dry: Value =
+        app.api(reqwest::Method::DELETE, "/admin/domains/company.com?dry_run=true", None).await.json().await.unwrap();
+    assert_eq!(users(dry["credentials"].as_array().unwrap()), vec!["mock/bob@company.com"]);
+    assert_eq!(app.count("oauth_credentials").await, 1);
+    let done: Value = app.api(reqwest::Method::DELETE, "/admin/domains/company.com", None).await.json().await.unwrap();
+    assert_eq!(done["credentials"][0]["outcome"], "revoked", "{done}");
+    assert_eq!(app.count("oauth_credentials").await, 0);
+
+    // Every step is audited.
+    app.state.services.audit().flush().await;
+    let (_, audit) = admin_get(&app, API_KEY, "/admin/audit?user=alice@company.com&limit=100").await;
+    let actions: Vec<&str> =
+        audit["records"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert!(
+        actions.contains(&"offboard") && actions.contains(&"offboard_dry_run") && actions.contains(&"revoke_retry"),
+        "{actions:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_proves_idle_grants_and_finds_dead_ones() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.authorize("mock", "alice@company.com").await;
+    app.authorize("mock", "bob@company.com").await;
+    let bob = app.token_ok("mock", "bob@company.com").await;
+    let in_two_days = Clock::system().now() + chrono::TimeDelta::days(2);
+    // Bob revoked the app at the provider: his tokens stop working there.
+    app.mock.invalidate_refresh_tokens_for("bob@company.com");
+    let revoke = app
+        .client
+        .post(app.mock.revoke_url())
+        .basic_auth(app.mock.client_id(), Some(app.mock.client_secret()))
+        .form(&[("token", bob["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert!(revoke.status().is_success());
+    let report = app.state.workers.probe_once(in_two_days).await.unwrap();
+    assert_eq!((report.verified, report.refused), (1, 1), "{report:?}");
+    let listed = all_pages(&app, API_KEY, "").await;
+    let state = |u: &str| listed.iter().find(|e| e["user_email"] == u).map(|e| e["state"].clone()).unwrap();
+    assert_eq!(state("alice@company.com"), "active");
+    assert_eq!(state("bob@company.com"), "needs_reauth", "found dead before Bob's next tool call");
+    app.stop().await;
+}
