@@ -114,8 +114,53 @@ impl Database {
         self.store.list_providers().await
     }
 
+    /// Credentials across users (`gateway credentials list`).
+    pub async fn list_connections(
+        &self,
+        filter: &crate::credentials::listing::ConnectionFilter,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<Vec<crate::credentials::listing::Connection>, StoreError> {
+        self.store.list_connections(filter, after, limit).await
+    }
+
+    pub async fn list_webhooks(&self) -> Result<Vec<crate::store::webhooks::WebhookRow>, StoreError> {
+        self.store.list_webhooks().await
+    }
+
+    pub async fn remove_webhook(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        self.store.remove_webhook(id).await
+    }
+
+    pub async fn list_deliveries(
+        &self,
+        status: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<crate::store::outbox::DeliveryRow>, StoreError> {
+        self.store.list_deliveries(status, limit).await
+    }
+
     pub async fn close(self) {
         self.store.close().await;
+    }
+}
+
+impl Admin {
+    /// Adds a webhook subscription with its secret sealed.
+    pub async fn add_webhook(
+        &self,
+        url: &str,
+        events: &[crate::webhooks::EventType],
+        secret: &secrecy::SecretString,
+        now: DateTime<Utc>,
+    ) -> Result<uuid::Uuid, StoreError> {
+        let names: Vec<String> = events.iter().map(|e| e.as_str().to_owned()).collect();
+        self.store.add_webhook(url, &names, secret, &self.keyring, now).await
+    }
+
+    /// A subscription's secret, opened (`gateway webhooks test` signs with it).
+    pub async fn webhook_secret(&self, id: uuid::Uuid) -> Result<Option<secrecy::SecretString>, StoreError> {
+        self.store.webhook_secret(id, &self.keyring).await
     }
 }
 

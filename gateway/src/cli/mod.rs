@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod clients;
 mod keys;
+mod operations;
 mod providers;
 mod reencrypt;
 
@@ -60,6 +61,21 @@ enum Command {
     Providers {
         #[command(subcommand)]
         action: providers::ProvidersAction,
+    },
+    /// Credentials across users (never a token).
+    Credentials {
+        #[command(subcommand)]
+        action: operations::CredentialsAction,
+    },
+    /// Users: offboarding (through the running gateway's admin API).
+    Users {
+        #[command(subcommand)]
+        action: operations::UsersAction,
+    },
+    /// Webhook subscriptions and their deliveries.
+    Webhooks {
+        #[command(subcommand)]
+        action: operations::WebhooksAction,
     },
     /// What the gateway exposes on /metrics.
     Metrics {
@@ -179,6 +195,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load_with_logs()?;
             providers::run(&settings, action).await
         }
+        Command::Credentials { action } => operations::credentials(&load_with_logs()?, action).await,
+        Command::Users { action } => operations::users(&load_with_logs()?, action).await,
+        Command::Webhooks { action } => operations::webhooks(&load_with_logs()?, action).await,
         Command::Metrics { action: MetricsAction::Catalogue { format } } => {
             print_catalogue(format)?;
             Ok(())

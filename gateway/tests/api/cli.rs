@@ -543,3 +543,100 @@ fn the_metric_catalogue_is_printed_for_scripts() {
     assert_eq!(durations["type"], "histogram");
     assert!(durations["buckets"].as_array().is_some_and(|b| !b.is_empty()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_offboard_and_manage_webhooks_from_the_command_line() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    app.authorize("mock", "alice@company.com").await;
+    app.authorize("mock", "bob@other.org").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db_url, key, address) = (app.db.url.clone(), app.key.clone(), app.address.clone());
+    let dir_path = dir.path().to_owned();
+    let run = move |args: Vec<String>| {
+        let (db_url, key, dir_path) = (db_url.clone(), key.clone(), dir_path.clone());
+        tokio::task::spawn_blocking(move || {
+            gateway(&dir_path)
+                .args(&args)
+                .env("DATABASE_URL", db_url)
+                .env("AUTH_GATEWAY_ENCRYPTION_KEY", key)
+                .env("AUTH_GATEWAY_API_KEY", crate::helpers::API_KEY)
+                .output()
+                .unwrap()
+        })
+    };
+    let args = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+
+    let listed = run(args("credentials list --json --domain company.com")).await.unwrap();
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(listed.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(
+        (lines[0]["user_email"].as_str(), lines[0]["state"].as_str()),
+        (Some("alice@company.com"), Some("active"))
+    );
+    let table = String::from_utf8(run(args("credentials list --not-used-since 1d")).await.unwrap().stdout).unwrap();
+    assert!(table.contains("alice@company.com") && table.contains("bob@other.org"), "{table}");
+    assert!(!run(args("credentials list --state gone")).await.unwrap().status.success());
+
+    // A subscription: the secret is printed once, and a test ping is signed with it.
+    let got: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>> = Default::default();
+    let sink = got.clone();
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push((headers, body));
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let added =
+        run(args(&format!("webhooks add {hook_url} --events credential.revoked,session.failed"))).await.unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let out = String::from_utf8(added.stdout).unwrap();
+    let mut out = out.lines();
+    let (id, secret) = (out.next().unwrap().to_owned(), out.next().unwrap().to_owned());
+    assert!(secret.starts_with("whsec_"));
+    let listed = String::from_utf8(run(args("webhooks list")).await.unwrap().stdout).unwrap();
+    assert!(listed.contains(&id) && listed.contains("credential.revoked,session.failed") && !listed.contains(&secret));
+    let tested = run(args(&format!("webhooks test {id}"))).await.unwrap();
+    assert!(tested.status.success(), "{}", String::from_utf8_lossy(&tested.stderr));
+    {
+        let got = got.lock().unwrap();
+        let (headers, body) = &got[0];
+        let h = |n: &str| headers[n].to_str().unwrap().to_owned();
+        let secret = gateway::core::webhooks::signing::Secret::parse(&secret).unwrap();
+        let now = app.clock.now().timestamp();
+        assert!(secret.verify(
+            &h("webhook-id"),
+            h("webhook-timestamp").parse().unwrap(),
+            body,
+            &h("webhook-signature"),
+            now
+        ));
+    }
+    assert!(!run(args("webhooks add ftp://example.com/x")).await.unwrap().status.success());
+    assert!(
+        !run(args(&format!("webhooks add {hook_url} --events credential.everything"))).await.unwrap().status.success()
+    );
+
+    // Offboarding through the running gateway.
+    let dry = run(args(&format!("users offboard alice@company.com --dry-run --url {address}"))).await.unwrap();
+    assert!(String::from_utf8(dry.stdout).unwrap().contains("would_revoke"));
+    let done = run(args(&format!("users offboard alice@company.com --url {address}"))).await.unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(String::from_utf8(done.stdout).unwrap().contains("revoked"));
+    assert_eq!(app.count("oauth_credentials").await, 1);
+    app.state.workers.webhooks_once(app.clock.now()).await.unwrap();
+    let deliveries =
+        String::from_utf8(run(args("webhooks deliveries --status delivered")).await.unwrap().stdout).unwrap();
+    assert!(deliveries.contains("credential.revoked"), "{deliveries}");
+    assert!(run(args(&format!("webhooks remove {id}"))).await.unwrap().status.success());
+    assert!(!run(args(&format!("webhooks remove {id}"))).await.unwrap().status.success());
+    app.stop().await;
+}
