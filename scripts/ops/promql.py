@@ -20,10 +20,17 @@ KNOWN_VALUES = {
     ("credentials", "state"): {"active", "needs_reauth"},
     ("db_pool_connections", "state"): {"in_use", "idle"},
     ("up", "job"): {"auth-gateway", "prometheus"},
+    ("webhook_deliveries_total", "outcome"): {"delivered", "failed", "dead"},
+    ("webhook_deliveries", "status"): {"pending", "dead"},
+    ("jwks_fetch_total", "outcome"): {"ok", "failed"},
+    ("token_exchange_total", "via"): {"identity_provider", "worker_assertion", "none"},
 }
 for _m in ("job_runs_total", "job_failures_total", "job_last_success_timestamp_seconds",
            "job_duration_seconds_bucket", "job_duration_seconds_sum", "job_duration_seconds_count"):
-    KNOWN_VALUES[(_m, "job")] = {"proactive_refresh", "session_sweep", "reencrypt", "metrics_refresh"}
+    KNOWN_VALUES[(_m, "job")] = {
+        "proactive_refresh", "session_sweep", "reencrypt", "metrics_refresh",
+        "webhook_delivery", "revocation_retry", "connection_probe",
+    }
 
 AGGREGATORS = {
     "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",

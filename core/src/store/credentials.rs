@@ -344,17 +344,7 @@ impl Store {
         let result = creds::Entity::delete_many().filter(row_of(key)).exec(&txn).await?;
         if result.rows_affected > 0 {
             if let Some(retry) = retry {
-                Store::queue_revocation(
-                    &txn,
-                    keyring,
-                    &key.provider,
-                    key.email.as_str(),
-                    retry.token,
-                    retry.kind,
-                    retry.next_attempt_at,
-                    now,
-                )
-                .await?;
+                Store::queue_revocation(&txn, keyring, key, retry, now).await?;
             }
             let event = Event::credential(EventType::CredentialRevoked, &key.provider, key.email.as_str())
                 .with("provider_revocation", outcome);

@@ -240,6 +240,21 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Numbered placeholders: `$1` on PostgreSQL, `?1` on SQLite.
+pub(super) fn placeholders(backend: Backend, sql: &str) -> String {
+    match backend {
+        Backend::Postgres => sql.to_owned(),
+        Backend::Sqlite => sql.replace('$', "?"),
+    }
+}
+
+pub(super) fn db_backend(backend: Backend) -> sea_orm::DbBackend {
+    match backend {
+        Backend::Postgres => sea_orm::DbBackend::Postgres,
+        Backend::Sqlite => sea_orm::DbBackend::Sqlite,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
@@ -266,20 +281,5 @@ mod tests {
         sea_orm::sqlx::query("ROLLBACK").execute(&mut *lock).await.unwrap();
         let err = db.execute_unprepared("INSERT INTO missing VALUES (1)").await.unwrap_err();
         assert!(matches!(StoreError::from(err), StoreError::Db(_)));
-    }
-}
-
-/// Numbered placeholders: `$1` on PostgreSQL, `?1` on SQLite.
-pub(super) fn placeholders(backend: Backend, sql: &str) -> String {
-    match backend {
-        Backend::Postgres => sql.to_owned(),
-        Backend::Sqlite => sql.replace('$', "?"),
-    }
-}
-
-pub(super) fn db_backend(backend: Backend) -> sea_orm::DbBackend {
-    match backend {
-        Backend::Postgres => sea_orm::DbBackend::Postgres,
-        Backend::Sqlite => sea_orm::DbBackend::Sqlite,
     }
 }

@@ -113,24 +113,21 @@ impl Store {
     pub(crate) async fn queue_revocation<C: ConnectionTrait>(
         conn: &C,
         keyring: &Keyring,
-        provider: &str,
-        user_email: &str,
-        token: &SecretString,
-        kind: &str,
-        next_attempt_at: DateTime<Utc>,
+        key: &super::credentials::CredentialKey,
+        retry: super::credentials::Retry<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let id = Uuid::now_v7();
-        let sealed = keyring.seal(&revocation_place(id), token.expose_secret().as_bytes());
+        let sealed = keyring.seal(&revocation_place(id), retry.token.expose_secret().as_bytes());
         let row = revocations::ActiveModel {
             id: Set(id),
-            provider_id: Set(provider.to_owned()),
-            profile_id: Set(user_email.to_owned()),
+            provider_id: Set(key.provider.clone()),
+            profile_id: Set(key.email.as_str().to_owned()),
             token: Set(sealed.token),
             token_key_id: Set(sealed.key_id.to_string()),
-            token_kind: Set(kind.to_owned()),
+            token_kind: Set(retry.kind.to_owned()),
             attempts: Set(1),
-            next_attempt_at: Set(next_attempt_at),
+            next_attempt_at: Set(retry.next_attempt_at),
             last_error: Set(Some("failed".to_owned())),
             created_at: Set(now),
         };

@@ -62,11 +62,7 @@ pub(crate) async fn run_once(
             // A test ping goes to the one subscription named in its data.
             test_target(deps, event.id).await?.into_iter().collect()
         } else {
-            subscriptions
-                .iter()
-                .filter(|s| s.enabled && s.events.iter().any(|e| *e == event.event_type))
-                .map(|s| s.id)
-                .collect()
+            subscriptions.iter().filter(|s| s.enabled && s.events.contains(&event.event_type)).map(|s| s.id).collect()
         };
         deps.store.fan_out(&event, &targets, now).await?;
         report.fanned_out += targets.len() as u64;

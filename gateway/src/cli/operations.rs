@@ -146,9 +146,10 @@ pub async fn credentials(settings: &Settings, action: CredentialsAction) -> anyh
     let mut after = None;
     let mut printed = 0;
     if !args.json {
+        let header = ["provider", "user", "state", "expires", "last used", "last verified", "last error"];
         println!(
             "{:<12} {:<32} {:<13} {:<22} {:<22} {:<22} {}",
-            "provider", "user", "state", "expires", "last used", "last verified", "last error"
+            header[0], header[1], header[2], header[3], header[4], header[5], header[6]
         );
     }
     let time =

@@ -1,9 +1,11 @@
 """mcp-auth-client: OAuth tokens for MCP servers from the central auth gateway.
 
 The core (:class:`AuthClient`, :class:`SyncAuthClient`, the exceptions and models) needs
-only ``httpx``. The MCP integration (:func:`require_auth`, :class:`AuthRequiredException`)
-needs the ``mcp`` SDK (``pip install "mcp-auth-client[mcp]"``) and is imported on first
-use, so ``import mcp_auth_client`` never imports the MCP SDK by itself.
+only ``httpx``; the webhook verifier (:func:`verify_webhook`, :class:`WebhookVerifier`,
+:mod:`mcp_auth_client.webhooks`) only the standard library. The MCP integration
+(:func:`require_auth`, :class:`AuthRequiredException`) needs the ``mcp`` SDK
+(``pip install "mcp-auth-client[mcp]"``) and is imported on first use, so
+``import mcp_auth_client`` never imports the MCP SDK by itself.
 """
 
 from __future__ import annotations
@@ -55,6 +57,13 @@ from mcp_auth_client.exceptions import (
 )
 from mcp_auth_client.models import AuthSession, ProviderGrant, RevokeResult, SessionStatus, TokenInfo
 from mcp_auth_client.sync import SyncAuthClient
+from mcp_auth_client.webhooks import (
+    InvalidWebhook,
+    InvalidWebhookSecret,
+    WebhookEvent,
+    WebhookVerifier,
+    verify_webhook,
+)
 
 if TYPE_CHECKING:
     from mcp_auth_client.decorators import require_auth
@@ -85,6 +94,8 @@ __all__ = [
     "InvalidEmail",
     "InvalidRequest",
     "InvalidTarget",
+    "InvalidWebhook",
+    "InvalidWebhookSecret",
     "MethodNotAllowed",
     "NotAuthenticated",
     "NotFound",
@@ -113,8 +124,11 @@ __all__ = [
     "UnsupportedGrantType",
     "UnsupportedMediaType",
     "UntrustedAuthUrl",
+    "WebhookEvent",
+    "WebhookVerifier",
     "__version__",
     "require_auth",
+    "verify_webhook",
 ]
 
 _LAZY = {

@@ -60,7 +60,7 @@ before(async () => {
 });
 
 after(async () => {
-  await stack.stop();
+  await Stack.stopAll();
 });
 
 beforeEach(async () => {
@@ -275,7 +275,8 @@ describe("gateway error codes from a real gateway", () => {
       }
     }
     assert.ok(error, answers.join());
-    assert.deepEqual(answers, ["not_authenticated", "not_authenticated"]);
+    // A burst of two is served first (more, should the loop be slow enough to refill).
+    assert.ok(answers.length >= 2 && answers.every((answer) => answer === "not_authenticated"), answers.join());
     assert.ok(error instanceof RetryableError && !(error instanceof AuthorizationRequired));
     assert.equal(error.code, "rate_limited");
     assert.equal(error.statusCode, 429);

@@ -37,7 +37,7 @@ before(async () => {
 });
 
 after(async () => {
-  await stack.stop();
+  await Stack.stopAll();
 });
 
 beforeEach(async () => {

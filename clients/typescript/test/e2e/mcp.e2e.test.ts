@@ -46,7 +46,7 @@ before(async () => {
 });
 
 after(async () => {
-  await stack.stop();
+  await Stack.stopAll();
 });
 
 beforeEach(async () => {

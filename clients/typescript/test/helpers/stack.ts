@@ -361,6 +361,7 @@ export async function startExample(gateway: Gateway, mock: MockProvider, logDir:
 
 /** One test file's whole stack: a mock provider and a gateway, and whatever else it starts. */
 export class Stack {
+  static readonly #running = new Set<Stack>();
   readonly extra: ChildProcess[] = [];
   readonly dirs: string[] = [];
   private constructor(
@@ -376,7 +377,9 @@ export class Stack {
     const mock = await startMock(bins.mock, dir);
     try {
       const gateway = await startGateway(bins.gateway, mock, dir, gatewayEnv);
-      return new Stack(dir, bins, mock, gateway);
+      const stack = new Stack(dir, bins, mock, gateway);
+      Stack.#running.add(stack);
+      return stack;
     } catch (error) {
       await stop(mock.process);
       throw error;
@@ -398,7 +401,13 @@ export class Stack {
     return server;
   }
 
+  /** Stop every stack started in this process (an `after` hook's job, even when `before` failed). */
+  static async stopAll(): Promise<void> {
+    for (const stack of [...Stack.#running]) await stack.stop();
+  }
+
   async stop(): Promise<void> {
+    Stack.#running.delete(this);
     for (const child of [...this.extra].reverse()) await stop(child);
     await stop(this.gateway.process);
     await stop(this.mock.process);
