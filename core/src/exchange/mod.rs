@@ -86,7 +86,7 @@ pub enum ExchangeError {
     #[error("The subject_token's audience is not one registered for the API client {0}.")]
     WrongAudience(String),
     #[error(
-        "The API client {0} has no registered audience; register its MCP server's with gateway clients update {0} --audience …."
+        "The API client {0} has no registered audience: register the audience of its MCP server's tokens with `gateway clients update {0} --audience <aud>`."
     )]
     NoAudienceRegistered(String),
     #[error("The subject_token has expired.")]
