@@ -114,6 +114,11 @@ impl Database {
         self.store.list_providers().await
     }
 
+    /// How many credentials are stored.
+    pub async fn count_credentials(&self) -> Result<u64, StoreError> {
+        self.store.count_credentials().await
+    }
+
     /// Credentials across users (`gateway credentials list`).
     pub async fn list_connections(
         &self,

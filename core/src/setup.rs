@@ -93,6 +93,21 @@ pub async fn keyring(settings: &Settings) -> Result<Keyring, SetupError> {
     Ok(derived)
 }
 
+/// The primary key as configured, or the development key file when the
+/// variable is not set (never generated here). `None`: neither exists yet.
+pub fn current_primary(settings: &Settings) -> Result<Option<SecretString>, SetupError> {
+    if let Some(key) = &settings.keys.primary {
+        return Ok(Some(key.clone()));
+    }
+    let path = settings.data_dir.join("encryption.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(SecretString::from(text.trim().to_owned()))),
+        Ok(_) => Ok(None),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(SetupError::DevSecret { path, source }),
+    }
+}
+
 /// The API key's SHA-256 digest; the key itself is dropped here.
 pub fn api_key_digest(settings: &Settings) -> Result<[u8; 32], SetupError> {
     let key = match &settings.api_key {

@@ -114,6 +114,25 @@ pub struct Counts {
 }
 
 impl Store {
+    /// How many credentials are stored (0 when the table does not exist yet).
+    pub async fn count_credentials(&self) -> Result<u64, StoreError> {
+        // Raw SQL: the table may be at an older migration than the entity (`migrate down`).
+        use sea_orm::ConnectionTrait;
+        let stmt = sea_orm::Statement::from_string(
+            super::db_backend(self.backend()),
+            "SELECT COUNT(*) AS n FROM oauth_credentials",
+        );
+        match self.db().query_one_raw(stmt).await {
+            Ok(row) => {
+                Ok(row.and_then(|r| r.try_get::<i64>("", "n").ok()).map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+            }
+            Err(err) if err.to_string().contains("no such table") || err.to_string().contains("does not exist") => {
+                Ok(0)
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Active credentials not proven to work since `before`, least recently proven first.
     pub async fn probe_candidates(
         &self,

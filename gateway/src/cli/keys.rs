@@ -47,11 +47,19 @@ pub async fn run(action: KeysAction) -> anyhow::Result<()> {
         }
         KeysAction::Rotate => {
             let settings = super::load_with_logs()?;
-            let Some(current) = settings.keys.primary.clone() else {
+            // The configured key, or the development key file (`$DATA_DIR/encryption.key`).
+            let Some(current) = crate::core::setup::current_primary(&settings)? else {
                 bail!(
-                    "AUTH_GATEWAY_ENCRYPTION_KEY is not set: there is no primary key to rotate (the development key file is rotated by setting the variable)"
+                    "there is no primary key to rotate: AUTH_GATEWAY_ENCRYPTION_KEY is not set and {} does not exist yet (start the gateway once, or set the variable)",
+                    settings.data_dir.join("encryption.key").display()
                 );
             };
+            if settings.keys.primary.is_none() {
+                eprintln!(
+                    "# The current key is the development key file {}; after the rotation the key lives in the variables below.",
+                    settings.data_dir.join("encryption.key").display()
+                );
+            }
             let current_id = crate::core::setup::keyring(&settings).await?.primary_id().clone();
             let new = generate_fernet_key();
             let new_id = Key::parse(&new, None)?.id().clone();

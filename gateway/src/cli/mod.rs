@@ -104,11 +104,22 @@ enum CatalogueFormat {
 enum MigrateAction {
     /// Apply every pending migration (the default).
     Up,
-    /// Roll back migrations.
+    /// Roll back migrations: the last --steps N, or --all (every table, every
+    /// credential: asks for a typed confirmation unless --yes; refused in
+    /// production unless --force).
     Down {
-        /// How many to roll back (all when omitted).
-        #[arg(long)]
+        /// How many to roll back.
+        #[arg(long, conflicts_with = "all")]
         steps: Option<u32>,
+        /// Roll back every migration: drops every table and every stored credential.
+        #[arg(long)]
+        all: bool,
+        /// Do not ask (scripts).
+        #[arg(long)]
+        yes: bool,
+        /// Allow --all with ENVIRONMENT=production.
+        #[arg(long)]
+        force: bool,
     },
     /// List migrations and whether each is applied.
     Status,
@@ -174,9 +185,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     db.migrate_up().await?;
                     println!("migrations applied");
                 }
-                MigrateAction::Down { steps } => {
-                    db.migrate_down(steps).await?;
-                    println!("migrations rolled back");
+                MigrateAction::Down { steps, all, yes, force } => {
+                    let result = migrate_down(&settings, &db, steps, all, yes, force).await;
+                    if result.is_err() {
+                        db.close().await;
+                        return result;
+                    }
                 }
                 MigrateAction::Status => print_status(&db).await?,
             }
@@ -264,6 +278,52 @@ fn print_catalogue(format: CatalogueFormat) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `gateway migrate down`: says what goes, and makes dropping everything a
+/// deliberate act.
+async fn migrate_down(
+    settings: &Settings,
+    db: &Database,
+    steps: Option<u32>,
+    all: bool,
+    yes: bool,
+    force: bool,
+) -> anyhow::Result<()> {
+    let applied: Vec<String> =
+        db.migration_status().await?.into_iter().filter(|(_, applied)| *applied).map(|(name, _)| name).collect();
+    let count = match (steps, all) {
+        (Some(n), false) => usize::try_from(n).unwrap_or(usize::MAX).min(applied.len()),
+        (None, true) => applied.len(),
+        _ => anyhow::bail!(
+            "give --steps N to roll back the last N migrations, or --all to drop every table (and every stored credential)"
+        ),
+    };
+    let credentials = db.count_credentials().await?;
+    let undone: Vec<&String> = applied.iter().rev().take(count).collect();
+    eprintln!("# Rolling back {} migration(s):", undone.len());
+    for name in &undone {
+        eprintln!("#   {name}");
+    }
+    if all {
+        if settings.environment == crate::config::Environment::Production && !force {
+            anyhow::bail!(
+                "refusing to drop every table with ENVIRONMENT=production: {credentials} stored credential(s) would be lost; add --force if this is really meant"
+            );
+        }
+        eprintln!("# This DROPS EVERY TABLE: {credentials} stored credential(s), sessions, clients and the audit log.");
+        if !yes {
+            eprintln!("# Type \"drop everything\" to go on:");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if answer.trim() != "drop everything" {
+                anyhow::bail!("not confirmed: nothing was changed");
+            }
+        }
+    }
+    db.migrate_down(Some(u32::try_from(count).unwrap_or(u32::MAX))).await?;
+    println!("{count} migration(s) rolled back");
     Ok(())
 }
 

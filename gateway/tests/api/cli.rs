@@ -137,10 +137,81 @@ fn migrate_applies_and_reports_status() {
     assert!(stdout.contains("applied m20261127_000001_create_tables"), "{stdout}");
     assert!(!stdout.contains("pending"), "{stdout}");
 
-    let down = gateway(dir.path()).args(["migrate", "down"]).output().unwrap();
-    assert!(down.status.success());
-    let status = gateway(dir.path()).args(["migrate", "status"]).output().unwrap();
-    assert!(String::from_utf8(status.stdout).unwrap().contains("pending m20261127_000001_create_tables"));
+    let status_of =
+        || String::from_utf8(gateway(dir.path()).args(["migrate", "status"]).output().unwrap().stdout).unwrap();
+    let pending = |text: &str| text.lines().filter(|l| l.starts_with("pending")).count();
+
+    // A bare `down` would drop everything: it is refused, and nothing changes.
+    let bare = gateway(dir.path()).args(["migrate", "down"]).output().unwrap();
+    assert!(!bare.status.success());
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("--steps N"));
+    assert_eq!(pending(&status_of()), 0);
+
+    // One step: says which, undoes exactly it.
+    let one = gateway(dir.path()).args(["migrate", "down", "--steps", "1"]).output().unwrap();
+    assert!(one.status.success(), "{}", String::from_utf8_lossy(&one.stderr));
+    assert!(String::from_utf8_lossy(&one.stderr).contains("_operations"));
+    assert_eq!(pending(&status_of()), 1);
+
+    // --all wants the typed confirmation (an empty answer changes nothing) ...
+    let unconfirmed = gateway(dir.path()).args(["migrate", "down", "--all"]).stdin(Stdio::null()).output().unwrap();
+    assert!(!unconfirmed.status.success());
+    let said = String::from_utf8_lossy(&unconfirmed.stderr).to_string();
+    assert!(said.contains("DROPS EVERY TABLE") && said.contains("0 stored credential(s)"), "{said}");
+    assert_eq!(pending(&status_of()), 1);
+    // --all --yes: everything is rolled back.
+    let all = gateway(dir.path()).args(["migrate", "down", "--all", "--yes"]).output().unwrap();
+    assert!(all.status.success(), "{}", String::from_utf8_lossy(&all.stderr));
+    assert!(status_of().contains("pending m20261127_000001_create_tables"));
+    assert_eq!(status_of().lines().filter(|l| l.starts_with("applied")).count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_every_table_is_refused_in_production_unless_forced() {
+    if !crate::helpers::postgres_available() {
+        return;
+    }
+    let db = crate::helpers::TestDb::new(crate::helpers::Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        gateway(dir.path())
+            .args(args)
+            .env("ENVIRONMENT", "production")
+            .env("DATABASE_URL", &db.url)
+            .env("AUTH_GATEWAY_ENCRYPTION_KEY", crate::helpers::fernet_key())
+            .env("AUTH_GATEWAY_API_KEY", crate::helpers::API_KEY)
+            .env("PUBLIC_BASE_URL", "https://auth.example.com/")
+            .env("AUTH_GATEWAY_TRUSTED_PROXIES", "10.0.0.1")
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["migrate"]).status.success());
+    let refused = run(&["migrate", "down", "--all", "--yes"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refusing to drop every table"));
+    let status = String::from_utf8(run(&["migrate", "status"]).stdout).unwrap();
+    assert!(!status.contains("pending"), "nothing was rolled back: {status}");
+    let forced = run(&["migrate", "down", "--all", "--yes", "--force"]);
+    assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
+}
+
+#[test]
+fn keys_rotate_works_with_the_development_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = gateway(dir.path()).args(["keys", "rotate"]).output().unwrap();
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("encryption.key"), "names the file it looked for");
+    // `keys status` opens the store with its keys, generating the development key file.
+    assert!(gateway(dir.path()).args(["keys", "status"]).output().unwrap().status.success());
+    let file = std::fs::read_to_string(dir.path().join("data").join("encryption.key")).unwrap();
+    let rotated = gateway(dir.path()).args(["keys", "rotate"]).output().unwrap();
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let out = String::from_utf8(rotated.stdout).unwrap();
+    assert!(
+        out.contains(&format!("AUTH_GATEWAY_ROTATION_KEYS={}", file.trim())),
+        "the file's key becomes a rotation key"
+    );
+    assert!(out.lines().any(|l| l.starts_with("AUTH_GATEWAY_ENCRYPTION_KEY=")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
