@@ -229,7 +229,7 @@ pub const CATALOGUE: &[Metric] = &[
         name: CREDENTIALS_EXPIRING,
         kind: Kind::Gauge,
         labels: &["provider"],
-        help: "Active credentials whose access token expires within the configured window.",
+        help: "Active credentials whose access token expires within the next 15 minutes.",
     },
     Metric {
         name: RATE_LIMITED,
