@@ -110,8 +110,9 @@ def test_a_good_delivery_gives_the_typed_event() -> None:
     assert event.data == {"provider": "google", "user_email": "ann@example.com", "provider_revocation": "revoked"}
     assert (event.provider, event.user_email) == ("google", "ann@example.com")
     assert event.attempted_at == NOW
-    # The body may be given as text too.
+    # The body may be given as text too; events are comparable and hashable (by id etc.).
     assert verify_webhook(SECRET, headers, body.decode(), now=NOW) == event
+    assert len({event, verify_webhook(SECRET, headers, body, now=NOW + 1)}) == 1
 
 
 def test_header_names_are_case_insensitive_whatever_the_container() -> None:

@@ -248,7 +248,7 @@ class WebhookEvent:
     id: str
     type: str
     timestamp: datetime
-    data: Mapping[str, Any]
+    data: Mapping[str, Any] = field(hash=False)
     attempted_at: int | None = field(default=None, compare=False)
 
     @property
