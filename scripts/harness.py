@@ -443,6 +443,8 @@ class GatewayStack:
                 "MOCK_SCOPES": "openid email mail.read",
                 **self.gateway_env(),
             }
+            # Kept for the command line (cli), which must see the same configuration.
+            self.env = env
             self.gateway = PROCS.start("gateway", [self.gateway_bin], env, os.path.join(self.tmp, "gateway.log"))
             return self.gateway
 
@@ -455,6 +457,15 @@ class GatewayStack:
     def gateway_ready(self):
         wait_for("gateway /health == 200", lambda: http("GET", f"{self.base}/health")[0] == 200, 60,
                  procs=[self.gateway])
+
+    def cli(self, *args):
+        """`gateway ARGS...` with the running gateway's configuration (same
+        database and keys); its stdout. SetupError when it fails."""
+        r = subprocess.run([self.gateway_bin, *args], env=self.env, cwd=self.tmp, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise SetupError(f"gateway {' '.join(args)} exited with status {r.returncode}:\n{r.stderr[-2000:]}")
+        return r.stdout
 
     # --- the API ------------------------------------------------------------
     @property

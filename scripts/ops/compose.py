@@ -26,6 +26,44 @@ def volume_strings(svc):
     return out
 
 
+def service_blocks(text):
+    """(service name, its lines) of a compose file's `services:`, comments included."""
+    blocks, name, lines, in_services = [], None, [], False
+    for line in text.splitlines():
+        if re.match(r"^\S", line):
+            in_services = line.startswith("services:")
+            if name:
+                blocks.append((name, lines))
+                name, lines = None, []
+            continue
+        m = re.match(r"^  ([A-Za-z0-9_-]+):\s*$", line)
+        if in_services and m:
+            if name:
+                blocks.append((name, lines))
+            name, lines = m.group(1), []
+        elif name:
+            lines.append(line)
+    if name:
+        blocks.append((name, lines))
+    return blocks
+
+
+def check_commented_secrets(fname):
+    """A *_FILE variable that a runbook says to uncomment must come with its
+    secret mounted in the same service (commented out beside it) and declared
+    at the top level: otherwise uncommenting what the docs say fails at start-up."""
+    text = open(path(fname)).read()
+    top = set(re.findall(r"^  #?\s*([a-z0-9_]+):\s*$", text.split("\nsecrets:", 1)[1], re.M)) if "\nsecrets:" in text else set()
+    for service, lines in service_blocks(text):
+        body = "\n".join(lines)
+        mounted = set(re.findall(r"^\s+#?\s*-\s*([a-z0-9_]+)\s*$", body, re.M))
+        for var, secret in re.findall(r"^\s+#?\s*([A-Z0-9_]+_FILE):\s*/run/secrets/([a-z0-9_]+)", body, re.M):
+            if secret not in mounted:
+                problem(f"{fname}: {service}: {var} reads secret {secret}, which the service's secrets: list does not mount (not even commented out beside it)")
+            if secret not in top:
+                problem(f"{fname}: {service}: {var} reads secret {secret}, which the top-level secrets: does not declare")
+
+
 def check_compose():
     dev = load_yaml("docker-compose.yml")
     prod = load_yaml("docker-compose.prod.yml")
@@ -66,6 +104,8 @@ def check_compose():
                         problem(f"{where}: {key} names secret {secret}, which the service does not mount")
             if "healthcheck" in svc and not svc["healthcheck"].get("test"):
                 problem(f"{where}: healthcheck without a test")
+
+    check_commented_secrets("docker-compose.prod.yml")
 
     # ---- development file
     s = dev["services"]
@@ -120,8 +160,13 @@ def check_compose():
         limits = ((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}
         if not limits.get("memory") or not limits.get("cpus"):
             problem(f"{where}: needs deploy.resources.limits (cpus and memory)")
-        if svc.get("env_file"):
-            problem(f"{where}: production takes secrets from files, not env_file")
+        env_files = svc.get("env_file") or []
+        env_files = env_files if isinstance(env_files, list) else [env_files]
+        paths = [e if isinstance(e, str) else e.get("path") for e in env_files]
+        # The gateway may read its non-secret settings from gateway.env; secrets are files.
+        allowed = ["./gateway.env"] if name == "gateway" else []
+        if any(p not in allowed for p in paths):
+            problem(f"{where}: production takes secrets from files, not env_file (only the gateway's ./gateway.env)")
         for key, value in env_dict(svc).items():
             if SECRET_VARS.match(key):
                 problem(f"{where}: secret {key} given as a plain variable; use {key}_FILE and a docker secret")
