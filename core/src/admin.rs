@@ -114,6 +114,11 @@ impl Database {
         self.store.list_providers().await
     }
 
+    /// Puts dead deliveries back in the queue (`gateway webhooks redeliver`).
+    pub async fn redeliver_dead(&self, webhook: Option<uuid::Uuid>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.store.redeliver_dead(webhook, now).await
+    }
+
     /// How many credentials are stored.
     pub async fn count_credentials(&self) -> Result<u64, StoreError> {
         self.store.count_credentials().await

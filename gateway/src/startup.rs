@@ -116,7 +116,8 @@ pub async fn telemetry(
 ) -> Result<(MetricsState, Option<TcpListener>, metrics_exporter_prometheus::PrometheusHandle), StartupError> {
     let handle = crate::telemetry::prometheus::install()?;
     let providers = services.providers().ids();
-    crate::telemetry::prometheus::initialize_series(&providers);
+    let issuers: Vec<String> = services.issuers_health().into_iter().map(|i| i.id).collect();
+    crate::telemetry::prometheus::initialize_series(&providers, &issuers);
     services.providers().health().publish(&providers);
     let metrics = MetricsState {
         handle: handle.clone(),

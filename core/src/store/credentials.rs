@@ -286,7 +286,7 @@ impl Store {
         let result = update.filter(C::Id.eq(id)).filter(C::Version.eq(version)).exec(&txn).await?;
         if result.rows_affected == 1 {
             let event = Event::credential(EventType::CredentialRefreshed, &key.provider, key.email.as_str())
-                .with("expires_at", tokens.expires_at.map(|t| t.to_rfc3339()));
+                .with("expires_at", tokens.expires_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
             super::outbox::enqueue(&txn, &event, now).await?;
         }
         txn.commit().await?;

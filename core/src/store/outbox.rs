@@ -234,6 +234,21 @@ impl Store {
         Ok(())
     }
 
+    /// Puts dead-lettered deliveries (of one subscription, or all) back in
+    /// the queue for a fresh round of attempts; how many.
+    pub async fn redeliver_dead(&self, webhook: Option<Uuid>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut update = deliveries::Entity::update_many()
+            .col_expr(D::Status, Expr::value("pending"))
+            .col_expr(D::Attempts, Expr::value(0))
+            .col_expr(D::NextAttemptAt, Expr::value(now))
+            .col_expr(D::LastError, Expr::value(Option::<String>::None))
+            .filter(D::Status.eq("dead"));
+        if let Some(webhook) = webhook {
+            update = update.filter(D::WebhookId.eq(webhook));
+        }
+        Ok(update.exec(self.db()).await?.rows_affected)
+    }
+
     /// Deliveries, newest first, optionally of one status.
     pub async fn list_deliveries(&self, status: Option<&str>, limit: u64) -> Result<Vec<DeliveryRow>, StoreError> {
         let mut query = deliveries::Entity::find().order_by_desc(D::Id).limit(limit);

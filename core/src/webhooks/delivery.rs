@@ -25,9 +25,16 @@ use crate::telemetry::metrics as m;
 /// Deliveries attempted at once by one replica.
 const CONCURRENCY: usize = 8;
 /// Deliveries claimed per run.
-const BATCH: u64 = 200;
-/// Longer than one attempt can take.
-const LEASE: TimeDelta = TimeDelta::seconds(120);
+const BATCH: u64 = 64;
+
+/// How long a run holds its claims: longer than the whole run can take
+/// against receivers that all hang (BATCH / CONCURRENCY rounds of one
+/// timeout each), with a minute to spare — so no other replica claims a
+/// delivery this one is still attempting.
+fn lease(settings: &WebhookSettings) -> TimeDelta {
+    let rounds = u32::try_from(BATCH.div_ceil(CONCURRENCY as u64)).unwrap_or(u32::MAX);
+    TimeDelta::from_std(settings.timeout * rounds).unwrap_or(TimeDelta::hours(1)) + TimeDelta::seconds(60)
+}
 
 /// What one run did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,7 +75,7 @@ pub(crate) async fn run_once(
         report.fanned_out += targets.len() as u64;
     }
     let owner = deps.instance_id.to_string();
-    let claimed = deps.store.claim_deliveries(&owner, now, now + LEASE, BATCH).await?;
+    let claimed = deps.store.claim_deliveries(&owner, now, now + lease(settings), BATCH).await?;
     let urls: HashMap<Uuid, String> = subscriptions.iter().map(|s| (s.id, s.url.clone())).collect();
     let results: Vec<(ClaimedDelivery, AttemptResult)> = futures::stream::iter(claimed)
         .map(|delivery| {
@@ -129,7 +136,8 @@ async fn attempt(
         return AttemptResult::Dead { status: None, error: "the subscription's secret is unusable".into() };
     };
     let id = delivery.event_id.to_string();
-    let timestamp = now.timestamp();
+    // The time of this attempt (not of the run): receivers refuse stale timestamps.
+    let timestamp = deps.clock.now().timestamp();
     let signature = secret.sign(&id, timestamp, &delivery.payload);
     let sent = http
         .post(url)
@@ -172,6 +180,13 @@ pub(crate) fn next_step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_holds_its_claims_longer_than_it_can_take() {
+        let settings = WebhookSettings { retry_schedule: vec![], timeout: Duration::from_secs(10) };
+        // 64 deliveries, 8 at a time, 10 s each at worst: 80 s.
+        assert!(lease(&settings) >= TimeDelta::seconds(80 + 60));
+    }
 
     #[test]
     fn attempts_follow_the_schedule_then_dead_letter() {

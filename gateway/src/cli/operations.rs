@@ -97,6 +97,12 @@ pub enum WebhooksAction {
     Remove { id: uuid::Uuid },
     /// Send a signed webhook.test ping now and print the receiver's answer.
     Test { id: uuid::Uuid },
+    /// Put dead-lettered deliveries back in the queue, for a fresh round of attempts.
+    Redeliver {
+        /// Only this subscription's (default: every dead delivery).
+        #[arg(long)]
+        webhook: Option<uuid::Uuid>,
+    },
     /// Deliveries, newest first.
     Deliveries {
         /// pending, delivered or dead.
@@ -357,6 +363,13 @@ pub async fn webhooks(settings: &Settings, action: WebhooksAction) -> anyhow::Re
                 Err(err) if err.is_timeout() => bail!("{url} did not answer in time"),
                 Err(_) => bail!("{url} cannot be reached"),
             }
+        }
+        WebhooksAction::Redeliver { webhook } => {
+            let db = Database::open(settings).await?;
+            let n = db.redeliver_dead(webhook, now).await?;
+            db.close().await;
+            println!("{n} dead deliver(y/ies) queued again");
+            Ok(())
         }
         WebhooksAction::Deliveries { status, limit } => {
             if let Some(s) = status.as_deref()

@@ -54,12 +54,20 @@ fn describe() {
 }
 
 /// The scheduled jobs (values of the `job` label).
-pub const JOBS: [&str; 4] = ["proactive_refresh", "session_sweep", "reencrypt", "metrics_refresh"];
+pub const JOBS: [&str; 7] = [
+    "proactive_refresh",
+    "session_sweep",
+    "reencrypt",
+    "metrics_refresh",
+    "webhook_delivery",
+    "revocation_retry",
+    "connection_probe",
+];
 
 /// Starts at zero the series whose label values are known up front, so the
 /// whole catalogue is on `/metrics` from the first scrape and rates and
 /// alert expressions have data before the first event.
-pub fn initialize_series(providers: &[String]) {
+pub fn initialize_series(providers: &[String], issuers: &[String]) {
     const TOKEN_OUTCOMES: [&str; 8] = [
         "memory",
         "store",
@@ -104,6 +112,21 @@ pub fn initialize_series(providers: &[String]) {
     }
     for column in crate::core::keys::ENCRYPTED_COLUMNS {
         metrics::counter!(m::REENCRYPTED, "column" => column.column).absolute(0);
+    }
+    for event in crate::core::webhooks::EventType::ALL {
+        for outcome in ["delivered", "failed", "dead"] {
+            metrics::counter!(m::WEBHOOK_DELIVERIES, "event" => event.as_str(), "outcome" => outcome).absolute(0);
+        }
+    }
+    for via in ["identity_provider", "worker_assertion"] {
+        for outcome in ["memory", "store", "refreshed", "authorization_required"] {
+            metrics::counter!(m::TOKEN_EXCHANGES, "via" => via, "outcome" => outcome).absolute(0);
+        }
+    }
+    for issuer in issuers {
+        for outcome in ["ok", "failed"] {
+            metrics::counter!(m::JWKS_FETCHES, "issuer" => issuer.clone(), "outcome" => outcome).absolute(0);
+        }
     }
     metrics::counter!(m::ENCRYPTION_ERRORS, "operation" => "decrypt").absolute(0);
     metrics::counter!(m::AUDIT_DROPPED).absolute(0);

@@ -709,5 +709,7 @@ async fn operators_list_offboard_and_manage_webhooks_from_the_command_line() {
     assert!(deliveries.contains("credential.revoked"), "{deliveries}");
     assert!(run(args(&format!("webhooks remove {id}"))).await.unwrap().status.success());
     assert!(!run(args(&format!("webhooks remove {id}"))).await.unwrap().status.success());
+    let requeued = run(args("webhooks redeliver")).await.unwrap();
+    assert!(String::from_utf8(requeued.stdout).unwrap().starts_with("0 "), "nothing was dead");
     app.stop().await;
 }

@@ -202,6 +202,13 @@ async fn a_receiver_that_never_answers_ends_in_the_dead_letter_list() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].last_error.as_deref(), Some("timeout"));
     assert_eq!(dead[0].event_type, "credential.connected");
+    // An operator puts it back once the receiver is fixed: a fresh round of attempts.
+    let settings = crate::helpers::settings(&app.db, &app.key, &[]);
+    let db = gateway::core::admin::Database::open(&settings).await.unwrap();
+    assert_eq!(db.redeliver_dead(None, app.clock.now()).await.unwrap(), 1);
+    db.close().await;
+    deliver(&app).await;
+    assert_eq!(hook.received().len(), 4, "attempted again");
     app.stop().await;
 }
 
