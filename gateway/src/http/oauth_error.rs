@@ -19,19 +19,15 @@ use crate::core::telemetry::request_id;
 use crate::http::ApiError;
 
 /// What the user must do when they have no usable grant, and the link to do it.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug)]
 pub struct AuthorizationRequired {
     /// `not_authenticated`, `refresh_failed` or `scope_insufficient`.
     pub reason: &'static str,
     /// Scopes the stored grant lacks (`scope_insufficient`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub missing_scopes: Option<Vec<String>>,
     /// A connect link bound to the verified user (when the client has the `init` right).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub session_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -75,12 +71,27 @@ pub struct OAuthErrorBody {
     /// Why: for `invalid_grant` the subject token's refusal (`expired`,
     /// `wrong_audience`, `replayed`, ...); for `unauthorized_client`
     /// `action_not_allowed`, `no_audience_registered` or `domain_not_allowed`;
-    /// for `invalid_target` `unknown_provider` or `provider_not_allowed`.
+    /// for `invalid_target` `unknown_provider` or `provider_not_allowed`;
+    /// for `authorization_required` `not_authenticated`, `refresh_failed` or
+    /// `scope_insufficient`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
-    /// `authorization_required` only.
-    #[serde(skip_serializing_if = "Option::is_none", flatten)]
-    pub authorization: Option<AuthorizationRequired>,
+    // The fields of `authorization_required`, spelled out rather than
+    // flattened: a flattened optional struct documents its required fields
+    // as required on every error.
+    /// `authorization_required`, `scope_insufficient`: scopes the stored grant lacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing_scopes: Option<Vec<String>>,
+    /// `authorization_required`: a connect link bound to the verified user
+    /// (when the client has the `init` right).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_url: Option<String>,
+    /// `authorization_required`: the connect link's session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Uuid>,
+    /// `authorization_required`: when the connect link expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
     pub request_id: Option<String>,
@@ -133,15 +144,19 @@ impl OAuthError {
 
     pub fn body(&self) -> OAuthErrorBody {
         let text = self.to_string();
+        let authorization = match self {
+            Self::AuthorizationRequired(a) => Some((**a).clone()),
+            _ => None,
+        };
         OAuthErrorBody {
             error: self.row().0,
             error_description: text.clone(),
             message: text,
-            reason: self.reason(),
-            authorization: match self {
-                Self::AuthorizationRequired(a) => Some((**a).clone()),
-                _ => None,
-            },
+            reason: self.reason().or(authorization.as_ref().map(|a| a.reason)),
+            missing_scopes: authorization.as_ref().and_then(|a| a.missing_scopes.clone()),
+            auth_url: authorization.as_ref().and_then(|a| a.auth_url.clone()),
+            session_id: authorization.as_ref().and_then(|a| a.session_id),
+            expires_at: authorization.and_then(|a| a.expires_at),
             retry_after: self.retry_after(),
             request_id: request_id::current(),
         }

@@ -784,6 +784,11 @@ async fn bad_exchange_requests_get_their_oauth_code_and_change_nothing() {
     };
     let mut twice = good.clone();
     twice.push(("audience", "google".to_owned()));
+    // Every error body carries what the published schema says it must.
+    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let required: Vec<String> =
+        serde_json::from_value(doc["components"]["schemas"]["OAuthErrorBody"]["required"].clone()).unwrap();
+    assert!(required.iter().any(|f| f == "error"), "{required:?}");
     type Case<'a> = (Vec<(&'a str, String)>, u16, &'a str);
     let cases: Vec<Case> = vec![
         (without("grant_type"), 400, "invalid_request"),
@@ -810,6 +815,9 @@ async fn bad_exchange_requests_get_their_oauth_code_and_change_nothing() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], code, "{names:?}: {body}");
         assert!(body["error_description"].is_string() && body["message"].is_string(), "{body}");
+        for field in &required {
+            assert!(body.get(field).is_some(), "{names:?}: `{field}` is required by /openapi.json: {body}");
+        }
     }
     // JSON is not this endpoint's format.
     let json_body = app
