@@ -32,7 +32,16 @@ problem and exits 1. The checks:
     nginx-testcopy DIR  writes a copy of the nginx config that `nginx -t` can
                  check on this machine (upstream and paths rewritten)
     expected-empty  prometheus/expected-empty.txt names existing expressions
-    snippets     README.md explains every panel and has a runbook per alert
+    snippets     docs/ mention the deployment commands and explain every panel
+    docs         the documentation agrees with the code: relative links, their
+                 anchors and alerts.yml's runbook_url resolve; the generated
+                 sections (docs/cli.md from every command's --help, the metric
+                 table from the catalogue) are current (scripts/ops/docs.py
+                 --write rewrites them); docs/configuration.md gives every
+                 variable of `gateway config reference --format json` with its
+                 default and range; ```sql blocks run on freshly migrated
+                 SQLite (and PostgreSQL with $TEST_DATABASE_URL); shell lines
+                 use existing gateway subcommands and --flags
 
 The checks live in the package scripts/ops, one module per group; this file
 only dispatches.
@@ -40,7 +49,7 @@ only dispatches.
 
 import sys
 
-from ops import PROBLEMS, alerts, compose, dashboard, dockerfile, env, expressions, nginx, snippets
+from ops import PROBLEMS, alerts, compose, dashboard, docs, dockerfile, env, expressions, nginx, snippets
 
 CHECKS = {
     "alerts": alerts.check_alerts,
@@ -54,6 +63,7 @@ CHECKS = {
     "nginx-testcopy": nginx.nginx_testcopy,
     "expected-empty": expressions.check_expected_empty,
     "snippets": snippets.check_snippets,
+    "docs": docs.check_docs,
 }
 
 

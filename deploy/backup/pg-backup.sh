@@ -11,7 +11,7 @@
 # BACKUP_RETENTION_DAYS (default 14): dumps older than this are deleted.
 # BACKUP_INTERVAL_SECONDS (default 86400): pause between two dumps in `loop`.
 #
-# Restore with pg-restore.sh (README.md, "Backup and restore").
+# Restore with pg-restore.sh (docs/deployment.md, "Backup and restore").
 set -eu
 
 : "${PGDATABASE:?set PGDATABASE}"

@@ -9,7 +9,7 @@
 # Connection: PGHOST, PGPORT, PGUSER, and PGPASSWORD or PGPASSWORD_FILE.
 #
 # Stop the gateway first, and restore with the encryption keys that were in
-# use when the dump was taken (README.md, "Backup and restore").
+# use when the dump was taken (docs/deployment.md, "Backup and restore").
 set -eu
 
 if [ "$#" -ne 2 ]; then

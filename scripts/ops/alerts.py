@@ -1,6 +1,6 @@
 """Conventions of prometheus/alerts.yml: the required alerts, severity,
-annotations, runbook links and README headings, and a firing and a
-non-firing unit test per alert in alerts_test.yml.
+annotations, runbook links and their headings in docs/runbooks.md, and a
+firing and a non-firing unit test per alert in alerts_test.yml.
 """
 
 import re
@@ -11,7 +11,7 @@ from ops import load_yaml, problem, read
 def check_alerts():
     rules = load_yaml("prometheus", "alerts.yml")
     tests = load_yaml("prometheus", "alerts_test.yml")
-    readme = read("README.md")
+    runbooks = read("docs", "runbooks.md")
     alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
     if not alerts:
         problem("alerts.yml defines no alert")
@@ -43,11 +43,11 @@ def check_alerts():
             if not str(ann.get(key, "")).strip():
                 problem(f"{name}: annotation {key} is missing")
         anchor = "runbook-" + name.lower()
-        if ann.get("runbook_url") != f"README.md#{anchor}":
-            problem(f"{name}: runbook_url must be README.md#{anchor}")
-        heading = re.compile(r"^###\s+Runbook:\s+" + re.escape(name) + r"\s*$", re.M)
-        if not heading.search(readme):
-            problem(f"{name}: README.md has no '### Runbook: {name}' heading")
+        if ann.get("runbook_url") != f"docs/runbooks.md#{anchor}":
+            problem(f"{name}: runbook_url must be docs/runbooks.md#{anchor}")
+        heading = re.compile(r"^##\s+Runbook:\s+" + re.escape(name) + r"\s*$", re.M)
+        if not heading.search(runbooks):
+            problem(f"{name}: docs/runbooks.md has no '## Runbook: {name}' heading")
         if not firing.get(name):
             problem(f"{name}: alerts_test.yml has no case where it fires")
         if not quiet.get(name):

@@ -25,7 +25,7 @@ def check_env():
     for name in sorted(os.listdir(path(*CONFIG))):
         if name.endswith(".rs"):
             code = read(*CONFIG, name)
-            names |= set(re.findall(r'src\.(?:get|number|secret|parse_or)\(\s*"([A-Z][A-Z0-9_]+)"', code))
+            names |= set(re.findall(r'src\.(?:get|get_or|flag|number|secret|parse_or)\(\s*"([A-Z][A-Z0-9_]+)"', code))
             for job in re.findall(r'\("([A-Z_]+)", "[^"]*\*[^"]*"\)', code):
                 names |= {f"JOB_{job}_SCHEDULE", f"JOB_{job}_ENABLED"}
     # The design document's and the brief's list (covers what the code may not declare yet).

@@ -16,7 +16,7 @@ sets the header (replacing any copy the client sent) and because it listens on
 refused. ``MCP_TRUSTED_EMAIL_HEADER`` names another header (``X-Forwarded-Email`` for
 oauth2-proxy, for example). A server run with MCP authorization (``MCPServer(auth=...,
 token_verifier=...)``) needs no header: ``require_auth`` then exchanges the user's access
-token at the gateway, which proves the user itself (see "Token exchange" in the README).
+token at the gateway, which proves the user itself (see the gateway's docs/token-exchange.md).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@
  * 127.0.0.1 only, so nothing but that proxy reaches it. A request without the header is
  * refused. `MCP_TRUSTED_EMAIL_HEADER` names another header (`X-Forwarded-Email` for
  * oauth2-proxy, for example). A server that runs with MCP authorization needs no header:
- * `requireAuth` then exchanges the user's access token at the gateway (see the README).
+ * `requireAuth` then exchanges the user's access token at the gateway (see the gateway's docs/token-exchange.md).
  */
 
 import { randomUUID } from "node:crypto";

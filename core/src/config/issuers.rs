@@ -121,7 +121,7 @@ fn parse_one(src: &Source, id: &str, environment: Environment, errs: &mut Config
     let skew = src.number(&var("CLOCK_SKEW_SECONDS"), 60, 0..=600, "seconds", errs);
     let max_age = src.number(&var("MAX_TOKEN_AGE_SECONDS"), 86_400, 0..=31_536_000, "seconds", errs);
     let refetch = src.number(&var("JWKS_REFETCH_SECONDS"), 30, 0..=3600, "seconds", errs);
-    let email_claim = src.get(&var("EMAIL_CLAIM")).map_or_else(|| "email".to_owned(), |c| c.trim().to_owned());
+    let email_claim = src.get_or(&var("EMAIL_CLAIM"), "email").trim().to_owned();
     let require_verified_email = src.flag(&var("REQUIRE_VERIFIED_EMAIL"), true, errs);
     Some(IssuerConfig {
         id: id.to_owned(),

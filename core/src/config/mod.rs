@@ -12,6 +12,7 @@ pub mod access;
 mod errors;
 pub mod issuers;
 pub mod providers;
+mod reference;
 mod source;
 pub mod webhooks;
 pub mod workers;
@@ -24,7 +25,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use errors::{ConfigError, ConfigErrors};
-pub use source::Source;
+pub use reference::reference;
+pub use source::{Source, VarKind, VarSpec};
 
 use crate::crypto::Key;
 
@@ -277,7 +279,7 @@ impl Settings {
         };
         let strict = environment != Environment::Development;
 
-        let data_dir = PathBuf::from(src.get(vars::DATA_DIR).unwrap_or_else(|| "./data".to_owned()));
+        let data_dir = PathBuf::from(src.get_or(vars::DATA_DIR, "./data"));
 
         let database = parse_database(src, &data_dir, environment, &mut errs);
         let keys = parse_keys(src, environment, &mut errs);

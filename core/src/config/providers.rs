@@ -31,6 +31,8 @@ use crate::oauth::provider::{
 pub const PROVIDERS_VAR: &str = "AUTH_GATEWAY_PROVIDERS";
 const BUILT_IN: [(&str, ProviderKind); 3] =
     [("google", ProviderKind::Google), ("microsoft", ProviderKind::Microsoft), ("meta", ProviderKind::Meta)];
+/// The built-in providers' variable prefixes.
+pub const BUILT_IN_PREFIXES: [&str; 3] = ["GOOGLE_", "MICROSOFT_", "META_"];
 
 /// Provider ids: lower-case letters, digits, `-` and `_`, 1 to 50 characters
 /// (the `oauth_providers.id` column).
@@ -117,7 +119,7 @@ fn parse_one(
         }
     };
 
-    let tenant = src.get("MICROSOFT_TENANT").unwrap_or_else(|| "common".to_owned());
+    let tenant = src.get_or("MICROSOFT_TENANT", "common");
     let (auth, token, revoke, userinfo): (Option<String>, Option<String>, Option<&str>, Option<&str>) = match kind {
         ProviderKind::Google => (
             Some(endpoints::GOOGLE_AUTH.to_owned()),

@@ -51,17 +51,9 @@ const JOBS: [(&str, &str, bool); 7] = [
 
 fn schedule(src: &Source, job: &str, default: &str, on: bool, errs: &mut ConfigErrors) -> Schedule {
     let enabled_var = format!("JOB_{job}_ENABLED");
-    let enabled = match src.get(&enabled_var).map(|v| v.to_ascii_lowercase()) {
-        None => on,
-        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
-        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
-        Some(_) => {
-            errs.push(&enabled_var, "is not a boolean", "use true or false");
-            true
-        }
-    };
+    let enabled = src.flag(&enabled_var, on, errs);
     let var = format!("JOB_{job}_SCHEDULE");
-    let expr = src.get(&var).unwrap_or_else(|| default.to_owned());
+    let expr = src.get_or(&var, default);
     if let Err(problem) = validate_schedule(&expr) {
         errs.push(
             &var,

@@ -138,7 +138,7 @@ impl Store {
     /// One `INSERT … ON CONFLICT DO UPDATE` statement: it takes SQLite's write
     /// lock before it reads anything, so it waits in the busy handler instead
     /// of failing at once the way a deferred read-then-write transaction does
-    /// when another writer committed in between (see the README's design
+    /// when another writer committed in between (see docs/architecture.md's design
     /// notes), and two callbacks for the same user cannot both insert. A
     /// replaced grant keeps its row id and bumps `version`, so a refresh that
     /// read the old grant can no longer write.

@@ -1,5 +1,5 @@
 //! The metric catalogue: every metric the gateway records, with its type,
-//! labels and unit, in one place. The README's table mirrors this module.
+//! labels and unit, in one place. docs/observability.md's table is generated from it.
 //!
 //! Labels are bounded: provider, outcome, trigger, category, route *pattern*,
 //! method, status, job, key id, column. Never an email, a credential id or a

@@ -129,6 +129,13 @@ enum MigrateAction {
 enum ConfigAction {
     /// Validate the configuration; exit non-zero on any problem.
     Check,
+    /// Print every variable the settings code reads, with its kind, default
+    /// and range, found by running that code (the documentation is checked
+    /// against it). `<ID>` stands for a provider's or issuer's id.
+    Reference {
+        #[arg(long, value_enum, default_value_t = CatalogueFormat::Text)]
+        format: CatalogueFormat,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -156,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = load_with_logs()?;
             reencrypt::run(&settings, args).await
         }
+        Command::Config { action: ConfigAction::Reference { format } } => print_reference(format),
         Command::Config { action: ConfigAction::Check } => {
             let settings = Settings::from_env()?;
             // Deriving the keys proves the key inputs are usable, not just well-formed.
@@ -275,6 +283,31 @@ fn print_catalogue(format: CatalogueFormat) -> anyhow::Result<()> {
         CatalogueFormat::Text => {
             for m in CATALOGUE {
                 println!("{:<42} {:<9} {:<36} {}", m.name, kind(m.kind), m.labels.join(","), m.help);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_reference(format: CatalogueFormat) -> anyhow::Result<()> {
+    let all = crate::core::config::reference();
+    match format {
+        CatalogueFormat::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+        CatalogueFormat::Text => {
+            for v in &all {
+                let range = match (v.min, v.max) {
+                    (Some(min), Some(max)) => format!("{min}-{max} {}", v.unit.as_deref().unwrap_or_default()),
+                    _ => String::new(),
+                };
+                let kind = serde_json::to_value(v.kind)?;
+                let default = v.default.as_deref().unwrap_or("-");
+                println!(
+                    "{:<44} {:<7} {:<36} {}",
+                    v.name,
+                    kind.as_str().unwrap_or_default(),
+                    default,
+                    range.trim_end()
+                );
             }
         }
     }

@@ -1,4 +1,4 @@
-//! Key rotation end to end, as the README's runbook does it: tokens under key
+//! Key rotation end to end, as the runbook (docs/runbooks.md) does it: tokens under key
 //! A; restart with B primary and A for rotation; tokens still served;
 //! re-encrypt; every value under B; restart with B alone; still served. And a
 //! dry run that finds what no key can open, leaving it untouched.

@@ -47,7 +47,7 @@ import {
 import { parseRetryAfter, redactSecret } from "../../src/errors.js";
 import { PACKAGE_ROOT } from "../helpers/stack.js";
 
-/** Every gateway code, its status, class and family (README "HTTP API" and "Token exchange"). */
+/** Every gateway code, its status, class and family (docs/api.md and docs/token-exchange.md). */
 const TABLE: [string, number, typeof AuthGatewayError, typeof AuthGatewayError][] = [
   ["not_authenticated", 404, NotAuthenticated, AuthorizationRequired],
   ["refresh_failed", 401, RefreshFailed, AuthorizationRequired],
