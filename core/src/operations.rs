@@ -206,7 +206,8 @@ impl Services {
                 continue;
             }
             // The warm path: a cached token, or one loaded (and refreshed if due).
-            let Ok(grant) = self.token(&key, &[]).await else {
+            // Not a use: a probed grant must not look active.
+            let Ok(grant) = self.peek_token(&key).await else {
                 report.skipped += 1;
                 continue;
             };

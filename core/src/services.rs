@@ -401,9 +401,15 @@ impl Services {
 
     // ---- credentials ------------------------------------------------------
 
-    /// A token for `key` with `required` scopes (from memory when warm).
+    /// A token for `key` with `required` scopes (from memory when warm),
+    /// served to a caller: a use of the credential.
     pub async fn token(&self, key: &CredentialKey, required: &[String]) -> Result<Grant, TokenError> {
         self.0.tokens.get_token(key, required).await
+    }
+
+    /// A token the gateway needs for itself (not a use of the credential).
+    pub(crate) async fn peek_token(&self, key: &CredentialKey) -> Result<Grant, TokenError> {
+        self.0.tokens.peek_token(key).await
     }
 
     /// Revokes at the provider and deletes the credential everywhere.

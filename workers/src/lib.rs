@@ -134,6 +134,7 @@ impl Workers {
                 lead: self.settings.refresh_lead,
                 long_lived_lead: self.settings.long_lived_lead,
                 keepalive: self.settings.keepalive,
+                active: self.settings.active,
             },
             batch: self.settings.refresh_batch,
             concurrency: self.settings.refresh_concurrency,

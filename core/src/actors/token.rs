@@ -48,6 +48,9 @@ const MAILBOX_CAPACITY: usize = 1024;
 #[rtype(result = "Result<Grant, TokenError>")]
 pub struct GetToken {
     pub required_scopes: Vec<String>,
+    /// Whether a caller is served (recorded as a use) or the gateway itself
+    /// looks (the connection probe), which must not make a credential look used.
+    pub serves_caller: bool,
 }
 
 /// Refresh now if needed (from the proactive worker).
@@ -88,8 +91,14 @@ pub struct Revoke;
 pub struct Shared {
     /// The token the actor last loaded or refreshed, while it is active.
     snapshot: std::sync::RwLock<Option<Arc<Credential>>>,
-    /// When the credential was last served (milliseconds since [`EPOCH`]).
+    /// When the actor was last busy: served, or started (milliseconds since
+    /// [`EPOCH`]); it stops after being idle for a while.
     last_used_ms: AtomicU64,
+    /// When the credential was last served to a caller (0: never). Only this
+    /// is recorded as `last_used_at`: a proactive refresh starting the actor
+    /// is not a use, or every refreshed credential would look used and be
+    /// refreshed ahead forever.
+    served_ms: AtomicU64,
 }
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -113,6 +122,13 @@ impl Shared {
         self.last_used_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    /// The credential was served to a caller.
+    pub fn serve(&self) {
+        let now = now_ms().max(1);
+        self.last_used_ms.store(now, Ordering::Relaxed);
+        self.served_ms.store(now, Ordering::Relaxed);
+    }
+
     fn idle_for(&self) -> Duration {
         Duration::from_millis(now_ms().saturating_sub(self.last_used_ms.load(Ordering::Relaxed)))
     }
@@ -124,7 +140,7 @@ pub struct TokenActor {
     registry: std::sync::Weak<TokenRegistry>,
     shared: Arc<Shared>,
     cache: Option<Credential>,
-    /// `last_used_ms` as of the last `last_used_at` write.
+    /// `served_ms` as of the last `last_used_at` write.
     last_used_written: u64,
     /// The pause before the next [`StoreUnsaved`] (grows while the database refuses).
     unsaved_pause: Duration,
@@ -144,7 +160,7 @@ impl TokenActor {
 
     /// Writes `last_used_at` if the credential was served since the last write.
     fn write_last_used(&mut self) {
-        let used = self.shared.last_used_ms.load(Ordering::Relaxed);
+        let used = self.shared.served_ms.load(Ordering::Relaxed);
         if used == self.last_used_written {
             return;
         }
@@ -235,7 +251,14 @@ impl Handler<GetToken> for TokenActor {
     type Result = AtomicResponse<Self, Result<Grant, TokenError>>;
 
     fn handle(&mut self, msg: GetToken, _ctx: &mut Self::Context) -> Self::Result {
-        self.shared.touch();
+        if msg.serves_caller {
+            self.shared.serve();
+            // The first use in this actor's life is recorded at once (a user
+            // who comes back is active from now on); later ones on the idle check.
+            if self.last_used_written == 0 {
+                self.write_last_used();
+            }
+        }
         let now = self.deps.clock.now();
         let buffer = self.deps.settings.refresh_buffer;
         // The hot path: no I/O at all.
@@ -470,5 +493,15 @@ mod tests {
             Duration::from_secs(300),
         );
         assert!(answer.is_none());
+    }
+
+    #[test]
+    fn starting_an_actor_is_not_a_use_serving_a_caller_is() {
+        let shared = Shared::default();
+        shared.touch();
+        assert_eq!(shared.served_ms.load(Ordering::Relaxed), 0, "a worker's refresh starts the actor: no use");
+        assert!(shared.idle_for() < Duration::from_secs(60), "but the actor counts as busy");
+        shared.serve();
+        assert!(shared.served_ms.load(Ordering::Relaxed) > 0);
     }
 }

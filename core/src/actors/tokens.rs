@@ -98,12 +98,14 @@ impl TokenRegistry {
 
     /// A fresh token with the required scopes, straight from the actor's
     /// published snapshot, or `None` when the actor must be asked.
-    fn fast_path(&self, key: &CredentialKey, required: &[String]) -> Option<Grant> {
+    fn fast_path(&self, key: &CredentialKey, required: &[String], serves_caller: bool) -> Option<Grant> {
         let shared = self.actors.read().ok()?.get(key)?.shared.clone();
         let cached = shared.snapshot()?;
         let answer = answer_from_cache(&cached, required, self.deps.clock.now(), self.deps.settings.refresh_buffer)?;
         let grant = answer.ok()?;
-        shared.touch();
+        if serves_caller {
+            shared.serve();
+        }
         Some(grant)
     }
 
@@ -126,11 +128,22 @@ impl TokenRegistry {
         Err(TokenError::Busy)
     }
 
+    /// A token for a caller: served from memory when warm, and recorded as a
+    /// use (`last_used_at`, which decides whether it is refreshed ahead).
     pub async fn get_token(&self, key: &CredentialKey, required_scopes: &[String]) -> Result<Grant, TokenError> {
-        if let Some(grant) = self.fast_path(key, required_scopes) {
+        self.token(key, required_scopes, true).await
+    }
+
+    /// A token the gateway itself needs (the connection probe): not a use.
+    pub async fn peek_token(&self, key: &CredentialKey) -> Result<Grant, TokenError> {
+        self.token(key, &[], false).await
+    }
+
+    async fn token(&self, key: &CredentialKey, required: &[String], serves_caller: bool) -> Result<Grant, TokenError> {
+        if let Some(grant) = self.fast_path(key, required, serves_caller) {
             return Ok(grant);
         }
-        self.send(key, || GetToken { required_scopes: required_scopes.to_vec() }).await?
+        self.send(key, || GetToken { required_scopes: required.to_vec(), serves_caller }).await?
     }
 
     pub async fn refresh(

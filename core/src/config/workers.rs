@@ -27,6 +27,9 @@ pub struct JobSettings {
     pub long_lived_lead: Duration,
     /// Refresh credentials nobody refreshed for this long (`REFRESH_KEEPALIVE_HOURS`, default 24).
     pub keepalive: Duration,
+    /// Refresh ahead of expiry only credentials used (or authorized) within
+    /// this (`REFRESH_ACTIVE_HOURS`, default 36; `None` with 0: every one).
+    pub active: Option<Duration>,
     pub refresh_batch: usize,
     pub refresh_concurrency: usize,
     pub refresh_jitter: Duration,
@@ -93,6 +96,10 @@ pub fn parse(src: &Source, refresh_buffer: Option<Duration>, errs: &mut ConfigEr
         keepalive: Duration::from_secs(
             3600 * src.number("REFRESH_KEEPALIVE_HOURS", 24, 1..=8760, "hours", errs).unwrap_or(24),
         ),
+        active: match src.number("REFRESH_ACTIVE_HOURS", 36, 0..=8760, "hours (0: every credential)", errs) {
+            Some(0) => None,
+            hours => Some(Duration::from_secs(3600 * hours.unwrap_or(36))),
+        },
         refresh_batch: src.number("REFRESH_BATCH_SIZE", 500, 1..=10_000, "credentials", errs).unwrap_or(500) as usize,
         refresh_concurrency: src.number("REFRESH_CONCURRENCY", 8, 1..=256, "calls", errs).unwrap_or(8) as usize,
         refresh_jitter: Duration::from_secs(

@@ -2,10 +2,14 @@
 //!
 //! Due: active, not leased by another replica, with a way to refresh, and
 //! either expiring within the lead window (a longer one for providers that
-//! renew long-lived tokens by exchange, such as Meta) or not refreshed for a
-//! keep-alive period (providers revoke idle refresh tokens). Claiming leases
-//! them to this replica in one statement (`FOR UPDATE SKIP LOCKED` on
-//! PostgreSQL, so replicas claim different rows).
+//! renew long-lived tokens by exchange, such as Meta) — but only when used
+//! (or authorized) recently: an idle user's token is not kept fresh for
+//! nobody — or not refreshed for a keep-alive period (providers revoke idle
+//! refresh tokens). An idle user who comes back waits for one on-demand
+//! refresh, single-flight in the credential's actor. Long-lived tokens are
+//! renewed whether used or not: once expired they cannot be renewed at all.
+//! Claiming leases them to this replica in one statement (`FOR UPDATE SKIP
+//! LOCKED` on PostgreSQL, so replicas claim different rows).
 
 use std::time::Duration;
 
@@ -27,6 +31,9 @@ pub struct DuePolicy {
     pub long_lived_lead: Duration,
     /// Refresh anything not refreshed for this long (default 24 hours).
     pub keepalive: Duration,
+    /// Refresh ahead of expiry only what was used (or authorized) within
+    /// this (default 36 hours; `None`: everything).
+    pub active: Option<Duration>,
 }
 
 impl Default for DuePolicy {
@@ -35,6 +42,7 @@ impl Default for DuePolicy {
             lead: Duration::from_secs(600),
             long_lived_lead: Duration::from_secs(7 * 86_400),
             keepalive: Duration::from_secs(86_400),
+            active: Some(Duration::from_secs(36 * 3600)),
         }
     }
 }
@@ -78,6 +86,7 @@ fn window(policy: &DuePolicy, long_lived_providers: &[String], now: DateTime<Utc
         expiring_before: after(now, policy.lead),
         long_lived: long_lived_providers.iter().map(|p| (p.clone(), after(now, policy.long_lived_lead))).collect(),
         refreshed_before: now - TimeDelta::from_std(policy.keepalive).unwrap_or(TimeDelta::days(1)),
+        used_since: policy.active.map(|a| now - TimeDelta::from_std(a).unwrap_or(TimeDelta::MAX)),
     }
 }
 
@@ -136,11 +145,15 @@ mod tests {
         assert_eq!(w.expiring_before - now, TimeDelta::minutes(10));
         assert_eq!(w.long_lived[0].1 - now, TimeDelta::days(7));
         assert_eq!(now - w.refreshed_before, TimeDelta::hours(24));
+        assert_eq!(w.used_since.map(|u| now - u), Some(TimeDelta::hours(36)));
+        let everything = DuePolicy { active: None, ..DuePolicy::default() };
+        assert_eq!(window(&everything, &[], now).used_since, None);
     }
 
     #[test]
     fn the_default_policy_is_the_documented_one() {
         let p = DuePolicy::default();
         assert_eq!((p.lead.as_secs(), p.long_lived_lead.as_secs(), p.keepalive.as_secs()), (600, 7 * 86_400, 86_400));
+        assert_eq!(p.active, Some(Duration::from_secs(36 * 3600)));
     }
 }

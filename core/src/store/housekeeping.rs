@@ -27,6 +27,9 @@ pub struct DueFilter {
     /// (provider, expiring before) for providers renewed by exchange.
     pub long_lived: Vec<(String, DateTime<Utc>)>,
     pub refreshed_before: DateTime<Utc>,
+    /// Tokens are refreshed ahead of expiry only for credentials used (or
+    /// authorized) since this; `None`: all of them.
+    pub used_since: Option<DateTime<Utc>>,
 }
 
 /// A session the sweep failed.
@@ -63,6 +66,16 @@ impl Store {
             values.push((*before).into());
             long_lived.push_str(&format!(" OR (provider_id = ${p} AND token_expiry < ${})", p + 1));
         }
+        // An idle credential's token is not refreshed ahead of its expiry
+        // (the keep-alive and long-lived branches stay): last use, or the
+        // consent for one never used yet.
+        let in_use = match filter.used_since {
+            Some(since) => {
+                values.push(since.into());
+                format!(" AND COALESCE(last_used_at, authorized_at, created_at) >= ${}", values.len())
+            }
+            None => String::new(),
+        };
         let lock = if self.backend() == Backend::Postgres { "FOR UPDATE SKIP LOCKED" } else { "" };
         let sql = format!(
             "UPDATE oauth_credentials SET refresh_lease_owner = $1, refresh_lease_until = $2 \
@@ -70,7 +83,7 @@ impl Store {
                SELECT id FROM oauth_credentials \
                WHERE state = 'active' \
                  AND (refresh_lease_until IS NULL OR refresh_lease_until < $3) \
-                 AND ((refresh_token IS NOT NULL AND token_expiry < $4){long_lived} \
+                 AND ((refresh_token IS NOT NULL AND token_expiry < $4{in_use}){long_lived} \
                       OR (refresh_token IS NOT NULL AND COALESCE(last_refreshed_at, created_at) < $5)) \
                ORDER BY token_expiry LIMIT $6 {lock}) \
              RETURNING profile_id, provider_id, token_expiry"

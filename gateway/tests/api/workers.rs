@@ -8,7 +8,8 @@ use mock_provider::{Endpoint, Fault, MockProvider};
 use serde_json::Value;
 
 use crate::helpers::{
-    Backend, TestApp, TestDb, eventually, fernet_key, metric_sum, more_providers, spawn_app, spawn_app_with_vars,
+    Backend, TestApp, TestDb, eventually, fernet_key, metric_sum, more_providers, spawn_app, spawn_app_on,
+    spawn_app_with_vars,
 };
 use crate::on_both_backends;
 
@@ -17,6 +18,7 @@ on_both_backends!(
     provider_faults_back_off_and_never_mark_reauthorization,
     invalid_grant_found_by_the_worker_marks_reauthorization,
     idle_credentials_are_kept_alive,
+    only_credentials_in_use_are_refreshed_ahead,
     the_sweep_fails_expired_sessions_and_deletes_old_ones,
 );
 
@@ -124,6 +126,49 @@ async fn idle_credentials_are_kept_alive(backend: Backend) {
     assert_eq!(app.mock.refresh_count_for("alice@company.com"), 1);
     let report = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
     assert_eq!(report.claimed, 0, "kept alive once per period");
+    app.stop().await;
+}
+
+/// `last_used_at` of `email`'s credential, as operators see it.
+async fn last_used(app: &TestApp, email: &str) -> Option<String> {
+    let page: Value = app.api(reqwest::Method::GET, "/admin/credentials", None).await.json().await.unwrap();
+    let entry = page["credentials"].as_array().unwrap().iter().find(|c| c["user_email"] == email).cloned().unwrap();
+    entry["last_used_at"].as_str().map(str::to_owned)
+}
+
+async fn only_credentials_in_use_are_refreshed_ahead(backend: Backend) {
+    // Keep-alive out of the way: this is about refreshing ahead of expiry.
+    let app = spawn_app_on(TestDb::new(backend).await, fernet_key(), &[("REFRESH_KEEPALIVE_HOURS", "720")]).await;
+    let (alice, bob) = ("alice@company.com", "bob@company.com");
+    app.authorize("mock", alice).await;
+    app.authorize("mock", bob).await;
+
+    // Just connected counts as in use: both are refreshed ahead.
+    app.clock.advance(Duration::from_secs(3300));
+    let report = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
+    assert_eq!(report.refreshed, 2, "{report:?}");
+    assert_eq!(last_used(&app, alice).await, None, "a refresh by the worker is not a use");
+
+    // Two days on, neither has been used: no token is refreshed for nobody.
+    app.clock.advance(Duration::from_secs(48 * 3600));
+    let report = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
+    assert_eq!(report.claimed, 0, "idle credentials are not refreshed ahead: {report:?}");
+
+    // Alice comes back: her requests at once wait on a single refresh.
+    let (alice_before, bob_before) = (app.mock.refresh_count_for(alice), app.mock.refresh_count_for(bob));
+    let tokens = futures::future::join_all((0..8).map(|_| app.token_ok("mock", alice))).await;
+    for token in &tokens {
+        assert!(app.mock.access_token_is_valid(token["access_token"].as_str().unwrap()));
+    }
+    assert_eq!(app.mock.refresh_count_for(alice), alice_before + 1, "one refresh for the returning user");
+    assert!(eventually(Duration::from_secs(10), || async { last_used(&app, alice).await.is_some() }).await);
+
+    // In use again, so refreshed ahead again; Bob still is not.
+    app.clock.advance(Duration::from_secs(3300));
+    let report = app.state.workers.refresh_once(app.clock.now()).await.unwrap();
+    assert_eq!((report.claimed, report.refreshed), (1, 1), "{report:?}");
+    assert_eq!(app.mock.refresh_count_for(alice), alice_before + 2);
+    assert_eq!(app.mock.refresh_count_for(bob), bob_before, "an idle user's token is left to expire");
     app.stop().await;
 }
 
