@@ -32,11 +32,12 @@ use gateway::core::admin::Admin;
 use gateway::credentials::CredentialKey;
 use gateway::email::Email;
 use gateway::seeding::{SeedCredential, seed_credentials};
-use tokio::net::TcpStream;
 
 mod support;
 
-use support::{API_KEY, Server, database, env_or, exchange, free_port, load, median, token_request, wait_until_up};
+use support::{
+    API_KEY, Server, database, env_or, first_requests, load, median, quantile, start_gateway, token_request,
+};
 
 fn main() {
     if std::env::args().any(|a| a == "--bare") {
@@ -87,7 +88,7 @@ async fn run() {
 
     let key = gateway::crypto::key::generate_fernet_key();
     let key_text = secrecy::ExposeSecret::expose_secret(&key).to_owned();
-    let mut vars = vec![
+    let vars = vec![
         ("DATABASE_URL".to_owned(), database_url.clone()),
         ("AUTH_GATEWAY_ENCRYPTION_KEY".to_owned(), key_text.clone()),
         ("AUTH_GATEWAY_API_KEY".to_owned(), API_KEY.to_owned()),
@@ -127,29 +128,12 @@ async fn run() {
     println!("seeded {credentials} credentials in {:.1} s", seeding.elapsed().as_secs_f64());
 
     // The gateway, as its own process.
-    vars.retain(|(k, _)| k != "PORT");
-    let port = free_port();
-    vars.push(("PORT".into(), port.to_string()));
-    let child =
-        Command::new(env!("CARGO_BIN_EXE_gateway")).env_clear().envs(vars).stdout(Stdio::null()).spawn().unwrap();
-    let gateway = Server { child, addr: format!("127.0.0.1:{port}") };
-    wait_until_up(&gateway.addr).await;
+    let (gateway, _) = start_gateway(&vars).await;
     let rss_before = gateway.rss_kib();
 
     // 1. Cold: the first request of every credential (loads and decrypts from the store).
-    let mut cold = Vec::with_capacity(credentials as usize);
-    let mut conn = TcpStream::connect(&gateway.addr).await.unwrap();
-    conn.set_nodelay(true).unwrap();
-    let mut buf = Vec::with_capacity(4096);
-    for i in 0..credentials {
-        let request = token_request(&email(i));
-        let started = Instant::now();
-        let status = exchange(&mut conn, &request, &mut buf).await;
-        cold.push(started.elapsed());
-        assert_eq!(status, 200, "cold request {i} failed");
-    }
+    let cold = first_requests(&gateway.addr, (0..credentials).map(email)).await;
     let rss_after = gateway.rss_kib();
-    cold.sort();
 
     // 2. and 3. Warm load on the gateway, then on the bare handler.
     let requests: Arc<Vec<Vec<u8>>> = Arc::new((0..credentials).map(|i| token_request(&email(i))).collect());
@@ -179,9 +163,9 @@ async fn run() {
     println!("p99 ratio gateway/bare: {:.2}x   (target <= 1.5x)", gw.p99.as_secs_f64() / base.p99.as_secs_f64());
     println!(
         "cold first request per credential: p50 {} µs, p99 {} µs, max {} µs",
-        cold[cold.len() / 2].as_micros(),
-        cold[cold.len() * 99 / 100].as_micros(),
-        cold[cold.len() - 1].as_micros()
+        quantile(&cold, 0.50).as_micros(),
+        quantile(&cold, 0.99).as_micros(),
+        quantile(&cold, 1.0).as_micros()
     );
     println!(
         "gateway RSS {} KiB before warming, {} KiB after {credentials} credentials: {:.0} bytes per cached credential",

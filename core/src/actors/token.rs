@@ -136,10 +136,12 @@ impl Shared {
 
 pub struct TokenActor {
     key: CredentialKey,
-    deps: Deps,
+    deps: Arc<Deps>,
     registry: std::sync::Weak<TokenRegistry>,
     shared: Arc<Shared>,
-    cache: Option<Credential>,
+    /// The same allocation as the published snapshot while it is active:
+    /// a warm credential's token is held once, not twice.
+    cache: Option<Arc<Credential>>,
     /// `served_ms` as of the last `last_used_at` write.
     last_used_written: u64,
     /// The pause before the next [`StoreUnsaved`] (grows while the database refuses).
@@ -151,11 +153,17 @@ pub struct TokenActor {
 impl TokenActor {
     /// Replaces the cache and republishes the snapshot.
     fn set_cache(&mut self, cache: Option<Credential>) {
-        let publish = cache.as_ref().filter(|c| c.state == CredentialState::Active).map(|c| Arc::new(c.clone()));
+        let cache = cache.map(Arc::new);
+        let publish = cache.as_ref().filter(|c| c.state == CredentialState::Active).cloned();
         if let Ok(mut snapshot) = self.shared.snapshot.write() {
             *snapshot = publish;
         }
         self.cache = cache;
+    }
+
+    /// A copy of the cache for work done off the actor (which may change it).
+    fn cache_copy(&self) -> Option<Credential> {
+        self.cache.as_deref().cloned()
     }
 
     /// Writes `last_used_at` if the credential was served since the last write.
@@ -175,7 +183,7 @@ impl TokenActor {
 
     pub(crate) fn new(
         key: CredentialKey,
-        deps: Deps,
+        deps: Arc<Deps>,
         registry: std::sync::Weak<TokenRegistry>,
         shared: Arc<Shared>,
     ) -> Self {
@@ -270,7 +278,7 @@ impl Handler<GetToken> for TokenActor {
         }
         let deps = self.deps.clone();
         let key = self.key.clone();
-        let cached = self.cache.clone();
+        let cached = self.cache_copy();
         let work = async move {
             let (current, source) = match cached {
                 Some(c) => (c, Source::Memory),
@@ -334,7 +342,7 @@ impl Handler<RefreshNow> for TokenActor {
     fn handle(&mut self, msg: RefreshNow, _ctx: &mut Self::Context) -> Self::Result {
         let deps = self.deps.clone();
         let key = self.key.clone();
-        let cached = self.cache.clone();
+        let cached = self.cache_copy();
         let work = async move {
             let current = match cached {
                 Some(c) => c,
@@ -397,7 +405,7 @@ impl Handler<StoreUnsaved> for TokenActor {
 
     fn handle(&mut self, _msg: StoreUnsaved, _ctx: &mut Self::Context) -> Self::Result {
         self.unsaved_scheduled = false;
-        let Some(cached) = self.cache.clone().filter(|c| c.unsaved.is_some()) else {
+        let Some(cached) = self.cache_copy().filter(|c| c.unsaved.is_some()) else {
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         };
         let deps = self.deps.clone();
@@ -411,7 +419,7 @@ impl Handler<StoreUnsaved> for TokenActor {
             }
             // The task itself failed: keep what we hold and try again later.
             Err(_) => {
-                let cache = act.cache.take();
+                let cache = act.cache.take().map(Arc::unwrap_or_clone);
                 act.update(cache, ctx);
             }
         })))

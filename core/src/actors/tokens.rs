@@ -33,7 +33,8 @@ pub struct TokenRegistry {
     actors: RwLock<HashMap<CredentialKey, Entry>>,
     arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
-    deps: Deps,
+    /// Shared by every actor: one pointer each rather than a copy of every handle.
+    deps: Arc<Deps>,
     this: std::sync::Weak<TokenRegistry>,
 }
 
@@ -49,7 +50,7 @@ impl TokenRegistry {
             actors: RwLock::new(HashMap::new()),
             arbiters,
             hasher: std::collections::hash_map::RandomState::new(),
-            deps,
+            deps: Arc::new(deps),
             this: this.clone(),
         })
     }
