@@ -30,6 +30,9 @@ pub struct MockConfig {
     pub consent: ConsentMode,
     /// Lifetime of the long-lived tokens of the Meta-style `fb_exchange_token` grant.
     pub long_lived_ttl: Duration,
+    /// Time the token endpoint takes on every request before answering, as a real
+    /// provider's does (capacity benchmarks; tests of concurrency bounds).
+    pub token_latency: Latency,
 }
 
 impl Default for MockConfig {
@@ -44,6 +47,68 @@ impl Default for MockConfig {
             default_email: "user@example.com".to_owned(),
             consent: ConsentMode::AutoApprove,
             long_lived_ttl: Duration::from_secs(60 * 24 * 3600),
+            token_latency: Latency::None,
+        }
+    }
+}
+
+/// How long each token request takes before it is answered. Unlike [`crate::Fault::Slow`],
+/// which delays the next few requests, this applies to every request, concurrently: ten
+/// requests at 150 ms take 150 ms together, not 1.5 s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Latency {
+    /// Answer at once.
+    #[default]
+    None,
+    /// Always this long.
+    Fixed(Duration),
+    /// Uniformly random between the two bounds (inclusive).
+    Uniform {
+        /// Shortest.
+        min: Duration,
+        /// Longest.
+        max: Duration,
+    },
+}
+
+impl Latency {
+    /// One request's wait.
+    pub fn sample(&self) -> Duration {
+        match *self {
+            Self::None => Duration::ZERO,
+            Self::Fixed(d) => d,
+            Self::Uniform { min, max } if max > min => {
+                use rand::Rng;
+                rand::thread_rng().gen_range(min..=max)
+            }
+            Self::Uniform { min, .. } => min,
+        }
+    }
+}
+
+impl std::str::FromStr for Latency {
+    type Err = String;
+
+    /// `150` (milliseconds, fixed), `100-200` (uniform), `0` (none).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ms = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| format!("{v:?} is not a number of milliseconds"))
+        };
+        match s.split_once('-') {
+            Some((min, max)) => {
+                let (min, max) = (ms(min)?, ms(max)?);
+                if min > max {
+                    return Err(format!("{s:?}: the minimum is above the maximum"));
+                }
+                Ok(Self::Uniform { min, max })
+            }
+            None => match ms(s)? {
+                Duration::ZERO => Ok(Self::None),
+                d => Ok(Self::Fixed(d)),
+            },
         }
     }
 }
@@ -91,4 +156,31 @@ pub enum IdentityClaims {
         /// The signing-in user's tenant id.
         tenant: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_parses_fixed_and_ranges() {
+        assert_eq!("150".parse(), Ok(Latency::Fixed(Duration::from_millis(150))));
+        assert_eq!("0".parse(), Ok(Latency::None));
+        assert_eq!(
+            "100-200".parse(),
+            Ok(Latency::Uniform { min: Duration::from_millis(100), max: Duration::from_millis(200) })
+        );
+        assert!("200-100".parse::<Latency>().is_err());
+        assert!("fast".parse::<Latency>().is_err());
+    }
+
+    #[test]
+    fn random_latency_stays_within_its_bounds() {
+        let latency = Latency::Uniform { min: Duration::from_millis(10), max: Duration::from_millis(20) };
+        for _ in 0..100 {
+            let d = latency.sample();
+            assert!((Duration::from_millis(10)..=Duration::from_millis(20)).contains(&d), "{d:?}");
+        }
+        assert_eq!(Latency::Fixed(Duration::from_millis(7)).sample(), Duration::from_millis(7));
+    }
 }

@@ -32,4 +32,8 @@ pub struct Counters {
     /// `/idp/jwks` requests answered with the key set.
     #[serde(default)]
     pub jwks_fetches: u64,
+    /// The most token requests ever in flight at once (received, not yet answered): how a
+    /// test proves a client's concurrency bound held.
+    #[serde(default)]
+    pub max_token_requests_in_flight: u64,
 }

@@ -30,7 +30,7 @@ mod server;
 mod state;
 mod tokens;
 
-pub use config::{Consent, ConsentMode, IdentityClaims, MockConfig};
+pub use config::{Consent, ConsentMode, IdentityClaims, Latency, MockConfig};
 pub use counters::Counters;
 pub use faults::{Endpoint, Fault};
 pub use server::MockProvider;

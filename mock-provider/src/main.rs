@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::Parser;
-use mock_provider::{ConsentMode, MockConfig, MockProvider};
+use mock_provider::{ConsentMode, Latency, MockConfig, MockProvider};
 use tracing_subscriber::EnvFilter;
 
 /// A mock OAuth 2.0 provider (authorization code + PKCE, refresh, revocation, fault
@@ -41,6 +41,9 @@ struct Args {
     /// Never issue refresh tokens (Meta).
     #[arg(long)]
     no_refresh_tokens: bool,
+    /// Delay every token request: milliseconds (`150`) or a random range (`100-200`).
+    #[arg(long, default_value = "0", value_name = "MS|MIN-MAX")]
+    token_latency_ms: Latency,
 }
 
 impl Args {
@@ -52,6 +55,7 @@ impl Args {
             rotate_refresh_tokens: self.rotate_refresh_tokens,
             issue_refresh_tokens: !self.no_refresh_tokens,
             consent: if self.interactive { ConsentMode::Interactive } else { ConsentMode::AutoApprove },
+            token_latency: self.token_latency_ms,
             ..MockConfig::default()
         }
     }

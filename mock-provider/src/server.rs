@@ -169,6 +169,18 @@ impl MockProvider {
         self.shared.store().lies.issuer = issuer;
     }
 
+    /// How long every token request takes from now on.
+    pub fn set_token_latency(&self, latency: crate::Latency) {
+        self.shared.store().config.token_latency = latency;
+    }
+
+    /// A grant `email` gave earlier, with `scopes`, made without an authorization flow:
+    /// returns its refresh token (seed it into the gateway's database). Refreshes with it
+    /// count for `email` like any other.
+    pub fn grant_refresh_token(&self, email: &str, scopes: &[&str]) -> String {
+        self.shared.store().grant_refresh_token(email, scopes.iter().map(|s| (*s).to_owned()).collect())
+    }
+
     /// Token answers from now on carry an extra field of `bytes` bytes (0: none).
     pub fn set_response_padding(&self, bytes: usize) {
         self.shared.store().lies.padding = bytes;

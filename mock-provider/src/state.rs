@@ -189,6 +189,8 @@ pub(crate) struct Store {
     access_tokens: HashMap<String, AccessRecord>,
     refresh_tokens: HashMap<String, RefreshRecord>,
     issued_since_prune: u32,
+    /// Token requests received and not yet answered.
+    token_in_flight: u64,
 }
 
 impl Store {
@@ -211,6 +213,7 @@ impl Store {
             access_tokens: HashMap::new(),
             refresh_tokens: HashMap::new(),
             issued_since_prune: 0,
+            token_in_flight: 0,
         }
     }
 
@@ -401,6 +404,25 @@ impl Store {
         }
     }
 
+    /// A token request arrived; keeps the high-water mark of concurrent ones.
+    pub(crate) fn token_request_started(&mut self) {
+        self.token_in_flight += 1;
+        self.counters.max_token_requests_in_flight =
+            self.counters.max_token_requests_in_flight.max(self.token_in_flight);
+    }
+
+    /// A token request was answered (or its connection dropped).
+    pub(crate) fn token_request_ended(&mut self) {
+        self.token_in_flight = self.token_in_flight.saturating_sub(1);
+    }
+
+    /// A grant `email` consented to earlier, outside any flow here: returns its refresh
+    /// token. Benchmarks seed thousands of credentials this way without a browser dance.
+    pub(crate) fn grant_refresh_token(&mut self, email: &str, scopes: Vec<String>) -> String {
+        let grant = self.new_grant(email.to_owned(), scopes);
+        self.mint_refresh_token(grant)
+    }
+
     pub(crate) fn refresh_count_for(&self, email: &str) -> u64 {
         self.refresh_counts.get(email).copied().unwrap_or(0)
     }
@@ -584,6 +606,29 @@ mod tests {
         let later = now + Duration::from_secs(3600);
         assert!(store.token_owner(&issued.access_token, later).is_none());
         assert!(store.exchange(&issued.access_token, later).is_err());
+    }
+
+    #[test]
+    fn in_flight_high_water_mark() {
+        let mut store = store(MockConfig::default());
+        store.token_request_started();
+        store.token_request_started();
+        store.token_request_ended();
+        store.token_request_started();
+        store.token_request_ended();
+        store.token_request_ended();
+        store.token_request_ended();
+        assert_eq!(store.counters.max_token_requests_in_flight, 2);
+        assert_eq!(store.token_in_flight, 0, "never below zero");
+    }
+
+    #[test]
+    fn granted_refresh_tokens_refresh_and_count_for_their_user() {
+        let mut store = store(MockConfig::default());
+        let refresh = store.grant_refresh_token("a@example.com", vec!["email".into()]);
+        let issued = store.refresh(&refresh, None, SystemTime::now()).unwrap();
+        assert_eq!(issued.scopes, vec!["email".to_owned()]);
+        assert_eq!(store.refresh_count_for("a@example.com"), 1);
     }
 
     #[test]

@@ -138,6 +138,8 @@ impl Workers {
             },
             batch: self.settings.refresh_batch,
             concurrency: self.settings.refresh_concurrency,
+            provider_concurrency: self.settings.refresh_provider_concurrency,
+            budget: self.settings.refresh_run_budget,
             jitter: self.settings.refresh_jitter,
         }
     }

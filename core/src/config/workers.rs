@@ -30,8 +30,18 @@ pub struct JobSettings {
     /// Refresh ahead of expiry only credentials used (or authorized) within
     /// this (`REFRESH_ACTIVE_HOURS`, default 36; `None` with 0: every one).
     pub active: Option<Duration>,
+    /// Credentials claimed at a time (`REFRESH_BATCH_SIZE`, default 500); a
+    /// run claims batch after batch while credentials remain due.
     pub refresh_batch: usize,
+    /// Refresh calls in flight at once, all providers together
+    /// (`REFRESH_CONCURRENCY`, default 128).
     pub refresh_concurrency: usize,
+    /// Refresh calls in flight at once to any one provider
+    /// (`REFRESH_PROVIDER_CONCURRENCY`, default 96).
+    pub refresh_provider_concurrency: usize,
+    /// A run stops claiming after this (`REFRESH_RUN_SECONDS`, default 20),
+    /// finishes what it claimed, and leaves the rest to the next tick.
+    pub refresh_run_budget: Duration,
     pub refresh_jitter: Duration,
     /// Finished sessions are deleted after this (`SESSION_RETENTION_HOURS`, default 24).
     pub session_retention: Duration,
@@ -39,6 +49,24 @@ pub struct JobSettings {
     /// `REENCRYPT_MAX_ROWS_PER_SECOND` (0: unthrottled).
     pub reencrypt_rate: Option<u32>,
 }
+
+/// Refresh calls in flight at once, all providers together. A million
+/// credentials on one-hour tokens need about 280 refreshes a second; at a
+/// provider answering in 150 ms that takes 42 calls in flight, and the
+/// capacity target (500/s) takes 75. 128 leaves room for slower answers and
+/// for a second provider without letting one run open hundreds of sockets.
+pub const DEFAULT_REFRESH_CONCURRENCY: u64 = 128;
+/// Refresh calls in flight at once to any one provider. 96 calls at 150 ms
+/// are about 640 token requests a second: above the 500/s target with room
+/// for our own per-refresh database work, and a load that large providers'
+/// token endpoints (Google's, Microsoft's) absorb as routine, yet well below
+/// the total so that one provider cannot take every slot. Lower it for a
+/// small self-hosted identity provider.
+pub const DEFAULT_PROVIDER_CONCURRENCY: u64 = 96;
+/// How long a proactive refresh run keeps claiming: shorter than the default
+/// 30-second schedule, so the run (which finishes what it claimed) is over
+/// before the next tick instead of making the scheduler skip it.
+pub const DEFAULT_RUN_SECONDS: u64 = 20;
 
 /// (name, default schedule, on by default).
 const JOBS: [(&str, &str, bool); 7] = [
@@ -101,7 +129,16 @@ pub fn parse(src: &Source, refresh_buffer: Option<Duration>, errs: &mut ConfigEr
             hours => Some(Duration::from_secs(3600 * hours.unwrap_or(36))),
         },
         refresh_batch: src.number("REFRESH_BATCH_SIZE", 500, 1..=10_000, "credentials", errs).unwrap_or(500) as usize,
-        refresh_concurrency: src.number("REFRESH_CONCURRENCY", 8, 1..=256, "calls", errs).unwrap_or(8) as usize,
+        refresh_concurrency: src
+            .number("REFRESH_CONCURRENCY", DEFAULT_REFRESH_CONCURRENCY, 1..=1024, "calls", errs)
+            .unwrap_or(DEFAULT_REFRESH_CONCURRENCY) as usize,
+        refresh_provider_concurrency: src
+            .number("REFRESH_PROVIDER_CONCURRENCY", DEFAULT_PROVIDER_CONCURRENCY, 1..=1024, "calls per provider", errs)
+            .unwrap_or(DEFAULT_PROVIDER_CONCURRENCY) as usize,
+        refresh_run_budget: Duration::from_secs(
+            src.number("REFRESH_RUN_SECONDS", DEFAULT_RUN_SECONDS, 1..=3600, "seconds", errs)
+                .unwrap_or(DEFAULT_RUN_SECONDS),
+        ),
         refresh_jitter: Duration::from_secs(
             src.number("REFRESH_JITTER_SECONDS", 2, 0..=60, "seconds", errs).unwrap_or(2),
         ),
@@ -138,6 +175,8 @@ mod tests {
         assert_eq!(jobs.connection_probe, Schedule(None), "probing providers is opt-in");
         assert_eq!(jobs.webhook_delivery, Schedule(Some("*/2 * * * * *".into())));
         assert_eq!(jobs.refresh_lead, Duration::from_secs(600));
+        assert_eq!((jobs.refresh_concurrency, jobs.refresh_provider_concurrency), (128, 96));
+        assert_eq!(jobs.refresh_run_budget, Duration::from_secs(20));
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod migrations;
 mod nothing_lost;
 mod operations;
 mod pages;
+mod refresh_capacity;
 mod replicas;
 mod rotation;
 mod tokens;

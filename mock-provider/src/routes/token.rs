@@ -48,6 +48,11 @@ pub(super) async fn token(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    let _in_flight = InFlight::enter(&shared);
+    let latency = shared.store().config.token_latency.sample();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     if let Some(response) = fault_gate(&shared, Endpoint::Token, &conn).await {
         return response;
     }
@@ -60,6 +65,22 @@ pub(super) async fn token(
             tracing::debug!(?error, "token request refused");
             error.into_response()
         }
+    }
+}
+
+/// Counts a token request in flight until it is answered, or dropped with its connection.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        shared.store().token_request_started();
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.store().token_request_ended();
     }
 }
 
