@@ -168,7 +168,10 @@ async fn run() {
         println!("{:<28} {:>12.0} {:>10} {:>10} {:>8}", name, r.rate, r.p50.as_micros(), r.p99.as_micros(), r.errors);
     }
     let ratio = during.p99.as_secs_f64() / before.p99.as_secs_f64();
-    println!("p99 during / before: {ratio:.2}x; target <= {TARGET_P99_RATIO:.1}x ({})", verdict(ratio <= TARGET_P99_RATIO));
+    println!(
+        "p99 during / before: {ratio:.2}x; target <= {TARGET_P99_RATIO:.1}x ({})",
+        verdict(ratio <= TARGET_P99_RATIO)
+    );
     println!("errors: {} ({})", during.errors, verdict(during.errors == 0));
     drop(gateway);
     if let Some(drop_db) = drop_db {

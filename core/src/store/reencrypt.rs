@@ -128,10 +128,17 @@ type Write = (String, Vec<(usize, String, String)>);
 /// What the crypto made of one stale value.
 enum Resealed {
     /// Old and new ciphertext: the UPDATE's compare-and-swap pair.
-    Sealed { column: usize, old: String, new: String },
+    Sealed {
+        column: usize,
+        old: String,
+        new: String,
+    },
     /// Opened (dry run: nothing sealed).
     Opened,
-    Undecryptable { column: usize, error: crate::crypto::CryptoError },
+    Undecryptable {
+        column: usize,
+        error: crate::crypto::CryptoError,
+    },
 }
 
 impl Store {
@@ -275,12 +282,7 @@ impl Store {
     /// WHERE t.id = v.column1 AND (t.c = v.column2 OR ...)
     /// RETURNING t.id, t.c, ...
     /// ```
-    fn cas_update(
-        &self,
-        walk: &TableWalk,
-        primary: &str,
-        rows: &[Write],
-    ) -> Result<Statement, StoreError> {
+    fn cas_update(&self, walk: &TableWalk, primary: &str, rows: &[Write]) -> Result<Statement, StoreError> {
         let table = walk.table;
         // VALUES columns are named column1, column2, … on both backends
         // (SQLite has no column list on a derived table's alias).
@@ -427,7 +429,8 @@ fn count_written(
 ) -> Result<(), StoreError> {
     let mut now: HashMap<String, Vec<Option<String>>> = HashMap::with_capacity(written.len());
     for row in written {
-        let values = walk.columns.iter().map(|(value, _)| row.try_get::<Option<String>>("", value)).collect::<Result<_, _>>()?;
+        let values =
+            walk.columns.iter().map(|(value, _)| row.try_get::<Option<String>>("", value)).collect::<Result<_, _>>()?;
         now.insert(read_id(walk, row)?, values);
     }
     for (id, pairs) in rows {
@@ -435,7 +438,8 @@ fn count_written(
             let hit = now.get(id).and_then(|v| v.get(*column)).is_some_and(|v| v.as_deref() == Some(new.as_str()));
             if hit {
                 outcome.reencrypted += 1;
-                metrics::counter!(crate::telemetry::metrics::REENCRYPTED, "column" => walk.columns[*column].0).increment(1);
+                metrics::counter!(crate::telemetry::metrics::REENCRYPTED, "column" => walk.columns[*column].0)
+                    .increment(1);
             } else {
                 outcome.conflicts += 1;
             }
@@ -531,7 +535,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let Some((store, pg)) = store(backend, &dir).await else { return };
         let old = Keyring::new(key(1), vec![]).unwrap();
-        let now = chrono::Utc::now();
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         store.upsert_provider(&test_provider(ProviderKind::Google), &old, now).await.unwrap();
         let users = ["alice", "bob", "carol", "dave"];
         let seeds: Vec<SeedCredential> = users
