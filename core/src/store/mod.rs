@@ -58,6 +58,10 @@ pub enum StoreError {
     Crypto(#[from] crate::crypto::CryptoError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A blocking task the store handed work to (re-encryption's crypto)
+    /// panicked or was cancelled.
+    #[error("a store task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 impl From<DbErr> for StoreError {
