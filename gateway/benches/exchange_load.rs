@@ -26,14 +26,14 @@ use gateway::access::{Action, ClientExchange, NewClient};
 use gateway::clock::Clock;
 use gateway::config::{Settings, Source};
 use gateway::core::admin::Admin;
-use gateway::credentials::CredentialKey;
-use gateway::email::Email;
-use gateway::seeding::{SeedCredential, seed_credentials};
+use gateway::seeding::seed_credentials;
 use tokio::net::TcpStream;
 
 mod support;
 
-use support::{API_KEY, Server, database, env_or, exchange, free_port, load, median, token_request, wait_until_up};
+use support::{
+    API_KEY, Server, database, email, env_or, exchange, free_port, load, median, token_request, wait_until_up,
+};
 
 const AUDIENCE: &str = "https://mail-mcp.bench.example";
 const CLIENT_KEY: &str = "bench-exchange-client-key-0123456789abcdefghijklmnop";
@@ -41,10 +41,6 @@ const CLIENT_KEY: &str = "bench-exchange-client-key-0123456789abcdefghijklmnop";
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(run());
-}
-
-fn email(i: u64) -> String {
-    format!("user{i}@bench.example.com")
 }
 
 fn exchange_request(subject_token: &str) -> Vec<u8> {
@@ -93,14 +89,7 @@ async fn run() {
     let store = Admin::open(&settings, true, Clock::system()).await.unwrap();
     store.sync_configured_providers(&settings).await.unwrap();
     let now = Clock::system().now();
-    let rows: Vec<SeedCredential> = (0..credentials)
-        .map(|i| SeedCredential {
-            key: CredentialKey { email: Email::parse(&email(i)).unwrap(), provider: "mock".into() },
-            access_token: format!("mock_at_bench_{i}_{}", "x".repeat(120)),
-            refresh_token: format!("mock_rt_bench_{i}"),
-            expires_at: now + chrono::TimeDelta::hours(12),
-        })
-        .collect();
+    let rows = support::credentials(0..credentials, now + chrono::TimeDelta::hours(12));
     seed_credentials(&store, &rows, now).await.unwrap();
     let client = NewClient {
         name: "mail-mcp".into(),

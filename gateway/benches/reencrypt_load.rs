@@ -33,11 +33,11 @@ use std::time::{Duration, Instant};
 use gateway::clock::Clock;
 use gateway::config::{Settings, Source};
 use gateway::core::admin::Admin;
-use gateway::credentials::CredentialKey;
-use gateway::email::Email;
-use gateway::seeding::{SeedCredential, seed_credentials};
+use gateway::seeding::seed_credentials;
 use secrecy::{ExposeSecret, SecretString};
-use support::{API_KEY, LoadResult, Server, database, env_or, free_port, run_load, token_request, wait_until_up};
+use support::{
+    API_KEY, LoadResult, Server, database, email, env_or, free_port, run_load, token_request, wait_until_up,
+};
 use tokio::net::TcpStream;
 
 /// Rows per second re-encrypted with no other load, unthrottled.
@@ -46,10 +46,6 @@ const TARGET_ALONE: f64 = 10_000.0;
 const TARGET_UNDER_LOAD: f64 = 5_000.0;
 /// Token p99 during re-encryption, at most this many times the p99 before.
 const TARGET_P99_RATIO: f64 = 2.0;
-
-fn email(i: u64) -> String {
-    format!("user{i}@bench.example.com")
-}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -93,14 +89,7 @@ async fn run() {
     store.sync_configured_providers(&settings).await.unwrap();
     let seeding = Instant::now();
     let expires = gateway::clock::Clock::system().now() + chrono::TimeDelta::days(30);
-    let rows: Vec<SeedCredential> = (0..credentials)
-        .map(|i| SeedCredential {
-            key: CredentialKey { email: Email::parse(&email(i)).unwrap(), provider: "mock".into() },
-            access_token: format!("mock_at_bench_{i}_{}", "x".repeat(120)),
-            refresh_token: format!("mock_rt_bench_{i}"),
-            expires_at: expires,
-        })
-        .collect();
+    let rows = support::credentials(0..credentials, expires);
     seed_credentials(&store, &rows, Clock::system().now()).await.unwrap();
     store.close().await;
     println!("seeded {credentials} credentials in {:.1} s", seeding.elapsed().as_secs_f64());

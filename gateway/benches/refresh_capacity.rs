@@ -217,7 +217,7 @@ async fn seed(settings: &Settings, mock: &MockProvider, n: usize) {
     let now = Clock::system().now();
     let rows: Vec<SeedCredential> = (0..n)
         .map(|i| {
-            let email = format!("user{i}@bench.example.com");
+            let email = support::email(i as u64);
             SeedCredential {
                 refresh_token: mock.grant_refresh_token(&email, &SCOPES),
                 key: CredentialKey { email: Email::parse(&email).unwrap(), provider: "mock".into() },

@@ -32,13 +32,11 @@ use std::time::{Duration, Instant};
 use gateway::clock::Clock;
 use gateway::config::{Settings, Source};
 use gateway::core::admin::Admin;
-use gateway::credentials::CredentialKey;
-use gateway::email::Email;
-use gateway::seeding::{SeedCredential, seed_credentials};
+use gateway::seeding::seed_credentials;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use sea_orm::{ConnectionTrait, Statement};
-use support::{API_KEY, env_or, first_requests, quantile, start_gateway};
+use support::{API_KEY, email, env_or, first_requests, quantile, start_gateway};
 
 /// A fixed Fernet key (32 bytes of 0x2a): the database outlives one run.
 /// A benchmark key, never a real one.
@@ -49,10 +47,6 @@ const SEED_BATCH: u64 = 50_000;
 const STARTUP_TARGET: Duration = Duration::from_secs(5);
 const COLD_P99_TARGET: Duration = Duration::from_millis(2);
 const BYTES_PER_WARM_TARGET: f64 = 2048.0;
-
-fn email(i: u64) -> String {
-    format!("user{i}@bench.example.com")
-}
 
 fn main() {
     let command = std::env::args()
@@ -160,14 +154,7 @@ async fn seed(bench: &Bench) {
     let mut from = 0;
     while from < credentials {
         let to = (from + SEED_BATCH).min(credentials);
-        let rows: Vec<SeedCredential> = (from..to)
-            .map(|i| SeedCredential {
-                key: CredentialKey { email: Email::parse(&email(i)).unwrap(), provider: "mock".into() },
-                access_token: format!("mock_at_bench_{i}_{}", "x".repeat(120)),
-                refresh_token: format!("mock_rt_bench_{i}"),
-                expires_at: expires,
-            })
-            .collect();
+        let rows = support::credentials(from..to, expires);
         seed_credentials(&store, &rows, Clock::system().now()).await.unwrap();
         from = to;
         eprint!("\rseeded {from}/{credentials}");

@@ -29,14 +29,12 @@ use std::time::{Duration, Instant};
 use gateway::clock::Clock;
 use gateway::config::{Settings, Source};
 use gateway::core::admin::Admin;
-use gateway::credentials::CredentialKey;
-use gateway::email::Email;
-use gateway::seeding::{SeedCredential, seed_credentials};
+use gateway::seeding::seed_credentials;
 
 mod support;
 
 use support::{
-    API_KEY, Server, database, env_or, first_requests, load, median, quantile, start_gateway, token_request,
+    API_KEY, Server, database, email, env_or, first_requests, load, median, quantile, start_gateway, token_request,
 };
 
 fn main() {
@@ -72,10 +70,6 @@ fn bare_server() {
         println!("listening {}", listener.local_addr().unwrap());
         axum::serve(listener, app).await.unwrap();
     });
-}
-
-fn email(i: u64) -> String {
-    format!("user{i}@bench.example.com")
 }
 
 async fn run() {
@@ -115,14 +109,7 @@ async fn run() {
     store.sync_configured_providers(&settings).await.unwrap();
     let seeding = Instant::now();
     let expires = Clock::system().now() + chrono::TimeDelta::hours(12);
-    let rows: Vec<SeedCredential> = (0..credentials)
-        .map(|i| SeedCredential {
-            key: CredentialKey { email: Email::parse(&email(i)).unwrap(), provider: "mock".into() },
-            access_token: format!("mock_at_bench_{i}_{}", "x".repeat(120)),
-            refresh_token: format!("mock_rt_bench_{i}"),
-            expires_at: expires,
-        })
-        .collect();
+    let rows = support::credentials(0..credentials, expires);
     seed_credentials(&store, &rows, Clock::system().now()).await.unwrap();
     store.close().await;
     println!("seeded {credentials} credentials in {:.1} s", seeding.elapsed().as_secs_f64());

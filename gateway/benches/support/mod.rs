@@ -15,6 +15,29 @@ use tokio::net::TcpStream;
 
 pub const API_KEY: &str = "bench-api-key-0123456789-abcdefghijklmnopqrstuvwxyz";
 
+/// The address of the benchmarks' `i`th user.
+pub fn email(i: u64) -> String {
+    format!("user{i}@bench.example.com")
+}
+
+/// Credentials `ids` for the mock provider, tokens expiring at `expires_at`
+/// (the refresh tokens are placeholders the mock does not know).
+pub fn credentials(
+    ids: std::ops::Range<u64>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> Vec<gateway::seeding::SeedCredential> {
+    ids.map(|i| gateway::seeding::SeedCredential {
+        key: gateway::credentials::CredentialKey {
+            email: gateway::email::Email::parse(&email(i)).unwrap(),
+            provider: "mock".into(),
+        },
+        access_token: format!("mock_at_bench_{i}_{}", "x".repeat(120)),
+        refresh_token: format!("mock_rt_bench_{i}"),
+        expires_at,
+    })
+    .collect()
+}
+
 pub fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
