@@ -485,36 +485,29 @@ impl OAuthClient {
         let Some(url) = &provider.userinfo_url else {
             return Ok(None);
         };
-        let request = self
-            .http
-            .get(url.clone())
-            .bearer_auth(access_token.expose_secret())
-            .header(reqwest::header::ACCEPT, "application/json");
-        let response = send(request).await?;
-        if !response.status().is_success() {
-            return Err(UpstreamError::InvalidResponse);
-        }
-        let body = json_capped(response).await?;
-        if !body.is_object() {
-            return Err(UpstreamError::InvalidResponse);
-        }
-        Ok(Some(body))
+        let request = self.http.get(url.clone()).bearer_auth(access_token.expose_secret());
+        json_object(request).await.map(Some)
     }
 
     /// A JSON object served at `url` (an identity provider's discovery
     /// document or JWKS), with the same timeouts and size cap as provider answers.
     pub async fn get_json(&self, url: &Url) -> Result<serde_json::Value, UpstreamError> {
-        let request = self.http.get(url.clone()).header(reqwest::header::ACCEPT, "application/json");
-        let response = send(request).await?;
-        if !response.status().is_success() {
-            return Err(UpstreamError::InvalidResponse);
-        }
-        let body = json_capped(response).await?;
-        if !body.is_object() {
-            return Err(UpstreamError::InvalidResponse);
-        }
-        Ok(body)
+        json_object(self.http.get(url.clone())).await
     }
+}
+
+/// The JSON object a GET answers with (size-capped); anything else, or a
+/// non-2xx status, is an invalid response.
+async fn json_object(request: reqwest::RequestBuilder) -> Result<serde_json::Value, UpstreamError> {
+    let response = send(request.header(reqwest::header::ACCEPT, "application/json")).await?;
+    if !response.status().is_success() {
+        return Err(UpstreamError::InvalidResponse);
+    }
+    let body = json_capped(response).await?;
+    if !body.is_object() {
+        return Err(UpstreamError::InvalidResponse);
+    }
+    Ok(body)
 }
 
 /// RFC 6749 §2.3.1: client credentials are form-encoded before Basic auth.
