@@ -14,6 +14,16 @@ fn gateway(dir: &std::path::Path) -> Command {
     cmd
 }
 
+/// The binary run with `args` in `dir` against `app`'s database and key.
+fn against(app: &crate::helpers::TestApp, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    gateway(dir)
+        .args(args)
+        .env("DATABASE_URL", &app.db.url)
+        .env("AUTH_GATEWAY_ENCRYPTION_KEY", &app.key)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn with_no_configuration_at_all_it_serves_health_on_embedded_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -222,14 +232,7 @@ async fn providers_added_by_the_cli_are_served_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "acme-client-secret-value\n").unwrap();
-    let run = |args: &[&str]| {
-        gateway(dir.path())
-            .args(args)
-            .env("DATABASE_URL", &app.db.url)
-            .env("AUTH_GATEWAY_ENCRYPTION_KEY", &app.key)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| against(&app, dir.path(), args);
     let added = run(&[
         "providers",
         "add",
@@ -271,14 +274,7 @@ async fn clients_are_managed_from_the_command_line_and_audited() {
     let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
     app.authorize("mock", "alice@company.com").await;
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        gateway(dir.path())
-            .args(args)
-            .env("DATABASE_URL", &app.db.url)
-            .env("AUTH_GATEWAY_ENCRYPTION_KEY", &app.key)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| against(&app, dir.path(), args);
 
     let added =
         run(&["clients", "add", "gmail-mcp", "--actions", "token", "--providers", "mock", "--domains", "company.com"]);
@@ -480,14 +476,7 @@ fn config_check_warns_about_weakened_guarantees() {
 async fn token_exchange_settings_are_managed_from_the_command_line() {
     let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        gateway(dir.path())
-            .args(args)
-            .env("DATABASE_URL", &app.db.url)
-            .env("AUTH_GATEWAY_ENCRYPTION_KEY", &app.key)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| against(&app, dir.path(), args);
     let worker = mock_provider::idp::SigningKey::generate(mock_provider::idp::Alg::EdDsa);
     let public = dir.path().join("worker.jwk");
     std::fs::write(&public, worker.public_jwk().to_string()).unwrap();
