@@ -133,31 +133,20 @@ async fn what_changes_reaches_subscribers_signed(backend: Backend) {
 
     // needs_reauth, with its category; refreshed to whoever asked for it.
     app.authorize("mock", "carol@company.com").await;
-    app.state
-        .services
-        .refresh(
-            &gateway::credentials::CredentialKey {
-                email: gateway::email::Email::parse("carol@company.com").unwrap(),
-                provider: "mock".into(),
-            },
+    let carol = gateway::credentials::CredentialKey {
+        email: gateway::email::Email::parse("carol@company.com").unwrap(),
+        provider: "mock".into(),
+    };
+    let refresh_carol = || {
+        app.state.services.refresh(
+            &carol,
             gateway::credentials::Trigger::Keepalive,
             gateway::credentials::Need::ExpiresWithin(Duration::from_secs(86_400)),
         )
-        .await
-        .unwrap();
+    };
+    refresh_carol().await.unwrap();
     app.mock.invalidate_refresh_tokens_for("carol@company.com");
-    let _ = app
-        .state
-        .services
-        .refresh(
-            &gateway::credentials::CredentialKey {
-                email: gateway::email::Email::parse("carol@company.com").unwrap(),
-                provider: "mock".into(),
-            },
-            gateway::credentials::Trigger::Keepalive,
-            gateway::credentials::Need::ExpiresWithin(Duration::from_secs(86_400)),
-        )
-        .await;
+    let _ = refresh_carol().await;
     deliver(&app).await;
     assert_eq!(hook.last("credential.needs_reauth")["data"]["category"], "invalid_grant");
     assert_eq!(everything.types(), vec!["credential.refreshed"]);
