@@ -37,9 +37,9 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use chrono::{DateTime, Utc};
 use gateway_core::Services;
-use gateway_core::config::workers::JobSettings;
+use gateway_core::config::workers::{JobSettings, Schedule};
 
-pub use scheduler::{JobSpec, Scheduler};
+pub use scheduler::{JobSpec, RunResult, Scheduler};
 
 /// Why a job run (or the scheduler) failed. Never carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -146,58 +146,44 @@ impl Workers {
 
     /// The jobs that are enabled, on their schedules.
     pub fn specs(self: &Arc<Self>) -> Vec<JobSpec> {
-        let settings = &self.settings;
-        let mut specs = Vec::new();
-        if let Some(schedule) = settings.proactive_refresh.0.clone() {
-            let this = self.clone();
-            specs.push(JobSpec::new("proactive_refresh", schedule, move |now| {
-                let this = this.clone();
-                async move { this.refresh_once(now).await.map(|r| format!("{r:?}")) }
-            }));
-        }
-        if let Some(schedule) = settings.session_sweep.0.clone() {
-            let this = self.clone();
-            specs.push(JobSpec::new("session_sweep", schedule, move |now| {
-                let this = this.clone();
-                async move { this.sweep_once(now).await.map(|r| format!("{r:?}")) }
-            }));
-        }
-        if let Some(schedule) = settings.reencrypt.0.clone() {
-            let this = self.clone();
-            specs.push(JobSpec::new("reencrypt", schedule, move |_now| {
-                let this = this.clone();
-                async move { reencrypt::run_if_needed(&this.services, &this.rotation).await }
-            }));
-        }
-        if let Some(schedule) = settings.metrics_refresh.0.clone() {
-            let this = self.clone();
-            specs.push(JobSpec::new("metrics_refresh", schedule, move |now| {
-                let this = this.clone();
-                async move { this.gauges_once(now).await.map(|()| "gauges refreshed".to_owned()) }
-            }));
-        }
-        if let Some(schedule) = settings.webhook_delivery.0.clone() {
-            let this = self.clone();
-            specs.push(JobSpec::new("webhook_delivery", schedule, move |now| {
-                let this = this.clone();
-                async move { this.webhooks_once(now).await.map(|r| format!("{r:?}")) }
-            }));
-        }
-        if let Some(schedule) = settings.revocation_retry.0.clone() {
-            let this = self.clone();
-            specs.push(JobSpec::new("revocation_retry", schedule, move |now| {
-                let this = this.clone();
-                async move { this.revocations_once(now).await.map(|r| format!("{r:?}")) }
-            }));
-        }
-        if let Some(schedule) = settings.connection_probe.0.clone() {
-            let this = self.clone();
-            specs.push(JobSpec::new("connection_probe", schedule, move |now| {
-                let this = this.clone();
-                async move { this.probe_once(now).await.map(|r| format!("{r:?}")) }
-            }));
-        }
-        specs
+        let s = &self.settings;
+        [
+            self.spec("proactive_refresh", &s.proactive_refresh, |w, now| async move {
+                w.refresh_once(now).await.map(|r| format!("{r:?}"))
+            }),
+            self.spec("session_sweep", &s.session_sweep, |w, now| async move {
+                w.sweep_once(now).await.map(|r| format!("{r:?}"))
+            }),
+            self.spec("reencrypt", &s.reencrypt, |w, _| async move {
+                reencrypt::run_if_needed(&w.services, &w.rotation).await
+            }),
+            self.spec("metrics_refresh", &s.metrics_refresh, |w, now| async move {
+                w.gauges_once(now).await.map(|()| "gauges refreshed".to_owned())
+            }),
+            self.spec("webhook_delivery", &s.webhook_delivery, |w, now| async move {
+                w.webhooks_once(now).await.map(|r| format!("{r:?}"))
+            }),
+            self.spec("revocation_retry", &s.revocation_retry, |w, now| async move {
+                w.revocations_once(now).await.map(|r| format!("{r:?}"))
+            }),
+            self.spec("connection_probe", &s.connection_probe, |w, now| async move {
+                w.probe_once(now).await.map(|r| format!("{r:?}"))
+            }),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// The job `name` running `run` on `schedule`, if it is enabled.
+    fn spec<F, Fut>(self: &Arc<Self>, name: &'static str, schedule: &Schedule, run: F) -> Option<JobSpec>
+    where
+        F: Fn(Arc<Self>, DateTime<Utc>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = RunResult> + Send + 'static,
+    {
+        let schedule = schedule.0.clone()?;
+        let this = self.clone();
+        Some(JobSpec::new(name, schedule, move |now| run(this.clone(), now)))
     }
 
     /// Starts the scheduler with every enabled job.
