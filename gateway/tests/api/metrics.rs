@@ -7,13 +7,16 @@ use crate::helpers::{Backend, TestDb, fernet_key, spawn_app_on};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_describe_the_catalogue_and_count_requests_by_route_pattern() {
-    // With the scheduler on (default schedules), as in production.
+    // With the scheduler on (default schedules), as in production, and a
+    // trusted issuer: per-issuer series exist only when one is configured,
+    // and this test must not depend on another having configured one.
     let mock = mock_provider::MockProvider::start().await.unwrap();
+    let issuer = mock.idp_issuer();
     let app = crate::helpers::spawn_app_with(
         TestDb::new(Backend::Sqlite).await,
         fernet_key(),
         mock,
-        &[("TEST_SCHEDULER", "on")],
+        &[("TEST_SCHEDULER", "on"), ("AUTH_GATEWAY_TRUSTED_ISSUERS", "corp"), ("IDP_CORP_ISSUER", &issuer)],
     )
     .await;
     app.authorize("mock", "alice@company.com").await;
