@@ -193,6 +193,7 @@ impl Services {
             events.spawn_listener(stop.clone()),
             deps.providers.spawn_reloader(stop.clone()),
             tokens.spawn_invalidator(stop.clone()),
+            tokens.spawn_sweeper(stop.clone()),
             SessionActor::spawn_relay(&deps, sessions.clone(), stop.clone()),
             clients.spawn_reloader(events.subscribe(), stop),
         ];
@@ -413,6 +414,17 @@ impl Services {
     }
 
     /// Revokes at the provider and deletes the credential everywhere.
+    /// Credentials warm in memory, and the actors among them.
+    pub fn tokens_in_memory(&self) -> crate::actors::tokens::InMemory {
+        self.0.tokens.in_memory()
+    }
+
+    /// Writes recent uses and forgets idle credentials now (the sweeper does
+    /// it every [`crate::actors::tokens::SWEEP_EVERY`]).
+    pub async fn sweep_tokens(&self) {
+        self.0.tokens.sweep().await;
+    }
+
     pub async fn revoke(&self, key: &CredentialKey) -> Result<RevocationOutcome, TokenError> {
         self.0.tokens.revoke(key).await
     }

@@ -1,10 +1,14 @@
 //! `TokenActor`: one per credential `(user_email, provider)`.
 //!
 //! **State**: the decrypted access token, its expiry, scopes and version, as
-//! last read or written ([`Credential`]); when it was last used.
-//! **Lifetime**: started by [`super::tokens::TokenRegistry`] on first use, on
-//! an arbiter chosen by hashing the key; stops itself after
-//! `TOKEN_ACTOR_IDLE_MINUTES` without use.
+//! last read or written ([`Credential`]).
+//! **Lifetime**: started by [`super::tokens::TokenRegistry`] when a
+//! credential needs I/O that must happen once (a refresh, tokens waiting to
+//! be stored, a revocation), on an arbiter chosen by hashing the key; stops
+//! itself once no message has reached it for [`QUIET_CHECK_EVERY`] (30–60 s)
+//! and it holds nothing unsaved. The token it published stays warm in the
+//! registry without it: a warm credential costs its [`Shared`] snapshot, not
+//! an actor (mailbox, timers, task), which keeps memory per warm credential small.
 //! **Who holds its address**: only the registry (handlers and jobs go through it).
 //!
 //! The actor is the only writer of its credential's in-memory state. Every
@@ -19,7 +23,7 @@
 //! hop — two cross-thread wake-ups saved on the hottest path. Everything else
 //! (first load, refresh, refusals) goes through the mailbox.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -31,9 +35,9 @@ use crate::oauth::client::RevocationOutcome;
 use crate::services::Deps;
 use crate::store::credentials::{CredentialKey, CredentialState};
 
-/// How often an actor records its last use and checks whether it has been
-/// idle too long.
-const IDLE_CHECK_EVERY: Duration = Duration::from_secs(30);
+/// How often an actor checks whether any message reached it since the last
+/// check; it stops at the first check that finds none.
+const QUIET_CHECK_EVERY: Duration = Duration::from_secs(30);
 /// How soon an actor holding unsaved refreshed tokens tries to store them
 /// again; the pause doubles up to [`UNSAVED_RETRY_MAX`]. Short, because the
 /// refresh lease that keeps other replicas from using the stored (possibly
@@ -86,19 +90,39 @@ struct StoreUnsaved;
 #[rtype(result = "Result<RevocationOutcome, TokenError>")]
 pub struct Revoke;
 
-/// What a credential's actor shares with the registry's fast path.
+/// A warm credential, as the registry keeps it: the token last loaded or
+/// refreshed, and when it was used. Outlives the credential's actor.
 #[derive(Default)]
 pub struct Shared {
-    /// The token the actor last loaded or refreshed, while it is active.
+    /// The token last loaded or refreshed, while it is active.
     snapshot: std::sync::RwLock<Option<Arc<Credential>>>,
-    /// When the actor was last busy: served, or started (milliseconds since
-    /// [`EPOCH`]); it stops after being idle for a while.
+    /// Counts every change of `snapshot` (made under its lock), so a load
+    /// that read the store before a revocation or a refresh cannot publish
+    /// what it read over the newer state ([`Shared::publish_if_unchanged`]).
+    generation: AtomicU64,
+    /// When the credential was last busy: served, or its actor started
+    /// (milliseconds since [`EPOCH`]); the registry forgets it after being
+    /// idle for `TOKEN_ACTOR_IDLE_MINUTES`.
     last_used_ms: AtomicU64,
     /// When the credential was last served to a caller (0: never). Only this
     /// is recorded as `last_used_at`: a proactive refresh starting the actor
     /// is not a use, or every refreshed credential would look used and be
     /// refreshed ahead forever.
     served_ms: AtomicU64,
+    /// `served_ms` as of the last `last_used_at` write (0: none yet).
+    recorded_ms: AtomicU64,
+    /// A request is reading the credential from the store; others go to the
+    /// actor meanwhile, so a crowd on a cold credential reads it once or twice, not once each.
+    loading: AtomicBool,
+}
+
+/// Holds [`Shared::loading`] until dropped (a cancelled request included).
+pub struct Loading(Arc<Shared>);
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        self.0.loading.store(false, Ordering::Release);
+    }
 }
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -108,14 +132,50 @@ fn now_ms() -> u64 {
 }
 
 impl Shared {
+    /// A new warm entry: busy now, so it is not forgotten before its first use.
+    pub fn new() -> Self {
+        let shared = Self::default();
+        shared.touch();
+        shared
+    }
+
     pub fn snapshot(&self) -> Option<Arc<Credential>> {
         self.snapshot.read().ok()?.clone()
     }
 
-    pub fn clear(&self) {
-        if let Ok(mut s) = self.snapshot.write() {
-            *s = None;
+    /// Where the snapshot stands; see [`Shared::publish_if_unchanged`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Replaces the snapshot (the actor, with what it loaded or refreshed).
+    fn publish(&self, value: Option<Arc<Credential>>) {
+        let mut snapshot = self.snapshot.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *snapshot = value;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Publishes `value`, read from the store when the snapshot stood at
+    /// `seen`, unless anything changed the snapshot since: an invalidation or
+    /// a revocation (the row read may be gone) or a refresh (it is older).
+    pub fn publish_if_unchanged(&self, seen: u64, value: Arc<Credential>) -> bool {
+        let mut snapshot = self.snapshot.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.generation.load(Ordering::Acquire) != seen {
+            return false;
         }
+        *snapshot = Some(value);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    pub fn clear(&self) {
+        self.publish(None);
+    }
+
+    /// The right to read the credential from the store, unless another
+    /// request holds it.
+    pub fn start_loading(self: &Arc<Self>) -> Option<Loading> {
+        (!self.loading.swap(true, Ordering::AcqRel)).then(|| Loading(self.clone()))
     }
 
     pub fn touch(&self) {
@@ -129,8 +189,30 @@ impl Shared {
         self.served_ms.store(now, Ordering::Relaxed);
     }
 
-    fn idle_for(&self) -> Duration {
+    pub fn idle_for(&self) -> Duration {
         Duration::from_millis(now_ms().saturating_sub(self.last_used_ms.load(Ordering::Relaxed)))
+    }
+
+    /// The first use while warm, claimed once: a user who comes back is
+    /// recorded as active at once, not at the next sweep.
+    pub fn claim_first_use(&self) -> bool {
+        // A plain load first: the hot path must not write a shared cache line.
+        if self.recorded_ms.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        let served = self.served_ms.load(Ordering::Relaxed);
+        served != 0 && self.recorded_ms.compare_exchange(0, served, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    }
+
+    /// A use not yet written to `last_used_at`, if any.
+    pub fn unrecorded_use(&self) -> Option<u64> {
+        let served = self.served_ms.load(Ordering::Relaxed);
+        (served != 0 && served != self.recorded_ms.load(Ordering::Relaxed)).then_some(served)
+    }
+
+    /// Uses up to `served` are written.
+    pub fn recorded(&self, served: u64) {
+        self.recorded_ms.fetch_max(served, Ordering::AcqRel);
     }
 }
 
@@ -142,8 +224,8 @@ pub struct TokenActor {
     /// The same allocation as the published snapshot while it is active:
     /// a warm credential's token is held once, not twice.
     cache: Option<Arc<Credential>>,
-    /// `served_ms` as of the last `last_used_at` write.
-    last_used_written: u64,
+    /// No message has arrived since the last quiet check.
+    quiet: bool,
     /// The pause before the next [`StoreUnsaved`] (grows while the database refuses).
     unsaved_pause: Duration,
     /// A [`StoreUnsaved`] is already scheduled.
@@ -155,30 +237,13 @@ impl TokenActor {
     fn set_cache(&mut self, cache: Option<Credential>) {
         let cache = cache.map(Arc::new);
         let publish = cache.as_ref().filter(|c| c.state == CredentialState::Active).cloned();
-        if let Ok(mut snapshot) = self.shared.snapshot.write() {
-            *snapshot = publish;
-        }
+        self.shared.publish(publish);
         self.cache = cache;
     }
 
     /// A copy of the cache for work done off the actor (which may change it).
     fn cache_copy(&self) -> Option<Credential> {
         self.cache.as_deref().cloned()
-    }
-
-    /// Writes `last_used_at` if the credential was served since the last write.
-    fn write_last_used(&mut self) {
-        let used = self.shared.served_ms.load(Ordering::Relaxed);
-        if used == self.last_used_written {
-            return;
-        }
-        self.last_used_written = used;
-        let (store, key, now) = (self.deps.store.clone(), self.key.clone(), self.deps.clock.now());
-        self.deps.runtime.spawn(async move {
-            if let Err(err) = store.touch_last_used(&key, now).await {
-                tracing::debug!(error = %err, "could not record last use");
-            }
-        });
     }
 
     pub(crate) fn new(
@@ -188,13 +253,15 @@ impl TokenActor {
         shared: Arc<Shared>,
     ) -> Self {
         shared.touch();
+        // A warm credential's actor starts from its snapshot: no second read.
+        let cache = shared.snapshot();
         Self {
             key,
             deps,
             registry,
             shared,
-            cache: None,
-            last_used_written: 0,
+            cache,
+            quiet: false,
             unsaved_pause: UNSAVED_RETRY_FIRST,
             unsaved_scheduled: false,
         }
@@ -226,19 +293,18 @@ impl Actor for TokenActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         metrics::gauge!(crate::telemetry::metrics::TOKEN_ACTORS).increment(1.0);
-        let idle = self.deps.settings.actor_idle;
-        ctx.run_interval(IDLE_CHECK_EVERY.min(idle), move |act, ctx| {
-            act.write_last_used();
+        ctx.run_interval(QUIET_CHECK_EVERY, |act, ctx| {
             // An actor holding unsaved tokens is their only copy: it stays.
-            if act.shared.idle_for() >= idle && !act.holds_unsaved() {
+            if act.quiet && !act.holds_unsaved() {
                 ctx.stop();
             }
+            act.quiet = true;
         });
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         metrics::gauge!(crate::telemetry::metrics::TOKEN_ACTORS).decrement(1.0);
-        self.shared.clear();
+        // The snapshot stays: the registry serves it until it is idle.
         if let Some(registry) = self.registry.upgrade() {
             registry.forget(&self.key, &ctx.address());
         }
@@ -259,13 +325,9 @@ impl Handler<GetToken> for TokenActor {
     type Result = AtomicResponse<Self, Result<Grant, TokenError>>;
 
     fn handle(&mut self, msg: GetToken, _ctx: &mut Self::Context) -> Self::Result {
+        self.quiet = false;
         if msg.serves_caller {
             self.shared.serve();
-            // The first use in this actor's life is recorded at once (a user
-            // who comes back is active from now on); later ones on the idle check.
-            if self.last_used_written == 0 {
-                self.write_last_used();
-            }
         }
         let now = self.deps.clock.now();
         let buffer = self.deps.settings.refresh_buffer;
@@ -340,6 +402,7 @@ impl Handler<RefreshNow> for TokenActor {
     type Result = AtomicResponse<Self, Result<RefreshOutcome, TokenError>>;
 
     fn handle(&mut self, msg: RefreshNow, _ctx: &mut Self::Context) -> Self::Result {
+        self.quiet = false;
         let deps = self.deps.clone();
         let key = self.key.clone();
         let cached = self.cache_copy();
@@ -388,6 +451,7 @@ impl Handler<Invalidate> for TokenActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Invalidate, ctx: &mut Self::Context) {
+        self.quiet = false;
         if self.holds_unsaved() {
             // Unsaved tokens are not a stale copy but the only one: stop
             // serving them from the snapshot and let the store decide (a
@@ -430,6 +494,7 @@ impl Handler<Revoke> for TokenActor {
     type Result = AtomicResponse<Self, Result<RevocationOutcome, TokenError>>;
 
     fn handle(&mut self, _msg: Revoke, _ctx: &mut Self::Context) -> Self::Result {
+        self.quiet = false;
         // Tokens not stored yet belong to the grant being revoked: the newest
         // refresh token among them is the one to revoke at the provider.
         let unsaved = self.cache.as_ref().and_then(|c| c.unsaved.clone());
@@ -511,5 +576,50 @@ mod tests {
         assert!(shared.idle_for() < Duration::from_secs(60), "but the actor counts as busy");
         shared.serve();
         assert!(shared.served_ms.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn a_load_that_read_before_a_change_does_not_publish_over_it() {
+        let shared = Shared::new();
+        let seen = shared.generation();
+        shared.clear(); // a revocation or an invalidation while the row was read
+        assert!(!shared.publish_if_unchanged(seen, Arc::new(cached(CredentialState::Active, 3600))));
+        assert!(shared.snapshot().is_none(), "the row read before the revocation is not served");
+
+        let seen = shared.generation();
+        shared.publish(Some(Arc::new(cached(CredentialState::Active, 3600)))); // a refresh meanwhile
+        assert!(!shared.publish_if_unchanged(seen, Arc::new(cached(CredentialState::Active, 60))));
+        assert!(shared.snapshot().unwrap().fresh_for(crate::clock::Clock::system().now(), Duration::from_secs(600)));
+
+        let seen = shared.generation();
+        assert!(shared.publish_if_unchanged(seen, Arc::new(cached(CredentialState::Active, 60))), "nothing changed");
+        assert_ne!(shared.generation(), seen, "a publication is a change too");
+    }
+
+    #[test]
+    fn one_request_at_a_time_loads_a_cold_credential() {
+        let shared = Arc::new(Shared::new());
+        let first = shared.start_loading();
+        assert!(first.is_some());
+        assert!(shared.start_loading().is_none(), "the second goes to the actor");
+        drop(first);
+        assert!(shared.start_loading().is_some(), "released when the first ends, even cancelled");
+    }
+
+    #[test]
+    fn each_use_is_recorded_once_and_the_first_at_once() {
+        let shared = Shared::new();
+        assert!(!shared.claim_first_use(), "not served yet");
+        assert_eq!(shared.unrecorded_use(), None);
+        shared.serve();
+        assert!(shared.claim_first_use());
+        assert!(!shared.claim_first_use(), "claimed once");
+        assert_eq!(shared.unrecorded_use(), None, "the first use is written by its claimer");
+        std::thread::sleep(Duration::from_millis(2));
+        shared.serve();
+        let served = shared.unrecorded_use().expect("a later use waits for the sweep");
+        shared.recorded(served);
+        assert_eq!(shared.unrecorded_use(), None);
+        assert!(!shared.claim_first_use(), "still not a first use");
     }
 }

@@ -1,9 +1,17 @@
-//! `TokenRegistry`: finds a credential's `TokenActor`, starting it on first
-//! use on an arbiter chosen by hashing the credential, so actors spread over
-//! the arbiters' threads. A fresh token the actor has published is served
-//! from its snapshot without a mailbox hop. The registry also relays cache
-//! invalidations from the event bus, clearing the snapshot at once and then
-//! telling the actor.
+//! `TokenRegistry`: the warm credentials, and their actors when they have
+//! I/O to do.
+//!
+//! A warm credential is a [`Shared`] snapshot of its token in one map. A
+//! request whose token is fresh is served from it without a mailbox hop. A
+//! cold credential is read from the store by the request itself and, when its
+//! token is fresh, published there — no actor for a credential that needs no
+//! more I/O. Anything else (a refresh, unsaved tokens, a revocation) goes to
+//! the credential's `TokenActor`, started on an arbiter chosen by hashing the
+//! key, so actors spread over the arbiters' threads and each refresh happens
+//! once. The registry also relays cache invalidations from the event bus,
+//! clearing the snapshot at once and then telling the actor, and sweeps
+//! every [`SWEEP_EVERY`]: uses are written to `last_used_at` in batches, and
+//! credentials idle for `TOKEN_ACTOR_IDLE_MINUTES` are forgotten.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -13,20 +21,49 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::token::{GetToken, Invalidate, RefreshNow, RefreshOutcome, Revoke, Shared, TokenActor, answer_from_cache};
-use crate::credentials::{Grant, Need, TokenError, Trigger};
+use crate::credentials::{self, Grant, Need, Source, TokenError, Trigger};
 use crate::events::Event;
 use crate::oauth::client::RevocationOutcome;
 use crate::services::Deps;
-use crate::store::credentials::CredentialKey;
+use crate::store::credentials::{CredentialKey, CredentialState};
+use crate::telemetry::metrics as m;
 
 /// A request waits at most this long for its credential's actor (a refresh
 /// in flight included) before answering busy.
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often uses are written and idle credentials forgotten.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-/// A live actor and what it shares with the fast path.
+/// A warm credential, and its actor while it has one.
 struct Entry {
-    addr: Addr<TokenActor>,
+    addr: Option<Addr<TokenActor>>,
     shared: Arc<Shared>,
+}
+
+impl Entry {
+    fn new() -> Self {
+        metrics::gauge!(m::CREDENTIALS_WARM).increment(1.0);
+        Self { addr: None, shared: Arc::new(Shared::new()) }
+    }
+
+    fn live_actor(&self) -> Option<&Addr<TokenActor>> {
+        self.addr.as_ref().filter(|a| a.connected())
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        metrics::gauge!(m::CREDENTIALS_WARM).decrement(1.0);
+    }
+}
+
+/// What the registry holds in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InMemory {
+    /// Credentials known to this replica (warm, or loading).
+    pub credentials: usize,
+    /// Of those, the ones with a live actor.
+    pub actors: usize,
 }
 
 pub struct TokenRegistry {
@@ -40,7 +77,7 @@ pub struct TokenRegistry {
 
 impl std::fmt::Debug for TokenRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenRegistry").field("actors", &self.len()).finish()
+        f.debug_struct("TokenRegistry").field("in_memory", &self.in_memory()).finish()
     }
 }
 
@@ -55,59 +92,128 @@ impl TokenRegistry {
         })
     }
 
-    /// Live actors (credentials warm in memory).
-    pub fn len(&self) -> usize {
-        self.actors.read().map_or(0, |m| m.len())
+    /// Warm credentials and live actors.
+    pub fn in_memory(&self) -> InMemory {
+        let actors = self.read();
+        InMemory { credentials: actors.len(), actors: actors.values().filter(|e| e.live_actor().is_some()).count() }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    // A panic while the map was locked cannot leave it inconsistent: take it over.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<CredentialKey, Entry>> {
+        self.actors.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<CredentialKey, Entry>> {
+        self.actors.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn addr(&self, key: &CredentialKey) -> Result<Addr<TokenActor>, TokenError> {
-        if let Ok(actors) = self.actors.read()
-            && let Some(entry) = actors.get(key)
-            && entry.addr.connected()
-        {
-            return Ok(entry.addr.clone());
+        if let Some(addr) = self.read().get(key).and_then(Entry::live_actor) {
+            return Ok(addr.clone());
         }
-        // A panic while the map was locked cannot leave it inconsistent: take it over.
-        let mut actors = self.actors.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut actors = self.write();
+        let entry = actors.entry(key.clone()).or_insert_with(Entry::new);
         // Another caller may have started it between our two looks.
-        if let Some(entry) = actors.get(key)
-            && entry.addr.connected()
-        {
-            return Ok(entry.addr.clone());
+        if let Some(addr) = entry.live_actor() {
+            return Ok(addr.clone());
         }
         let index = (self.hasher.hash_one(key) % self.arbiters.len().max(1) as u64) as usize;
         let arbiter = self.arbiters.get(index).ok_or(TokenError::NoActorThread)?;
-        let shared = Arc::new(Shared::default());
-        let (k, deps, registry, s) = (key.clone(), self.deps.clone(), self.this.clone(), shared.clone());
+        let (k, deps, registry, s) = (key.clone(), self.deps.clone(), self.this.clone(), entry.shared.clone());
         let addr = TokenActor::start_in_arbiter(arbiter, move |_| TokenActor::new(k, deps, registry, s));
-        actors.insert(key.clone(), Entry { addr: addr.clone(), shared });
+        entry.addr = Some(addr.clone());
         Ok(addr)
     }
 
-    /// Called by an actor as it stops.
+    /// Called by an actor as it stops: the credential stays warm if its
+    /// actor left a token behind.
     pub fn forget(&self, key: &CredentialKey, addr: &Addr<TokenActor>) {
-        if let Ok(mut actors) = self.actors.write()
-            && actors.get(key).is_some_and(|e| e.addr == *addr)
+        let mut actors = self.write();
+        if let Some(entry) = actors.get_mut(key)
+            && entry.addr.as_ref() == Some(addr)
+        {
+            entry.addr = None;
+            if entry.shared.snapshot().is_none() {
+                actors.remove(key);
+            }
+        }
+    }
+
+    /// Forgets `key` if it holds nothing: no token, no actor (a user with no
+    /// credential must not stay in memory, however often asked for).
+    fn forget_if_empty(&self, key: &CredentialKey, shared: &Arc<Shared>) {
+        let mut actors = self.write();
+        if let Some(entry) = actors.get(key)
+            && Arc::ptr_eq(&entry.shared, shared)
+            && entry.live_actor().is_none()
+            && shared.snapshot().is_none()
         {
             actors.remove(key);
         }
     }
 
-    /// A fresh token with the required scopes, straight from the actor's
-    /// published snapshot, or `None` when the actor must be asked.
-    fn fast_path(&self, key: &CredentialKey, required: &[String], serves_caller: bool) -> Option<Grant> {
-        let shared = self.actors.read().ok()?.get(key)?.shared.clone();
+    /// The answer straight from the snapshot — a fresh token with the
+    /// required scopes, or a refusal for missing ones — or `None` when the
+    /// token must be loaded or refreshed.
+    fn fast_path(
+        &self,
+        key: &CredentialKey,
+        required: &[String],
+        serves_caller: bool,
+    ) -> Option<Result<Grant, TokenError>> {
+        let shared = self.read().get(key)?.shared.clone();
         let cached = shared.snapshot()?;
         let answer = answer_from_cache(&cached, required, self.deps.clock.now(), self.deps.settings.refresh_buffer)?;
-        let grant = answer.ok()?;
+        if serves_caller {
+            shared.serve();
+            // Warmed by a worker's refresh, this may be the first use.
+            self.record_first_use(key, &shared);
+        }
+        Some(answer)
+    }
+
+    /// A cold credential, read from the store by the request itself. Its
+    /// answer, when it needs nothing more: a fresh token (then published), a
+    /// refusal, or nothing stored. `None` when its actor must decide: it has
+    /// one, its token needs a refresh (a warm one missed the fast path), or
+    /// another request is reading it already (a crowd queues at the actor).
+    async fn load_cold(
+        &self,
+        key: &CredentialKey,
+        required: &[String],
+        serves_caller: bool,
+    ) -> Option<(Result<Grant, TokenError>, Arc<Shared>)> {
+        let (shared, seen) = {
+            let mut actors = self.write();
+            let entry = actors.entry(key.clone()).or_insert_with(Entry::new);
+            if entry.live_actor().is_some() || entry.shared.snapshot().is_some() {
+                return None;
+            }
+            (entry.shared.clone(), entry.shared.generation())
+        };
+        let _loading = shared.start_loading()?;
+        let current = match credentials::load(&self.deps, key).await {
+            Ok(Some(current)) => current,
+            Ok(None) => {
+                self.forget_if_empty(key, &shared);
+                return Some((Err(TokenError::NotAuthenticated), shared));
+            }
+            Err(err) => {
+                self.forget_if_empty(key, &shared);
+                return Some((Err(err), shared));
+            }
+        };
+        let now = self.deps.clock.now();
+        let answer = answer_from_cache(&current, required, now, self.deps.settings.refresh_buffer)?;
         if serves_caller {
             shared.serve();
         }
-        Some(grant)
+        if current.state == CredentialState::Active {
+            shared.publish_if_unchanged(seen, Arc::new(current));
+        } else {
+            self.forget_if_empty(key, &shared);
+        }
+        Some((answer.map(|g| Grant { source: Source::Store, ..g }), shared))
     }
 
     /// Sends `msg` to the credential's actor; retries once if the actor
@@ -141,10 +247,36 @@ impl TokenRegistry {
     }
 
     async fn token(&self, key: &CredentialKey, required: &[String], serves_caller: bool) -> Result<Grant, TokenError> {
-        if let Some(grant) = self.fast_path(key, required, serves_caller) {
-            return Ok(grant);
+        if let Some(answer) = self.fast_path(key, required, serves_caller) {
+            return answer;
         }
-        self.send(key, || GetToken { required_scopes: required.to_vec(), serves_caller }).await?
+        if let Some((answer, shared)) = self.load_cold(key, required, serves_caller).await {
+            if serves_caller {
+                self.record_first_use(key, &shared);
+            }
+            return answer;
+        }
+        let answer = self.send(key, || GetToken { required_scopes: required.to_vec(), serves_caller }).await?;
+        let shared = self.read().get(key).map(|e| e.shared.clone());
+        if serves_caller && let Some(shared) = shared {
+            self.record_first_use(key, &shared);
+        }
+        answer
+    }
+
+    /// Writes `last_used_at` at once for the first use of a credential while
+    /// warm: a user who comes back counts as active from this request on
+    /// (later uses are written by the sweep).
+    fn record_first_use(&self, key: &CredentialKey, shared: &Shared) {
+        if !shared.claim_first_use() {
+            return;
+        }
+        let (store, key, now) = (self.deps.store.clone(), key.clone(), self.deps.clock.now());
+        self.deps.runtime.spawn(async move {
+            if let Err(err) = store.touch_last_used(&[key], now).await {
+                tracing::debug!(error = %err, "could not record last use");
+            }
+        });
     }
 
     pub async fn refresh(
@@ -162,31 +294,89 @@ impl TokenRegistry {
     }
 
     fn clear_snapshot(&self, key: &CredentialKey) {
-        if let Ok(actors) = self.actors.read()
-            && let Some(entry) = actors.get(key)
-        {
+        if let Some(entry) = self.read().get(key) {
             entry.shared.clear();
         }
     }
 
-    /// Drops the cached token of `key` (if its actor is alive): the snapshot
-    /// at once, so no request is served from it, then the actor's cache.
+    /// Drops the cached token of `key` (if it is warm): the snapshot at
+    /// once, so no request is served from it, then the actor's cache.
     pub fn invalidate(&self, key: &CredentialKey) {
-        if let Ok(actors) = self.actors.read()
-            && let Some(entry) = actors.get(key)
-        {
+        if let Some(entry) = self.read().get(key) {
             entry.shared.clear();
-            entry.addr.do_send(Invalidate);
+            if let Some(addr) = &entry.addr {
+                addr.do_send(Invalidate);
+            }
         }
     }
 
     fn invalidate_all(&self) {
-        if let Ok(actors) = self.actors.read() {
-            for entry in actors.values() {
-                entry.shared.clear();
-                entry.addr.do_send(Invalidate);
+        for entry in self.read().values() {
+            entry.shared.clear();
+            if let Some(addr) = &entry.addr {
+                addr.do_send(Invalidate);
             }
         }
+    }
+
+    /// Writes the uses since the last sweep to `last_used_at` (a few
+    /// statements for all of them, not one per credential) and forgets the
+    /// credentials with no actor that nobody used for `TOKEN_ACTOR_IDLE_MINUTES`.
+    pub async fn sweep(&self) {
+        let idle = self.deps.settings.actor_idle;
+        let mut used = Vec::new();
+        let mut stale = Vec::new();
+        for (key, entry) in self.read().iter() {
+            if let Some(served) = entry.shared.unrecorded_use() {
+                used.push((key.clone(), entry.shared.clone(), served));
+            }
+            if entry.live_actor().is_none() && entry.shared.idle_for() >= idle {
+                stale.push(key.clone());
+            }
+        }
+        if !stale.is_empty() {
+            let mut actors = self.write();
+            for key in stale {
+                // Looked at again: it may have been used since.
+                if actors.get(&key).is_some_and(|e| e.live_actor().is_none() && e.shared.idle_for() >= idle) {
+                    actors.remove(&key);
+                }
+            }
+        }
+        if used.is_empty() {
+            return;
+        }
+        let keys: Vec<CredentialKey> = used.iter().map(|(key, _, _)| key.clone()).collect();
+        match self.deps.store.touch_last_used(&keys, self.deps.clock.now()).await {
+            Ok(()) => used.iter().for_each(|(_, shared, served)| shared.recorded(*served)),
+            // Tried again at the next sweep.
+            Err(err) => tracing::debug!(error = %err, "could not record last uses"),
+        }
+    }
+
+    /// Sweeps every [`SWEEP_EVERY`] until asked to stop, then once more, so
+    /// the last uses are written before the pool closes.
+    pub fn spawn_sweeper(self: &Arc<Self>, mut stop: crate::events::Stop) -> tokio::task::JoinHandle<()> {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                let stopping = tokio::select! {
+                    biased;
+                    () = stop.requested() => true,
+                    _ = every.tick() => false,
+                };
+                let Some(registry) = this.upgrade() else {
+                    return;
+                };
+                registry.sweep().await;
+                if stopping {
+                    return;
+                }
+            }
+        })
     }
 
     /// Relays credential events (from this process and other replicas) to

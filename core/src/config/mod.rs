@@ -172,7 +172,7 @@ pub struct Settings {
     /// How long the callback keeps retrying to store tokens the provider has
     /// issued while the database is unavailable (`STORAGE_RETRY_SECONDS`).
     pub storage_retry: Duration,
-    /// A credential's actor stops after this long without use.
+    /// A warm credential is forgotten after this long without use.
     pub token_actor_idle: Duration,
     /// Threads (actix arbiters) that run the token actors.
     pub actor_threads: usize,

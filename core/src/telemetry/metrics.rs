@@ -51,6 +51,7 @@ pub const JOB_DURATION: &str = "job_duration_seconds";
 pub const JOB_LAST_SUCCESS: &str = "job_last_success_timestamp_seconds";
 // --- actors, database, credentials ---
 pub const TOKEN_ACTORS: &str = "token_actors_live";
+pub const CREDENTIALS_WARM: &str = "credentials_warm";
 pub const DB_UP: &str = "db_up";
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 pub const CREDENTIALS: &str = "credentials";
@@ -205,7 +206,13 @@ pub const CATALOGUE: &[Metric] = &[
         name: TOKEN_ACTORS,
         kind: Kind::Gauge,
         labels: &[],
-        help: "TokenActors alive (credentials warm in memory).",
+        help: "TokenActors alive: credentials refreshing, storing or revoking now or within the last minute.",
+    },
+    Metric {
+        name: CREDENTIALS_WARM,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Credentials held in memory by this replica (served without the database).",
     },
     Metric {
         name: DB_UP,

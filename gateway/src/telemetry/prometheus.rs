@@ -133,6 +133,7 @@ pub fn initialize_series(providers: &[String], issuers: &[String]) {
     let _ = metrics::histogram!(m::ENCRYPTION_DURATION);
     let _ = metrics::histogram!(m::DECRYPTION_DURATION);
     metrics::gauge!(m::TOKEN_ACTORS).increment(0.0);
+    metrics::gauge!(m::CREDENTIALS_WARM).increment(0.0);
     metrics::gauge!(m::REENCRYPTION_UNDECRYPTABLE).increment(0.0);
     for state in ["in_use", "idle"] {
         metrics::gauge!(m::DB_POOL_CONNECTIONS, "state" => state).increment(0.0);

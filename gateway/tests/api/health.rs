@@ -68,7 +68,7 @@ async fn shutdown_lets_background_tasks_finish(backend: Backend) {
     // The listener (PostgreSQL), the provider and client reloaders, the token
     // invalidator and the session relay each end at their next wait for work.
     let drained = app.state.services.shutdown().await;
-    assert_eq!(drained, gateway::core::services::Drained { ended: 5, aborted: 0 });
+    assert_eq!(drained, gateway::core::services::Drained { ended: 6, aborted: 0 });
     assert_eq!(app.state.services.shutdown().await, Default::default(), "a second shutdown finds nothing to drain");
     // The server notices its core is gone and stops with the reason.
     assert!(matches!(app.stop_result().await, Err(gateway::startup::ServeError::ActorsStopped)));

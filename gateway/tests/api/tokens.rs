@@ -18,6 +18,7 @@ on_both_backends!(
     a_grant_lacking_required_scopes_is_never_returned,
     reauthorizing_replaces_a_needs_reauth_credential,
     meta_tokens_are_renewed_by_exchange_and_keep_their_real_expiry,
+    warm_credentials_are_served_without_an_actor_until_they_need_a_refresh,
 );
 
 const ALICE: &str = "alice@company.com";
@@ -184,6 +185,54 @@ async fn meta_tokens_are_renewed_by_exchange_and_keep_their_real_expiry(backend:
     let expires: chrono::DateTime<chrono::Utc> = renewed["expires_at"].as_str().unwrap().parse().unwrap();
     let days = (expires - app.clock.now()).num_days();
     assert!((59..=60).contains(&days), "a long-lived token's real expiry is tracked ({days} days)");
+    app.stop().await;
+}
+
+async fn warm_credentials_are_served_without_an_actor_until_they_need_a_refresh(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let users: Vec<String> = (0..6).map(|i| format!("warm{i}@company.com")).collect();
+    for user in &users {
+        app.authorize("mock", user).await;
+    }
+    let in_memory = || app.state.services.tokens_in_memory();
+
+    // First requests, every user at once: each reads its row and keeps it.
+    let first = futures::future::join_all(users.iter().map(|u| app.token_ok("mock", u))).await;
+    assert!(first.iter().all(|t| app.mock.access_token_is_valid(t["access_token"].as_str().unwrap())));
+    assert_eq!((in_memory().credentials, in_memory().actors), (6, 0), "warm, and no actor for it");
+    // A crowd on warm credentials is answered from memory: still no actor.
+    let crowd = futures::future::join_all(users.iter().cycle().take(60).map(|u| app.token_ok("mock", u))).await;
+    assert_eq!(crowd.len(), 60);
+    assert_eq!(in_memory().actors, 0);
+    // Users with no credential leave nothing behind, however often asked for.
+    for i in 0..20 {
+        assert_eq!(app.token("mock", &format!("nobody{i}@company.com"), None).await.status(), 404);
+    }
+    assert_eq!(in_memory().credentials, 6);
+
+    // Uses after the first are written by the sweep.
+    app.state.services.sweep_tokens().await;
+    app.clock.advance(Duration::from_secs(60));
+    app.token_ok("mock", &users[1]).await;
+    app.state.services.sweep_tokens().await;
+    let listed: Value = app.api(reqwest::Method::GET, "/admin/credentials", None).await.json().await.unwrap();
+    let last_used = |email: &str| {
+        let row = listed["credentials"].as_array().unwrap().iter().find(|c| c["user_email"] == email).unwrap();
+        chrono::DateTime::parse_from_rfc3339(row["last_used_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(last_used(&users[1]) > last_used(&users[2]), "the later use of {} is recorded", users[1]);
+
+    // Into the refresh buffer: a crowd on one credential starts its actor, which refreshes once.
+    app.clock.advance(INTO_BUFFER);
+    let refreshed = futures::future::join_all((0..8).map(|_| app.token_ok("mock", &users[0]))).await;
+    assert_eq!(app.mock.refresh_count_for(&users[0]), 1, "one refresh for the crowd");
+    assert!(refreshed.iter().all(|t| t["access_token"] == refreshed[0]["access_token"]));
+    assert_ne!(refreshed[0]["access_token"], first[0]["access_token"]);
+    assert_eq!((in_memory().credentials, in_memory().actors), (6, 1));
+
+    // A warm credential with no actor is revoked like any other.
+    assert_eq!(app.revoke("mock", &users[3]).await.status(), 200);
+    assert_eq!(app.token("mock", &users[3], None).await.status(), 404);
     app.stop().await;
 }
 
