@@ -42,6 +42,12 @@ problem and exits 1. The checks:
                  default and range; ```sql blocks run on freshly migrated
                  SQLite (and PostgreSQL with $TEST_DATABASE_URL); shell lines
                  use existing gateway subcommands and --flags
+    prod-rehearsal [GATEWAY_BIN]  docs/deployment.md's production first
+                 start, run word for word with the engine stood in for
+                 (scripts/ops/rehearsal.py says how): the documented
+                 commands, docker-compose.prod.yml's settings and secrets,
+                 the nginx configuration, /health through TLS
+    rehearsal-docker ARGS  the `docker` the rehearsal's shell calls
 
 The checks live in the package scripts/ops, one module per group; this file
 only dispatches.
@@ -49,7 +55,7 @@ only dispatches.
 
 import sys
 
-from ops import PROBLEMS, alerts, compose, dashboard, docs, dockerfile, env, expressions, nginx, snippets
+from ops import PROBLEMS, alerts, compose, dashboard, docs, dockerfile, env, expressions, nginx, rehearsal, snippets
 
 CHECKS = {
     "alerts": alerts.check_alerts,
@@ -64,6 +70,8 @@ CHECKS = {
     "expected-empty": expressions.check_expected_empty,
     "snippets": snippets.check_snippets,
     "docs": docs.check_docs,
+    "prod-rehearsal": rehearsal.rehearse_prod,
+    "rehearsal-docker": rehearsal.docker_standin,
 }
 
 
