@@ -19,6 +19,8 @@
 //!    value is left under B. Targets: [`TARGET_UNDER_LOAD`] rows per second,
 //!    token p99 within [`TARGET_P99_RATIO`]× of before, no error.
 //!
+//! `REENCRYPT_BATCH_SIZE` in the environment reaches the gateway (default 500).
+//!
 //! Prints rows and values per second, each target and the ratio to it, the
 //! token p99 before and during, and the error count.
 
@@ -179,6 +181,8 @@ fn start(vars: &[(String, String)], primary: &SecretString, rotation: &SecretStr
         ("PORT".to_owned(), port.to_string()),
         ("REENCRYPT_MAX_ROWS_PER_SECOND".to_owned(), rate.to_string()),
     ]);
+    // To try another batch size: REENCRYPT_BATCH_SIZE=100 cargo bench ...
+    vars.extend(std::env::var("REENCRYPT_BATCH_SIZE").ok().map(|v| ("REENCRYPT_BATCH_SIZE".to_owned(), v)));
     let child =
         Command::new(env!("CARGO_BIN_EXE_gateway")).env_clear().envs(vars).stdout(Stdio::null()).spawn().unwrap();
     Server { child, addr: format!("127.0.0.1:{port}") }

@@ -7,7 +7,7 @@
 //! cargo bench -p gateway --bench scale -- seed     # SCALE_CREDENTIALS (1 000 000) into SCALE_DATABASE
 //! cargo bench -p gateway --bench scale -- startup  # spawn to /health ready, SCALE_STARTS (3) times
 //! cargo bench -p gateway --bench scale -- cold     # first request of SCALE_COLD (2 000) random credentials
-//! cargo bench -p gateway --bench scale -- memory   # RSS growth over SCALE_WARM (100 000) warmed credentials
+//! cargo bench -p gateway --bench scale -- memory   # RSS growth over SCALE_WARM (100 000) warmed credentials, after SCALE_SETTLE_SECONDS (70)
 //! cargo bench -p gateway --bench scale -- all      # seed (unless already seeded), then the three
 //! cargo bench -p gateway --bench scale -- drop     # drop SCALE_DATABASE
 //! ```
@@ -252,14 +252,25 @@ async fn memory(bench: &Bench) {
     }
     let warming = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let right_after = gateway.rss_kib();
+    // The audit summary holds a record per user until its minute is written:
+    // memory per active user for a minute, not per warm credential. Measured
+    // again once that has happened (SCALE_SETTLE_SECONDS).
+    let settle = Duration::from_secs(env_or("SCALE_SETTLE_SECONDS", 70));
+    tokio::time::sleep(settle.saturating_sub(Duration::from_secs(2))).await;
     let after = gateway.rss_kib();
     drop(gateway);
-    let per = (after.saturating_sub(before) * 1024) as f64 / warm as f64;
+    let per = |rss: u64| (rss.saturating_sub(before) * 1024) as f64 / warm as f64;
     println!(
-        "gateway RSS {before} KiB before, {after} KiB after warming {warm} of {credentials} ({:.1} s over {connections} connections)",
-        warming.as_secs_f64()
+        "gateway RSS {before} KiB before, {right_after} KiB 2 s after warming {warm} of {credentials} ({:.1} s over {connections} connections), {after} KiB after {} s",
+        warming.as_secs_f64(),
+        settle.as_secs()
     );
-    print_figure(&format!("memory per warm credential, {warm} warm"), per, BYTES_PER_WARM_TARGET, "bytes");
+    println!(
+        "memory per warm credential 2 s after warming, the minute's audit summary included: {:.0} bytes",
+        per(right_after)
+    );
+    print_figure(&format!("memory per warm credential, {warm} warm"), per(after), BYTES_PER_WARM_TARGET, "bytes");
 }
 
 /// One line per figure: value, target, ratio (≤ 1 meets the target).

@@ -73,6 +73,9 @@ pub struct TokenRegistry {
     /// Shared by every actor: one pointer each rather than a copy of every handle.
     deps: Arc<Deps>,
     this: std::sync::Weak<TokenRegistry>,
+    /// First uses waiting to be written ([`TokenRegistry::record_first_use`]).
+    first_uses: std::sync::Mutex<Vec<CredentialKey>>,
+    first_use_queued: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for TokenRegistry {
@@ -89,6 +92,8 @@ impl TokenRegistry {
             hasher: std::collections::hash_map::RandomState::new(),
             deps: Arc::new(deps),
             this: this.clone(),
+            first_uses: std::sync::Mutex::new(Vec::new()),
+            first_use_queued: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -264,19 +269,33 @@ impl TokenRegistry {
         answer
     }
 
-    /// Writes `last_used_at` at once for the first use of a credential while
-    /// warm: a user who comes back counts as active from this request on
-    /// (later uses are written by the sweep).
+    /// Queues `last_used_at` for the first use of a credential while warm: a
+    /// user who comes back counts as active from this request on. The
+    /// sweeper writes the queue at once, a few statements for however many
+    /// (after a restart every user's first request is one); later uses wait
+    /// for the sweep.
     fn record_first_use(&self, key: &CredentialKey, shared: &Shared) {
         if !shared.claim_first_use() {
             return;
         }
-        let (store, key, now) = (self.deps.store.clone(), key.clone(), self.deps.clock.now());
-        self.deps.runtime.spawn(async move {
-            if let Err(err) = store.touch_last_used(&[key], now).await {
-                tracing::debug!(error = %err, "could not record last use");
-            }
-        });
+        let mut queue = self.first_uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queue.push(key.clone());
+        if queue.len() == 1 {
+            self.first_use_queued.notify_one();
+        }
+    }
+
+    /// Writes the queued first uses.
+    async fn write_first_uses(&self) {
+        let keys = std::mem::take(&mut *self.first_uses.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if keys.is_empty() {
+            return;
+        }
+        let keys: Vec<&CredentialKey> = keys.iter().collect();
+        if let Err(err) = self.deps.store.touch_last_used(&keys, self.deps.clock.now()).await {
+            // Not retried: the sweep writes every use since the last one.
+            tracing::debug!(error = %err, "could not record first uses");
+        }
     }
 
     pub async fn refresh(
@@ -343,37 +362,53 @@ impl TokenRegistry {
                 }
             }
         }
-        if used.is_empty() {
-            return;
-        }
-        let keys: Vec<CredentialKey> = used.iter().map(|(key, _, _)| key.clone()).collect();
-        match self.deps.store.touch_last_used(&keys, self.deps.clock.now()).await {
-            Ok(()) => used.iter().for_each(|(_, shared, served)| shared.recorded(*served)),
-            // Tried again at the next sweep.
-            Err(err) => tracing::debug!(error = %err, "could not record last uses"),
+        let now = self.deps.clock.now();
+        for chunk in used.chunks(crate::store::credentials::TOUCH_BATCH) {
+            let keys: Vec<&CredentialKey> = chunk.iter().map(|(key, _, _)| key).collect();
+            match self.deps.store.touch_last_used(&keys, now).await {
+                Ok(()) => chunk.iter().for_each(|(_, shared, served)| shared.recorded(*served)),
+                // Tried again at the next sweep.
+                Err(err) => {
+                    tracing::debug!(error = %err, "could not record last uses");
+                    return;
+                }
+            }
         }
     }
 
-    /// Sweeps every [`SWEEP_EVERY`] until asked to stop, then once more, so
-    /// the last uses are written before the pool closes.
+    /// Writes queued first uses as they come and sweeps every
+    /// [`SWEEP_EVERY`], until asked to stop; then once more, so the last uses
+    /// are written before the pool closes.
     pub fn spawn_sweeper(self: &Arc<Self>, mut stop: crate::events::Stop) -> tokio::task::JoinHandle<()> {
         let this = Arc::downgrade(self);
+        let queued = self.first_use_queued.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(SWEEP_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             every.tick().await;
             loop {
-                let stopping = tokio::select! {
+                enum Wake {
+                    Stop,
+                    Sweep,
+                    FirstUse,
+                }
+                let wake = tokio::select! {
                     biased;
-                    () = stop.requested() => true,
-                    _ = every.tick() => false,
+                    () = stop.requested() => Wake::Stop,
+                    _ = every.tick() => Wake::Sweep,
+                    () = queued.notified() => Wake::FirstUse,
                 };
                 let Some(registry) = this.upgrade() else {
                     return;
                 };
-                registry.sweep().await;
-                if stopping {
-                    return;
+                registry.write_first_uses().await;
+                match wake {
+                    Wake::FirstUse => {}
+                    Wake::Sweep => registry.sweep().await,
+                    Wake::Stop => {
+                        registry.sweep().await;
+                        return;
+                    }
                 }
             }
         })

@@ -375,7 +375,7 @@ impl Store {
 
     /// Records when these credentials were last served: one statement per
     /// [`TOUCH_BATCH`] credentials, not one each.
-    pub async fn touch_last_used(&self, keys: &[CredentialKey], at: DateTime<Utc>) -> Result<(), StoreError> {
+    pub async fn touch_last_used(&self, keys: &[&CredentialKey], at: DateTime<Utc>) -> Result<(), StoreError> {
         for batch in keys.chunks(TOUCH_BATCH) {
             let rows = batch.iter().fold(Condition::any(), |rows, key| rows.add(row_of(key)));
             creds::Entity::update_many().col_expr(C::LastUsedAt, Expr::value(at)).filter(rows).exec(self.db()).await?;
@@ -386,7 +386,7 @@ impl Store {
 
 /// Credentials per `last_used_at` statement: two parameters each, far under
 /// either backend's limit on bound parameters.
-const TOUCH_BATCH: usize = 500;
+pub const TOUCH_BATCH: usize = 500;
 
 /// The one row of `key`'s credential.
 fn row_of(key: &CredentialKey) -> Condition {
