@@ -167,6 +167,12 @@ def docker_standin(*args):
     sys.exit(f"(rehearsal) docker {' '.join(args)}: not something the first start should need")
 
 
+def save(state, state_file):
+    """At once after each thing made, so the clean-up finds it whatever fails next."""
+    with open(state_file, "w") as f:
+        json.dump(state, f)
+
+
 def stop_running(state, name):
     """`up -d` again recreates a changed service: the old process goes first."""
     pid = state.get("pids", {}).get(name)
@@ -200,12 +206,14 @@ def compose_up(state, file, state_file):
                           capture_output=True, text=True, check=True).stdout.strip():
         subprocess.run(psql + ["-c", f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'"], check=True)
         state["created_role"] = user
+        save(state, state_file)
     if state.get("created_db") != db:
         if subprocess.run(psql + ["-c", f"SELECT 1 FROM pg_database WHERE datname = '{db}'"],
                           capture_output=True, text=True, check=True).stdout.strip():
             sys.exit(f"(rehearsal) a database {db} exists on this server already: not touching it")
         subprocess.run(psql + ["-c", f"CREATE DATABASE \"{db}\" OWNER \"{user}\""], check=True)
         state["created_db"] = db
+        save(state, state_file)
 
     # gateway: the service's environment, its secrets from their files.
     env = with_secrets(compose, "gateway", service_env(compose, "gateway", project, dot), project)
@@ -226,6 +234,7 @@ def compose_up(state, file, state_file):
     gateway = subprocess.Popen([state["gateway"], "serve"], env=env, cwd=data, stdin=subprocess.DEVNULL,
                                stdout=log, stderr=log, start_new_session=True)
     state.setdefault("pids", {})["gateway"] = gateway.pid
+    save(state, state_file)
 
     # nginx: the mounted configuration and certificates, on free ports.
     nginx_dir = os.path.join(tmp, "nginx")
@@ -252,7 +261,7 @@ def compose_up(state, file, state_file):
                              stderr=nlog, start_new_session=True)
     state["pids"]["nginx"] = nginx.pid
     state["https_port"] = https
-    json.dump(state, open(state_file, "w"))
+    save(state, state_file)
     with open(os.path.join(tmp, "https_port"), "w") as f:
         f.write(str(https))
 
