@@ -5,8 +5,10 @@
 //! `Arbiter`s (one single-threaded event loop each), and send their I/O back
 //! to the main runtime. `Addr<A>` is `Send + Sync`, so handlers hold addresses.
 //!
-//! * [`token::TokenActor`]: one per credential, single-flight refreshes.
-//! * [`tokens::TokenRegistry`]: finds or starts a credential's actor.
+//! * [`tokens::TokenRegistry`]: the warm credentials (a token snapshot each,
+//!   served without a mailbox hop) and their actors.
+//! * [`token::TokenActor`]: one per credential while it has I/O that must
+//!   happen once — single-flight refreshes, unsaved tokens, revocation.
 //! * [`session::SessionActor`]: the authorization flows and long-poll waiters.
 
 pub mod session;
