@@ -2,7 +2,7 @@
 //! line, the scheduled jobs) may ask of the core, and the one way they reach
 //! it. The store is not among what it hands out.
 //!
-//! Inside the crate, [`Deps`] is what every actor, flow and refresh shares:
+//! Inside the crate, `Deps` is what every actor, flow and refresh shares:
 //! the store, the keys, the providers, the clock and the start-up settings.
 
 use std::sync::{Arc, Mutex};

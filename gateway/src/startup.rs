@@ -9,7 +9,7 @@
 //!    port actually bound);
 //! 3. the core's [`Services`] (providers, actors, caches kept honest);
 //! 4. [`telemetry`]: the Prometheus recorder and `/metrics`;
-//! 5. [`workers`]: the jobs and, unless tests run them by hand, the scheduler;
+//! 5. [`workers()`](fn@workers): the jobs and, unless tests run them by hand, the scheduler;
 //! 6. the HTTP state.
 //!
 //! [`Application::run_until`] serves until the shutdown signal — or until

@@ -12,7 +12,7 @@
 //!
 //! **What it owns.** When each job runs ([`scheduler`]: cron schedules,
 //! never two runs of one job at once, every run counted and logged) and what
-//! it does, through the core's [`Services`](gateway_core::Services). Every
+//! it does, through the core's [`Services`]. Every
 //! job exposes an idempotent `run_once(.., now)` that tests call directly.
 //!
 //! **What it must not do.** Reach the database other than through the core's

@@ -11,7 +11,7 @@
 //! batch after batch while credentials remain due, for up to a time budget
 //! shorter than the schedule's interval (then finishes what it claimed);
 //! bounds on provider calls in flight, in total and per provider
-//! ([`limits`]); jitter on the run's first batch; and per-provider backoff
+//! (`limits`); jitter on the run's first batch; and per-provider backoff
 //! when a provider answers 429 or 5xx.
 
 mod limits;

@@ -2,7 +2,7 @@
 //! when, with what outcome, under which request id. Never a token.
 //!
 //! Records are queued and written in batches by one task (one multi-row
-//! INSERT at most every [`FLUSH_EVERY`]), so a token read costs a channel
+//! INSERT at most every `FLUSH_EVERY`), so a token read costs a channel
 //! send, not a database write. What is queued when the process is killed
 //! (at most a fraction of a second of records) is lost; a graceful stop
 //! flushes the queue. A full queue drops records and counts them in

@@ -5,7 +5,7 @@
 //! **Lifetime**: started by [`super::tokens::TokenRegistry`] when a
 //! credential needs I/O that must happen once (a refresh, tokens waiting to
 //! be stored, a revocation), on an arbiter chosen by hashing the key; stops
-//! itself once no message has reached it for [`QUIET_CHECK_EVERY`] (30–60 s)
+//! itself once no message has reached it for `QUIET_CHECK_EVERY` (30–60 s)
 //! and it holds nothing unsaved. The token it published stays warm in the
 //! registry without it: a warm credential costs its [`Shared`] snapshot, not
 //! an actor (mailbox, timers, task), which keeps memory per warm credential small.
@@ -116,7 +116,7 @@ pub struct Shared {
     loading: AtomicBool,
 }
 
-/// Holds [`Shared::loading`] until dropped (a cancelled request included).
+/// Holds `Shared::loading` until dropped (a cancelled request included).
 pub struct Loading(Arc<Shared>);
 
 impl Drop for Loading {

@@ -220,7 +220,7 @@ async fn believe_the_row(deps: &Deps, key: &CredentialKey) -> Outcome {
     }
 }
 
-/// Where a credential stands after [`settle`].
+/// Where a credential stands after `settle`.
 pub enum Settled {
     /// Nothing was waiting to be written, or it is written now.
     Ready(Credential),

@@ -1,7 +1,7 @@
 //! Requests to providers, and the one place their failures are classified.
 //!
 //! The `oauth2` crate builds authorization URLs (state, PKCE S256) and runs
-//! the code and refresh grants. It sends them through [`OAuthClient::send`],
+//! the code and refresh grants. It sends them through `OAuthClient::send`,
 //! our reqwest-backed transport, which turns 429 and 5xx answers into
 //! transport errors *before* `oauth2` parses them, so the status and
 //! `Retry-After` survive. Revocation (RFC 7009; `oauth2` insists on https even

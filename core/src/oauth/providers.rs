@@ -2,7 +2,7 @@
 //! variables, then those managed in the database with `gateway providers`,
 //! and whether each accepts our client ([`ProviderHealth`]).
 //!
-//! The database-managed ones are re-read every [`RELOAD_EVERY`], at once when
+//! The database-managed ones are re-read every `RELOAD_EVERY`, at once when
 //! another process announces a change (`Event::Providers`, over
 //! LISTEN/NOTIFY on PostgreSQL), and on a lookup that misses (at most every
 //! few seconds): a provider added or replaced by the CLI is served by every
@@ -93,7 +93,7 @@ impl Providers {
         }
     }
 
-    /// Re-reads the providers whenever told, and every [`RELOAD_EVERY`].
+    /// Re-reads the providers whenever told, and every `RELOAD_EVERY`.
     pub fn spawn_reloader(self: &Arc<Self>, stop: crate::events::Stop) -> tokio::task::JoinHandle<()> {
         let wants = |e: &Event| matches!(e, Event::Providers);
         crate::events::spawn_reloader(

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Every step that may run once runs once across replicas (conditional
-//! UPDATEs in [`crate::store::sessions`]); every way out of `pending` tells
+//! UPDATEs in `crate::store::sessions`); every way out of `pending` tells
 //! long-polls, here and on other replicas, through [`crate::events`].
 
 mod callback;
