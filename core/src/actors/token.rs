@@ -597,6 +597,20 @@ mod tests {
     }
 
     #[test]
+    fn idleness_counts_from_the_last_use_or_start() {
+        now_ms(); // the epoch starts at its first use: before the wait, not after
+        let never = Shared::default();
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(never.idle_for() >= Duration::from_millis(30), "untouched: idle since the epoch");
+        never.touch();
+        assert!(never.idle_for() < Duration::from_millis(30), "started now: busy");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(never.idle_for() >= Duration::from_millis(30));
+        never.serve();
+        assert!(never.idle_for() < Duration::from_millis(30), "served now: busy");
+    }
+
+    #[test]
     fn one_request_at_a_time_loads_a_cold_credential() {
         let shared = Arc::new(Shared::new());
         let first = shared.start_loading();
