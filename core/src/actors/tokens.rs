@@ -293,7 +293,7 @@ impl TokenRegistry {
         }
         let keys: Vec<&CredentialKey> = keys.iter().collect();
         if let Err(err) = self.deps.store.touch_last_used(&keys, self.deps.clock.now()).await {
-            // Not retried: the sweep writes every use since the last one.
+            // Not retried: the credential's next use is written by the sweep.
             tracing::debug!(error = %err, "could not record first uses");
         }
     }
