@@ -31,9 +31,7 @@ use tokio::net::TcpStream;
 
 mod support;
 
-use support::{
-    API_KEY, Server, database, email, env_or, exchange, free_port, load, median, token_request, wait_until_up,
-};
+use support::{Server, database, email, env_or, exchange, free_port, load, median, token_request, wait_until_up};
 
 const AUDIENCE: &str = "https://mail-mcp.bench.example";
 const CLIENT_KEY: &str = "bench-exchange-client-key-0123456789abcdefghijklmnop";
@@ -67,23 +65,13 @@ async fn run() {
     let (database_url, drop_db) = database(&dir).await;
 
     let key = gateway::crypto::key::generate_fernet_key();
-    let mut vars = vec![
-        ("DATABASE_URL".to_owned(), database_url.clone()),
-        ("AUTH_GATEWAY_ENCRYPTION_KEY".to_owned(), secrecy::ExposeSecret::expose_secret(&key).to_owned()),
-        ("AUTH_GATEWAY_API_KEY".to_owned(), API_KEY.to_owned()),
-        ("LOG_LEVEL".to_owned(), "warn".to_owned()),
-        ("RATE_LIMIT_TOKEN_PER_SECOND".to_owned(), "1000000".to_owned()),
-        ("AUTH_GATEWAY_PROVIDERS".to_owned(), "mock".to_owned()),
-        ("MOCK_CLIENT_ID".to_owned(), mock.client_id().to_owned()),
-        ("MOCK_CLIENT_SECRET".to_owned(), mock.client_secret().to_owned()),
-        ("MOCK_AUTH_URL".to_owned(), mock.authorize_url()),
-        ("MOCK_TOKEN_URL".to_owned(), mock.token_url()),
-        ("MOCK_SCOPES".to_owned(), "openid email mail.read".to_owned()),
-        ("AUTH_GATEWAY_TRUSTED_ISSUERS".to_owned(), "corp".to_owned()),
-        ("IDP_CORP_ISSUER".to_owned(), mock.idp_issuer()),
-        ("HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("DATA_DIR".to_owned(), dir.path().display().to_string()),
-    ];
+    let mut vars = support::gateway_vars(&mock, &database_url, secrecy::ExposeSecret::expose_secret(&key), dir.path());
+    vars.extend(support::vars([
+        ("RATE_LIMIT_TOKEN_PER_SECOND", "1000000".to_owned()),
+        ("MOCK_SCOPES", "openid email mail.read".to_owned()),
+        ("AUTH_GATEWAY_TRUSTED_ISSUERS", "corp".to_owned()),
+        ("IDP_CORP_ISSUER", mock.idp_issuer()),
+    ]));
 
     let settings = Settings::from_source(&Source::from_pairs(vars.clone())).unwrap();
     let store = Admin::open(&settings, true, Clock::system()).await.unwrap();

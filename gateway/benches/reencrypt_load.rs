@@ -69,21 +69,9 @@ async fn run() {
 
     let key_a = gateway::crypto::key::generate_fernet_key();
     let key_b = gateway::crypto::key::generate_fernet_key();
-    let mut vars = vec![
-        ("DATABASE_URL".to_owned(), url.clone()),
-        ("AUTH_GATEWAY_ENCRYPTION_KEY".to_owned(), key_a.expose_secret().to_owned()),
-        ("AUTH_GATEWAY_API_KEY".to_owned(), API_KEY.to_owned()),
-        ("LOG_LEVEL".to_owned(), "warn".to_owned()),
-        // The limiter runs (its cost is measured) but never refuses the load generator.
-        ("RATE_LIMIT_TOKEN_PER_SECOND".to_owned(), "1000000".to_owned()),
-        ("AUTH_GATEWAY_PROVIDERS".to_owned(), "mock".to_owned()),
-        ("MOCK_CLIENT_ID".to_owned(), mock.client_id().to_owned()),
-        ("MOCK_CLIENT_SECRET".to_owned(), mock.client_secret().to_owned()),
-        ("MOCK_AUTH_URL".to_owned(), mock.authorize_url()),
-        ("MOCK_TOKEN_URL".to_owned(), mock.token_url()),
-        ("HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("DATA_DIR".to_owned(), dir.path().display().to_string()),
-    ];
+    let mut vars = support::gateway_vars(&mock, &url, key_a.expose_secret(), dir.path());
+    // The limiter runs (its cost is measured) but never refuses the load generator.
+    vars.extend(support::vars([("RATE_LIMIT_TOKEN_PER_SECOND", "1000000".to_owned())]));
 
     // Schema, canary and provider row under A, then the credentials.
     let settings = Settings::from_source(&Source::from_pairs(vars.clone())).unwrap();

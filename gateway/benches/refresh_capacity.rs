@@ -36,7 +36,7 @@ use gateway::seeding::{SeedCredential, seed_credentials};
 use gateway::startup::{Application, StartOptions};
 use mock_provider::{Latency, MockConfig, MockProvider};
 use secrecy::ExposeSecret;
-use support::{API_KEY, database, env_or};
+use support::{database, env_or};
 use tokio::sync::oneshot;
 
 /// What one replica must sustain.
@@ -189,21 +189,8 @@ fn cpu_seconds() -> f64 {
 
 fn gateway_vars(mock: &MockProvider, url: &str, dir: &tempfile::TempDir) -> Vec<(String, String)> {
     let key = gateway::crypto::key::generate_fernet_key();
-    let mut vars = vec![
-        ("DATABASE_URL".to_owned(), url.to_owned()),
-        ("AUTH_GATEWAY_ENCRYPTION_KEY".to_owned(), key.expose_secret().to_owned()),
-        ("AUTH_GATEWAY_API_KEY".to_owned(), API_KEY.to_owned()),
-        ("LOG_LEVEL".to_owned(), "warn".to_owned()),
-        ("AUTH_GATEWAY_PROVIDERS".to_owned(), "mock".to_owned()),
-        ("MOCK_CLIENT_ID".to_owned(), mock.client_id().to_owned()),
-        ("MOCK_CLIENT_SECRET".to_owned(), mock.client_secret().to_owned()),
-        ("MOCK_AUTH_URL".to_owned(), mock.authorize_url()),
-        ("MOCK_TOKEN_URL".to_owned(), mock.token_url()),
-        ("MOCK_SCOPES".to_owned(), SCOPES.join(" ")),
-        ("HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("PORT".to_owned(), "0".to_owned()),
-        ("DATA_DIR".to_owned(), dir.path().display().to_string()),
-    ];
+    let mut vars = support::gateway_vars(mock, url, key.expose_secret(), dir.path());
+    vars.extend(support::vars([("MOCK_SCOPES", SCOPES.join(" ")), ("PORT", "0".to_owned())]));
     // Settings under study, from the caller's environment.
     vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("REFRESH_")));
     vars

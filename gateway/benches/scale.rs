@@ -36,7 +36,7 @@ use gateway::seeding::seed_credentials;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use sea_orm::{ConnectionTrait, Statement};
-use support::{API_KEY, email, env_or, first_requests, quantile, start_gateway};
+use support::{email, env_or, first_requests, quantile, start_gateway};
 
 /// A fixed Fernet key (32 bytes of 0x2a): the database outlives one run.
 /// A benchmark key, never a real one.
@@ -94,24 +94,13 @@ async fn run(command: &str) {
 
 /// The gateway's environment; `mock` is the running mock provider.
 fn gateway_vars(bench: &Bench, mock: &mock_provider::MockProvider) -> Vec<(String, String)> {
-    [
-        ("DATABASE_URL", bench.url.clone()),
-        ("AUTH_GATEWAY_ENCRYPTION_KEY", BENCH_KEY.to_owned()),
-        ("AUTH_GATEWAY_API_KEY", API_KEY.to_owned()),
-        ("LOG_LEVEL", "warn".to_owned()),
+    let data_dir = std::env::temp_dir().join("gateway-scale-bench");
+    let mut vars = support::gateway_vars(mock, &bench.url, BENCH_KEY, &data_dir);
+    vars.extend(support::vars([
         ("RATE_LIMIT_TOKEN_PER_SECOND", "1000000".to_owned()),
-        ("AUTH_GATEWAY_PROVIDERS", "mock".to_owned()),
-        ("MOCK_CLIENT_ID", mock.client_id().to_owned()),
-        ("MOCK_CLIENT_SECRET", mock.client_secret().to_owned()),
-        ("MOCK_AUTH_URL", mock.authorize_url()),
-        ("MOCK_TOKEN_URL", mock.token_url()),
         ("MOCK_SCOPES", "openid email mail.read".to_owned()),
-        ("HOST", "127.0.0.1".to_owned()),
-        ("DATA_DIR", std::env::temp_dir().join("gateway-scale-bench").display().to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    ]));
+    vars
 }
 
 async fn admin_connection(bench: &Bench) -> sea_orm::DatabaseConnection {

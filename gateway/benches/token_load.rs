@@ -33,9 +33,7 @@ use gateway::seeding::seed_credentials;
 
 mod support;
 
-use support::{
-    API_KEY, Server, database, email, env_or, first_requests, load, median, quantile, start_gateway, token_request,
-};
+use support::{Server, database, email, env_or, first_requests, load, median, quantile, start_gateway, token_request};
 
 fn main() {
     if std::env::args().any(|a| a == "--bare") {
@@ -82,26 +80,13 @@ async fn run() {
 
     let key = gateway::crypto::key::generate_fernet_key();
     let key_text = secrecy::ExposeSecret::expose_secret(&key).to_owned();
-    let vars = vec![
-        ("DATABASE_URL".to_owned(), database_url.clone()),
-        ("AUTH_GATEWAY_ENCRYPTION_KEY".to_owned(), key_text.clone()),
-        ("AUTH_GATEWAY_API_KEY".to_owned(), API_KEY.to_owned()),
-        ("LOG_LEVEL".to_owned(), "warn".to_owned()),
+    let mut vars = support::gateway_vars(&mock, &database_url, &key_text, dir.path());
+    vars.extend(support::vars([
         // The limiter runs (its cost is measured) but never refuses the load generator.
-        (
-            "RATE_LIMIT_TOKEN_PER_SECOND".to_owned(),
-            std::env::var("BENCH_TOKEN_LIMIT").unwrap_or_else(|_| "1000000".to_owned()),
-        ),
-        ("AUTH_GATEWAY_PROVIDERS".to_owned(), "mock".to_owned()),
-        ("MOCK_CLIENT_ID".to_owned(), mock.client_id().to_owned()),
-        ("MOCK_CLIENT_SECRET".to_owned(), mock.client_secret().to_owned()),
-        ("MOCK_AUTH_URL".to_owned(), mock.authorize_url()),
-        ("MOCK_TOKEN_URL".to_owned(), mock.token_url()),
-        ("MOCK_SCOPES".to_owned(), "openid email mail.read".to_owned()),
-        ("HOST".to_owned(), "127.0.0.1".to_owned()),
-        ("PORT".to_owned(), "0".to_owned()),
-        ("DATA_DIR".to_owned(), dir.path().display().to_string()),
-    ];
+        ("RATE_LIMIT_TOKEN_PER_SECOND", std::env::var("BENCH_TOKEN_LIMIT").unwrap_or_else(|_| "1000000".to_owned())),
+        ("MOCK_SCOPES", "openid email mail.read".to_owned()),
+        ("PORT", "0".to_owned()),
+    ]));
 
     // Seed the credentials directly (sealed as the gateway seals them).
     let settings = Settings::from_source(&Source::from_pairs(vars.clone())).unwrap();

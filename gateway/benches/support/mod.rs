@@ -15,6 +15,40 @@ use tokio::net::TcpStream;
 
 pub const API_KEY: &str = "bench-api-key-0123456789-abcdefghijklmnopqrstuvwxyz";
 
+/// The environment every benchmark's gateway starts from: the database at
+/// `database_url`, values sealed with `key`, the benchmark API key, quiet
+/// logs, loopback, its files under `data_dir`, and the running mock as its
+/// only provider. Each benchmark adds what it studies (scopes, rate limits,
+/// ports, issuers).
+pub fn gateway_vars(
+    mock: &mock_provider::MockProvider,
+    database_url: &str,
+    key: &str,
+    data_dir: &std::path::Path,
+) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", database_url.to_owned()),
+        ("AUTH_GATEWAY_ENCRYPTION_KEY", key.to_owned()),
+        ("AUTH_GATEWAY_API_KEY", API_KEY.to_owned()),
+        ("LOG_LEVEL", "warn".to_owned()),
+        ("AUTH_GATEWAY_PROVIDERS", "mock".to_owned()),
+        ("MOCK_CLIENT_ID", mock.client_id().to_owned()),
+        ("MOCK_CLIENT_SECRET", mock.client_secret().to_owned()),
+        ("MOCK_AUTH_URL", mock.authorize_url()),
+        ("MOCK_TOKEN_URL", mock.token_url()),
+        ("HOST", "127.0.0.1".to_owned()),
+        ("DATA_DIR", data_dir.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// `(name, value)` pairs as the owned strings [`gateway_vars`] holds.
+pub fn vars<'a>(pairs: impl IntoIterator<Item = (&'a str, String)>) -> impl Iterator<Item = (String, String)> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v))
+}
+
 /// The address of the benchmarks' `i`th user.
 pub fn email(i: u64) -> String {
     format!("user{i}@bench.example.com")
