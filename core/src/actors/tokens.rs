@@ -49,6 +49,16 @@ impl Entry {
     fn live_actor(&self) -> Option<&Addr<TokenActor>> {
         self.addr.as_ref().filter(|a| a.connected())
     }
+
+    /// No token and no actor: nothing worth keeping.
+    fn holds_nothing(&self) -> bool {
+        self.live_actor().is_none() && self.shared.snapshot().is_none()
+    }
+
+    /// No actor, and nobody used it for `idle`.
+    fn forgettable(&self, idle: Duration) -> bool {
+        self.live_actor().is_none() && self.shared.idle_for() >= idle
+    }
 }
 
 impl Drop for Entry {
@@ -67,7 +77,8 @@ pub struct InMemory {
 }
 
 pub struct TokenRegistry {
-    actors: RwLock<HashMap<CredentialKey, Entry>>,
+    /// The warm credentials (an actor among them only while it has I/O to do).
+    entries: RwLock<HashMap<CredentialKey, Entry>>,
     arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
     /// Shared by every actor: one pointer each rather than a copy of every handle.
@@ -87,7 +98,7 @@ impl std::fmt::Debug for TokenRegistry {
 impl TokenRegistry {
     pub(crate) fn new(deps: Deps, arbiters: Vec<ArbiterHandle>) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
-            actors: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
             arbiters,
             hasher: std::collections::hash_map::RandomState::new(),
             deps: Arc::new(deps),
@@ -99,25 +110,25 @@ impl TokenRegistry {
 
     /// Warm credentials and live actors.
     pub fn in_memory(&self) -> InMemory {
-        let actors = self.read();
-        InMemory { credentials: actors.len(), actors: actors.values().filter(|e| e.live_actor().is_some()).count() }
+        let entries = self.read();
+        InMemory { credentials: entries.len(), actors: entries.values().filter(|e| e.live_actor().is_some()).count() }
     }
 
     // A panic while the map was locked cannot leave it inconsistent: take it over.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<CredentialKey, Entry>> {
-        self.actors.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<CredentialKey, Entry>> {
-        self.actors.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn addr(&self, key: &CredentialKey) -> Result<Addr<TokenActor>, TokenError> {
         if let Some(addr) = self.read().get(key).and_then(Entry::live_actor) {
             return Ok(addr.clone());
         }
-        let mut actors = self.write();
-        let entry = actors.entry(key.clone()).or_insert_with(Entry::new);
+        let mut entries = self.write();
+        let entry = entries.entry(key.clone()).or_insert_with(Entry::new);
         // Another caller may have started it between our two looks.
         if let Some(addr) = entry.live_actor() {
             return Ok(addr.clone());
@@ -133,13 +144,13 @@ impl TokenRegistry {
     /// Called by an actor as it stops: the credential stays warm if its
     /// actor left a token behind.
     pub fn forget(&self, key: &CredentialKey, addr: &Addr<TokenActor>) {
-        let mut actors = self.write();
-        if let Some(entry) = actors.get_mut(key)
+        let mut entries = self.write();
+        if let Some(entry) = entries.get_mut(key)
             && entry.addr.as_ref() == Some(addr)
         {
             entry.addr = None;
-            if entry.shared.snapshot().is_none() {
-                actors.remove(key);
+            if entry.holds_nothing() {
+                entries.remove(key);
             }
         }
     }
@@ -147,13 +158,9 @@ impl TokenRegistry {
     /// Forgets `key` if it holds nothing: no token, no actor (a user with no
     /// credential must not stay in memory, however often asked for).
     fn forget_if_empty(&self, key: &CredentialKey, shared: &Arc<Shared>) {
-        let mut actors = self.write();
-        if let Some(entry) = actors.get(key)
-            && Arc::ptr_eq(&entry.shared, shared)
-            && entry.live_actor().is_none()
-            && shared.snapshot().is_none()
-        {
-            actors.remove(key);
+        let mut entries = self.write();
+        if entries.get(key).is_some_and(|entry| Arc::ptr_eq(&entry.shared, shared) && entry.holds_nothing()) {
+            entries.remove(key);
         }
     }
 
@@ -189,8 +196,8 @@ impl TokenRegistry {
         serves_caller: bool,
     ) -> Option<(Result<Grant, TokenError>, Arc<Shared>)> {
         let (shared, seen) = {
-            let mut actors = self.write();
-            let entry = actors.entry(key.clone()).or_insert_with(Entry::new);
+            let mut entries = self.write();
+            let entry = entries.entry(key.clone()).or_insert_with(Entry::new);
             if entry.live_actor().is_some() || entry.shared.snapshot().is_some() {
                 return None;
             }
@@ -349,16 +356,16 @@ impl TokenRegistry {
             if let Some(served) = entry.shared.unrecorded_use() {
                 used.push((key.clone(), entry.shared.clone(), served));
             }
-            if entry.live_actor().is_none() && entry.shared.idle_for() >= idle {
+            if entry.forgettable(idle) {
                 stale.push(key.clone());
             }
         }
         if !stale.is_empty() {
-            let mut actors = self.write();
+            let mut entries = self.write();
             for key in stale {
                 // Looked at again: it may have been used since.
-                if actors.get(&key).is_some_and(|e| e.live_actor().is_none() && e.shared.idle_for() >= idle) {
-                    actors.remove(&key);
+                if entries.get(&key).is_some_and(|e| e.forgettable(idle)) {
+                    entries.remove(&key);
                 }
             }
         }
