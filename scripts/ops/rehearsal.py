@@ -173,19 +173,27 @@ def save(state, state_file):
         json.dump(state, f)
 
 
-def stop_running(state, name):
-    """`up -d` again recreates a changed service: the old process goes first."""
-    pid = state.get("pids", {}).get(name)
-    if not pid or not os.path.exists(f"/proc/{pid}"):
-        return
+def terminate(pid):
+    """SIGTERM to the process group `pid` leads, then at most 10 s for it to
+    exit (gone, or a zombie its parent has not reaped)."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except OSError:
         return
     for _ in range(100):
-        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+        try:
+            if open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+                return
+        except OSError:
             return
         time.sleep(0.1)
+
+
+def stop_running(state, name):
+    """`up -d` again recreates a changed service: the old process goes first."""
+    pid = state.get("pids", {}).get(name)
+    if pid:
+        terminate(pid)
 
 
 def compose_up(state, file, state_file):
@@ -315,8 +323,7 @@ curl() {{ command curl --max-time 20 --connect-to "::127.0.0.1:$(cat {shlex.quot
     script = preamble + block.replace("/path/to/", provided + "/")
     env = dict(os.environ, REHEARSAL_STATE=state_file, PYTHONPATH=path("scripts"))
     try:
-        done = subprocess.run(["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True,
-                              timeout=300)
+        done = run_shell(script, checkout, env)
         health = None
         lines = [l for l in done.stdout.splitlines() if l.strip()]
         try:
@@ -333,6 +340,12 @@ curl() {{ command curl --max-time 20 --connect-to "::127.0.0.1:$(cat {shlex.quot
     finally:
         cleanup(state_file)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_shell(script, checkout, env, timeout=300):
+    """The script under bash in the rehearsal's checkout; its output captured."""
+    return subprocess.run(["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def add_microsoft_and_meta(checkout, preamble, env, tmp):
@@ -370,16 +383,16 @@ chmod 0444 secrets/microsoft_client_secret secrets/meta_client_secret
 docker compose -f docker-compose.prod.yml up -d
 curl -s https://auth.example.com/health
 """
-    done = subprocess.run(["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
+    done = run_shell(script, checkout, env)
     providers = []
     if done.returncode == 0:
         # As an MCP server would: start alice's consent with each provider.
         for provider in ("google", "microsoft", "meta"):
-            started = subprocess.run(
-                ["bash", "-c", preamble + "curl -s -X POST https://auth.example.com/auth/init "
-                 "-H \"X-API-Key: $(cat secrets/api_key)\" -H 'Content-Type: application/json' "
-                 f"-d '{{\"provider\": \"{provider}\", \"user_email\": \"alice@example.com\"}}'"],
-                cwd=checkout, env=env, capture_output=True, text=True, timeout=60)
+            started = run_shell(
+                preamble + "curl -s -X POST https://auth.example.com/auth/init "
+                "-H \"X-API-Key: $(cat secrets/api_key)\" -H 'Content-Type: application/json' "
+                f"-d '{{\"provider\": \"{provider}\", \"user_email\": \"alice@example.com\"}}'",
+                checkout, env, timeout=60)
             try:
                 if json.loads(started.stdout)["auth_url"].startswith("https://auth.example.com/connect/"):
                     providers.append(provider)
@@ -399,19 +412,7 @@ def cleanup(state_file):
     except (OSError, ValueError):
         return
     for pid in state.get("pids", {}).values():
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except OSError:
-            pass
-    for pid in state.get("pids", {}).values():
-        for _ in range(100):
-            if not os.path.exists(f"/proc/{pid}"):
-                break
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.1)
+        terminate(pid)
     psql = ["psql", "-qAt", "-d", "postgres", "-c"]
     if state.get("created_db"):
         subprocess.run(psql + [f"DROP DATABASE IF EXISTS \"{state['created_db']}\" WITH (FORCE)"], check=False)
